@@ -1,0 +1,76 @@
+"""Events on ``rapport.intake``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ..topics import INTAKE
+from .base import Code, EventData, ProblemArea, PseudonymousId, TargetCondition
+
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class Focus(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    primary: ProblemArea
+    secondary: ProblemArea | None = None
+
+
+class WeeklySlot(BaseModel):
+    """A window in which the patient can attend a weekly session (local time of ``timezone``)."""
+
+    model_config = ConfigDict(frozen=True)
+    weekday: int = Field(ge=1, le=7, description="ISO weekday, 1 = Monday")
+    start: HHMM
+    end: HHMM
+
+
+class Availability(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    timezone: str = Field(description="IANA time zone, e.g. Europe/London")
+    slots: list[WeeklySlot] = Field(min_length=1)
+
+
+class BaselineScore(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
+    answers: list[int] = Field(description="item answers in item order")
+    total: float
+    band: str | None = None
+    caseness: bool | None = None
+    flags: list[str] = Field(default_factory=list, description="coded flags, e.g. safety_item_positive")
+    administered_at: datetime
+
+
+class IntakeCompletedV1(EventData):
+    """Intake finished; the person is eligible; a course can be planned."""
+
+    event_type = "rapport.intake.completed.v1"
+    topic = INTAKE
+
+    episode_id: UUID
+    person_id: PseudonymousId
+    target_condition: TargetCondition
+    template_id: Code
+    focus: Focus
+    clinician_id: PseudonymousId
+    availability: Availability
+    baseline_scores: list[BaselineScore] = Field(default_factory=list)
+    referred_at: datetime
+    completed_at: datetime
+
+
+class IntakeDeclinedV1(EventData):
+    """Excluded or withdrawn at intake; no course may start for this episode."""
+
+    event_type = "rapport.intake.declined.v1"
+    topic = INTAKE
+
+    episode_id: UUID
+    person_id: PseudonymousId
+    reason_code: Code
+    declined_at: datetime

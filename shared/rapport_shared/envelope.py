@@ -1,0 +1,168 @@
+"""CloudEvents 1.0 in Kafka *binary* mode (architecture.md, "Envelope").
+
+The record value is the event's ``data`` as JSON; the attributes travel as ``ce_*`` headers.
+The record key is the episode id, so all events of an episode stay in order on one partition.
+Any Kafka client can read this with nothing but the published JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from pydantic import BaseModel
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+SCHEMA_BASE = "/schemas/events/"  # resolved against the published docs; see docs/events.md
+
+REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject")
+
+
+class EnvelopeError(ValueError):
+    """A record that is not a valid Rapport CloudEvent. ``field`` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class CloudEvent:
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str
+    data: dict[str, Any]
+    dataschema: str = ""
+    correlation_id: str | None = None
+    traceparent: str | None = None
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> bytes:
+        return self.subject.encode()
+
+
+@dataclass(frozen=True)
+class KafkaRecord:
+    key: bytes
+    value: bytes
+    headers: dict[str, str]
+
+
+def schema_uri(event_type: str) -> str:
+    return f"{SCHEMA_BASE}{event_type}.json"
+
+
+def new_event(
+    *,
+    type: str,
+    source: str,
+    subject: str,
+    data: BaseModel | Mapping[str, Any],
+    time: datetime,
+    id: str | None = None,
+    correlation_id: str | None = None,
+    traceparent: str | None = None,
+) -> CloudEvent:
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+    if time.tzinfo is None:
+        raise ValueError("event time must be timezone-aware")
+    return CloudEvent(
+        id=id or str(uuid.uuid4()),
+        source=source,
+        type=type,
+        time=time.astimezone(timezone.utc),
+        subject=subject,
+        data=payload,
+        dataschema=schema_uri(type),
+        correlation_id=correlation_id,
+        traceparent=traceparent,
+    )
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def encode(event: CloudEvent) -> KafkaRecord:
+    headers = {
+        "content-type": CONTENT_TYPE,
+        "ce_specversion": SPEC_VERSION,
+        "ce_id": event.id,
+        "ce_source": event.source,
+        "ce_type": event.type,
+        "ce_time": format_time(event.time),
+        "ce_subject": event.subject,
+        "ce_dataschema": event.dataschema or schema_uri(event.type),
+    }
+    if event.correlation_id:
+        headers["correlation_id"] = event.correlation_id
+    if event.traceparent:
+        headers["traceparent"] = event.traceparent
+    value = json.dumps(event.data, separators=(",", ":"), sort_keys=True).encode()
+    return KafkaRecord(key=event.key, value=value, headers=headers)
+
+
+def _header_map(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, Any]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, str] = {}
+    for name, raw in items:
+        if raw is None:
+            out[name] = ""
+            continue
+        try:
+            out[name] = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError(f"header {name}", "is not UTF-8") from exc
+    return out
+
+
+def decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | Mapping[str, Any]) -> CloudEvent:
+    """Validate a Kafka record as a Rapport CloudEvent. Raises ``EnvelopeError`` naming the field."""
+    h = _header_map(headers)
+    for name in REQUIRED_HEADERS:
+        if not h.get(name):
+            raise EnvelopeError(f"header {name}", "is missing")
+    if h["ce_specversion"] != SPEC_VERSION:
+        raise EnvelopeError("header ce_specversion", f"must be {SPEC_VERSION}, got {h['ce_specversion']!r}")
+    try:
+        uuid.UUID(h["ce_id"])
+    except ValueError as exc:
+        raise EnvelopeError("header ce_id", "must be a UUID") from exc
+    try:
+        time = datetime.fromisoformat(h["ce_time"].replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise EnvelopeError("header ce_time", "must be an RFC 3339 timestamp") from exc
+    if time.tzinfo is None:
+        raise EnvelopeError("header ce_time", "must carry a UTC offset")
+    content_type = h.get("content-type", CONTENT_TYPE) or CONTENT_TYPE
+    if content_type.split(";")[0].strip() != CONTENT_TYPE:
+        raise EnvelopeError("header content-type", f"must be {CONTENT_TYPE}, got {content_type!r}")
+    if value is None:
+        raise EnvelopeError("value", "is empty (a tombstone is not an event)")
+    try:
+        data = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EnvelopeError("value", f"is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise EnvelopeError("value", "must be a JSON object")
+    known = {*REQUIRED_HEADERS, "ce_dataschema", "content-type", "correlation_id", "traceparent"}
+    return CloudEvent(
+        id=h["ce_id"],
+        source=h["ce_source"],
+        type=h["ce_type"],
+        time=time,
+        subject=h["ce_subject"],
+        data=data,
+        dataschema=h.get("ce_dataschema", ""),
+        correlation_id=h.get("correlation_id") or None,
+        traceparent=h.get("traceparent") or None,
+        extra_headers={k: v for k, v in h.items() if k not in known},
+    )

@@ -1,0 +1,20 @@
+"""Named crash points for the delivery-guarantee tests.
+
+``crash_point("relay.after_publish")`` kills the process on the spot (``os._exit``, no cleanup,
+like SIGKILL) when ``RAPPORT_CRASH_AT`` names that point. Unset in production; it costs one
+environment lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+EXIT_CODE = 86
+
+
+def crash_point(name: str) -> None:
+    if os.environ.get("RAPPORT_CRASH_AT") == name:
+        sys.stderr.write(f"rapport: crash point {name} reached, exiting {EXIT_CODE}\n")
+        sys.stderr.flush()
+        os._exit(EXIT_CODE)

@@ -1,0 +1,92 @@
+"""Kafka adapter: the FastStream broker, the relay/DLQ publisher and topic creation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from .consumer import EventConsumer
+from .envelope import KafkaRecord
+from .logging import get_logger
+
+log = get_logger(__name__)
+
+
+def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
+    # Idempotent producer with acks=all: a retried send never duplicates or reorders a record.
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        log_level=logging.DEBUG,  # FastStream logs every message at this level; ours are richer
+        graceful_timeout=15.0,
+    )
+
+
+def publisher(broker: KafkaBroker):
+    async def publish(topic: str, record: KafkaRecord) -> Awaitable[Any]:
+        return await broker.publish(
+            record.value, topic, key=record.key, headers=dict(record.headers), no_confirm=True,
+            correlation_id=record.headers.get("correlation_id") or None,
+        )
+
+    return publish
+
+
+def dead_letter_publisher(broker: KafkaBroker):
+    publish = publisher(broker)
+
+    async def dead_letter(topic: str, record: KafkaRecord) -> None:
+        await (await publish(topic, record))
+
+    return dead_letter
+
+
+async def _raw_body(msg: Any) -> bytes:
+    # Hand the handler the raw bytes: decoding and validation are the envelope's job.
+    return msg.body
+
+
+def attach(broker: KafkaBroker, consumer: EventConsumer, *, auto_offset_reset: str) -> None:
+    """Subscribe ``consumer`` to its topics. Offsets are committed by hand, after the effect."""
+    if not consumer.handlers:
+        return
+    subscriber = broker.subscriber(
+        *consumer.topics,
+        group_id=consumer.group_id,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset=auto_offset_reset,
+        decoder=_raw_body,
+    )
+
+    @subscriber
+    async def on_record(body: bytes, msg: KafkaMessage) -> None:
+        try:
+            await consumer.process(msg.raw_message)
+        except BaseException:
+            # Anything unexpected: rewind to this record so it is not committed past.
+            await msg.nack()
+            raise
+        await msg.ack()
+
+
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+            log.info("topics created", topics=[t.name for t in new])
+    finally:
+        await admin.close()

@@ -1,0 +1,15 @@
+"""Prometheus metrics shared by all services (served on ``/metrics``)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_CONSUMED = Counter(
+    "rapport_events_consumed_total", "Records handled by a consumer, by outcome", ["topic", "event_type", "outcome"]
+)
+HANDLER_SECONDS = Histogram("rapport_handler_seconds", "Time to apply one event's effect", ["event_type"])
+DEAD_LETTERED = Counter("rapport_dead_lettered_total", "Records sent to a dead-letter topic", ["topic", "reason"])
+OUTBOX_PUBLISHED = Counter("rapport_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
+OUTBOX_PENDING = Gauge("rapport_outbox_pending", "Outbox rows not yet published (at last relay pass)")
+RELAY_LAG_SECONDS = Histogram(
+    "rapport_outbox_lag_seconds", "Time from outbox insert to Kafka acknowledgement", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
+)
+HTTP_REQUESTS = Counter("rapport_http_requests_total", "HTTP requests", ["method", "route", "status"])

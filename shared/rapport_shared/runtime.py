@@ -1,0 +1,110 @@
+"""One service process: Postgres pool, Kafka broker, outbox relay, consumers — started and
+stopped together under the HTTP app's lifespan (FastAPI and FastStream side by side)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import asyncpg
+from faststream.kafka import KafkaBroker
+
+from . import db
+from .clock import Clock, SystemClock
+from .consumer import EventConsumer
+from .kafka import attach, dead_letter_publisher, ensure_topics, make_broker, publisher
+from .logging import get_logger
+from .outbox import Outbox, OutboxRelay
+from .settings import ServiceSettings
+from .topics import dlq_topic
+from .uow import UnitOfWorkFactory
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceRuntime:
+    settings: ServiceSettings
+    migrations_dir: Path
+    produces: list[str] = field(default_factory=list)
+    register_handlers: Callable[["ServiceRuntime", EventConsumer], None] | None = None
+    clock: Clock = field(default_factory=SystemClock)
+
+    pool: asyncpg.Pool | None = None
+    broker: KafkaBroker | None = None
+    consumer: EventConsumer | None = None
+    relay: OutboxRelay | None = None
+    _relay_task: asyncio.Task | None = None
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(source=f"/rapport/{self.settings.service_name}", schema=self.settings.db_schema)
+        self.migrations = db.discover(self.migrations_dir)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await db.create_pool(s.database_dsn, s.db_schema, s.db_pool_min, s.db_pool_max)
+        if s.migrate_on_start:
+            async with self.pool.acquire() as conn:
+                await db.migrate(conn, s.db_schema, self.migrations)
+        self.uow = UnitOfWorkFactory(self.pool, self.outbox, self.clock)
+        self.broker = make_broker(s.kafka_bootstrap, client_id=f"rapport-{s.service_name}")
+        self.consumer = EventConsumer(
+            pool=self.pool,
+            group_id=s.consumer_group,
+            dead_letter=dead_letter_publisher(self.broker),
+            outbox=self.outbox,
+            clock=self.clock,
+            max_attempts=s.handler_max_attempts,
+            backoff_s=s.handler_backoff_s,
+            backoff_max_s=s.handler_backoff_max_s,
+        )
+        if self.register_handlers:
+            self.register_handlers(self, self.consumer)
+        topics = set(self.produces) | set(self.consumer.topics)
+        topics |= {dlq_topic(t, s.consumer_group) for t in self.consumer.topics}
+        await ensure_topics(s.kafka_bootstrap, sorted(topics), s.topic_partitions, s.topic_replication)
+        attach(self.broker, self.consumer, auto_offset_reset=s.auto_offset_reset)
+        await self.broker.start()
+        if s.relay_enabled:
+            self.relay = OutboxRelay(
+                self.pool, publisher(self.broker), s.db_schema,
+                batch_size=s.relay_batch_size, poll_interval_s=s.relay_poll_interval_s,
+                retention_hours=s.outbox_retention_hours,
+            )
+            self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        log.info("service started", consumes=self.consumer.topics, produces=self.produces)
+
+    async def stop(self) -> None:
+        if self.relay:
+            self.relay.stop()
+        if self._relay_task:
+            try:
+                await asyncio.wait_for(self._relay_task, timeout=10)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._relay_task.cancel()
+        if self.broker:
+            await self.broker.stop()
+        if self.pool:
+            await self.pool.close()
+        log.info("service stopped")
+
+    async def readiness(self) -> dict[str, str]:
+        """Each check: 'ok' or the reason it failed."""
+        checks: dict[str, str] = {}
+        try:
+            assert self.pool is not None, "not started"
+            async with self.pool.acquire(timeout=2) as conn:
+                pending = await db.pending_migrations(conn, self.migrations)
+            checks["postgres"] = "ok"
+            checks["migrations"] = "ok" if not pending else f"pending: {', '.join(pending)}"
+        except Exception as exc:
+            checks["postgres"] = f"unreachable: {exc!r}"
+            checks["migrations"] = "unknown"
+        try:
+            assert self.broker is not None, "not started"
+            checks["kafka"] = "ok" if await self.broker.ping(timeout=2) else "unreachable"
+        except Exception as exc:
+            checks["kafka"] = f"unreachable: {exc!r}"
+        return checks

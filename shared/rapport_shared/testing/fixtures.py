@@ -1,0 +1,80 @@
+"""pytest plugin with the project's shared fixtures (``pytest_plugins`` in tests/conftest.py).
+
+Session-scoped: one Kafka and one Postgres (Testcontainers, from the images built by
+``deploy/build-images.sh``; or already-running ones named by ``RAPPORT_TEST_KAFKA_BOOTSTRAP`` /
+``RAPPORT_TEST_POSTGRES_DSN``), the four schemas and roles provisioned and migrated, and the four
+services as separate processes for end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from .. import db
+from ..http.auth import TokenAuthority
+from .services import SERVICES, System, build_system, role_dsn
+
+TEST_SECRET = "test-secret-" + secrets.token_hex(16)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    from . import infra  # imported late: unit tests need no Docker
+
+    handle = infra.start_postgres()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka():
+    from . import infra
+
+    handle = infra.start_kafka()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
+def db_passwords(postgres) -> dict[str, str]:
+    """Each service's role and schema, created as an operator would (rapport-admin provision)."""
+    passwords = {name: secrets.token_urlsafe(12) for name in SERVICES}
+
+    async def go() -> None:
+        for name in SERVICES:
+            await db.provision(postgres.admin_dsn, "rapport", name, passwords[name])
+
+    asyncio.run(go())
+    return passwords
+
+
+@pytest.fixture(scope="session")
+def service_dsns(postgres, db_passwords) -> dict[str, str]:
+    return {name: role_dsn(postgres.admin_dsn, name, db_passwords[name]) for name in SERVICES}
+
+
+@pytest.fixture(scope="session")
+def tokens() -> TokenAuthority:
+    return TokenAuthority(TEST_SECRET)
+
+
+@pytest.fixture(scope="session")
+def system(postgres, kafka, db_passwords, tmp_path_factory) -> System:
+    """The four services as separate processes (each migrates its own schema on start)."""
+    sys_ = build_system(admin_dsn=postgres.admin_dsn, kafka_bootstrap=kafka.bootstrap, passwords=db_passwords,
+                        secret=TEST_SECRET, log_dir=Path(tmp_path_factory.mktemp("service-logs")))
+    sys_.start_all()
+    yield sys_
+    sys_.stop_all()
+
+
+@pytest.fixture
+async def admin_conn(postgres):
+    conn = await asyncpg.connect(postgres.admin_dsn)
+    yield conn
+    await conn.close()

@@ -1,0 +1,84 @@
+"""Plain-aiokafka helpers for tests: read a topic from the beginning, produce raw records.
+
+Deliberately independent of the services' code paths (a partner's view of the topics)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+    timestamp: int
+
+
+async def read_all(bootstrap: str, topic: str) -> list[Record]:
+    """Every record currently in ``topic`` (no consumer group, nothing committed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():  # also refreshes metadata
+            return []
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[Record] = []
+        remaining = {tp for tp in tps if end[tp] > 0}
+        for tp in list(remaining):
+            if await consumer.position(tp) >= end[tp]:
+                remaining.discard(tp)
+        deadline = time.monotonic() + 30
+        while remaining and time.monotonic() < deadline:
+            batch = await consumer.getmany(*remaining, timeout_ms=500)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    out.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
+                                      {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers}, m.timestamp))
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+async def wait_for_records(bootstrap: str, topic: str, predicate: Callable[[Record], bool], count: int = 1,
+                           timeout: float = 60) -> list[Record]:
+    deadline = time.monotonic() + timeout
+    found: list[Record] = []
+    while time.monotonic() < deadline:
+        found = [r for r in await read_all(bootstrap, topic) if predicate(r)]
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{len(found)}/{count} matching records on {topic} after {timeout}s")
+
+
+async def produce_raw(bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key,
+                                     headers=[(k, v.encode()) for k, v in (headers or {}).items()])
+    finally:
+        await producer.stop()
+
+
+def header(record: Record, name: str) -> str | None:
+    return record.headers.get(name)
