@@ -50,3 +50,28 @@ debian_mirror() {
   )
   echo "${uri:-http://deb.debian.org/debian}"
 }
+
+KAFKA_VERSION=4.3.1
+
+# fetch_kafka_jars DIR : Kafka's runtime jars into DIR/lib (skipped when pom.xml is unchanged).
+fetch_kafka_jars() {
+  local dir="$1" pomhash
+  pomhash=$(sha256sum "$RAPPORT_DEPLOY/kafka/pom.xml" | cut -c1-64)
+  if [ -f "$dir/lib/.pom.sha256" ] && [ "$(cat "$dir/lib/.pom.sha256")" = "$pomhash" ]; then
+    return 0
+  fi
+  mkdir -p "$dir" "$RAPPORT_BUILD_DIR"
+  command -v mvn >/dev/null 2>&1 || apt_install maven || die "cannot install maven"
+  log "kafka: fetching jars from Maven Central (mvn copy-dependencies)"
+  rm -rf "$dir/lib"
+  if ! (cd "$RAPPORT_DEPLOY/kafka" && mvn -B -q \
+        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$dir/lib") >"$RAPPORT_BUILD_DIR/mvn.log" 2>&1; then
+    tail -n 30 "$RAPPORT_BUILD_DIR/mvn.log" >&2
+    die "mvn copy-dependencies failed (log: $RAPPORT_BUILD_DIR/mvn.log)"
+  fi
+  ls "$dir/lib" | grep -q '^slf4j-api-1\.7\.36\.jar$' || die "slf4j-api 1.7.36 missing from $dir/lib"
+  ls "$dir/lib" | grep -q '^log4j-slf4j-impl-' || die "log4j-slf4j-impl missing from $dir/lib"
+  ls "$dir/lib" | grep -q "^kafka_2.13-$KAFKA_VERSION\.jar\$" || die "kafka_2.13-$KAFKA_VERSION.jar missing"
+  echo "$pomhash" > "$dir/lib/.pom.sha256"
+}

@@ -30,8 +30,7 @@ done
 
 BASE_IMAGE=rapport/base:bookworm
 PG_IMAGE=rapport/postgres:15
-KAFKA_VERSION=4.3.1
-KAFKA_IMAGE=rapport/kafka:$KAFKA_VERSION
+KAFKA_IMAGE=rapport/kafka:$KAFKA_VERSION   # KAFKA_VERSION: _common.sh
 SERVICES=(intake scheduler outcomes notifier)
 LABEL=rapport.inputs.sha256
 # Bump when the way images are built changes in a way the hashed files do not show.
@@ -147,28 +146,6 @@ build_postgres() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# fetch_kafka_jars DIR : Kafka's runtime jars into DIR/lib (skipped when pom.xml is unchanged).
-fetch_kafka_jars() {
-  local dir="$1" pomhash
-  pomhash=$(sha256sum "$RAPPORT_DEPLOY/kafka/pom.xml" | cut -c1-64)
-  if [ -f "$dir/lib/.pom.sha256" ] && [ "$(cat "$dir/lib/.pom.sha256")" = "$pomhash" ]; then
-    return 0
-  fi
-  command -v mvn >/dev/null 2>&1 || apt_install maven || die "cannot install maven"
-  log "kafka: fetching jars from Maven Central (mvn copy-dependencies)"
-  rm -rf "$dir/lib"
-  if ! (cd "$RAPPORT_DEPLOY/kafka" && mvn -B -q \
-        org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
-        -DincludeScope=runtime -DoutputDirectory="$dir/lib") >"$RAPPORT_BUILD_DIR/mvn.log" 2>&1; then
-    tail -n 30 "$RAPPORT_BUILD_DIR/mvn.log" >&2
-    die "mvn copy-dependencies failed (log: $RAPPORT_BUILD_DIR/mvn.log)"
-  fi
-  ls "$dir/lib" | grep -q '^slf4j-api-1\.7\.36\.jar$' || die "slf4j-api 1.7.36 missing from $dir/lib"
-  ls "$dir/lib" | grep -q '^log4j-slf4j-impl-' || die "log4j-slf4j-impl missing from $dir/lib"
-  ls "$dir/lib" | grep -q "^kafka_2.13-$KAFKA_VERSION\.jar\$" || die "kafka_2.13-$KAFKA_VERSION.jar missing"
-  echo "$pomhash" > "$dir/lib/.pom.sha256"
-}
-
 build_kafka() {
   local t0 hash ctx
   t0=$(now_s)
@@ -206,8 +183,13 @@ make_wheelhouse() {
   grep -hE '^[A-Za-z0-9]' "$ctx/req/"*.txt | LC_ALL=C sort -u > "$ctx/requirements.txt"
   log "python: pip wheel ($(wc -l < "$ctx/requirements.txt") pinned dependencies + 5 workspace packages)"
   # Wheels for the container's python (Debian bookworm: 3.11, glibc 2.36), built on the host (3.11).
-  "${pip[@]}" wheel -q --no-input -r "$ctx/requirements.txt" -w "$ctx/deps" >"$RAPPORT_BUILD_DIR/pip-deps.log" 2>&1 \
-    || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-deps.log" >&2; die "pip wheel (dependencies) failed"; }
+  local reqhash
+  reqhash=$(sha256sum "$ctx/requirements.txt" | cut -c1-64)
+  if [ "$(cat "$ctx/deps/.requirements.sha256" 2>/dev/null)" != "$reqhash" ]; then
+    "${pip[@]}" wheel -q --no-input -r "$ctx/requirements.txt" -w "$ctx/deps" >"$RAPPORT_BUILD_DIR/pip-deps.log" 2>&1 \
+      || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-deps.log" >&2; die "pip wheel (dependencies) failed"; }
+    echo "$reqhash" > "$ctx/deps/.requirements.sha256"
+  fi
   "${pip[@]}" wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared" \
     $(for svc in "${SERVICES[@]}"; do printf '%s ' "$RAPPORT_ROOT/services/$svc"; done) \
     -w "$ctx/app" >"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1 \

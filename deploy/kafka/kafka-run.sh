@@ -16,6 +16,8 @@
 #   KAFKA_EXTRA_PROPERTIES extra server.properties lines (newline separated; they win)
 #   KAFKA_CLUSTER_ID       cluster id used when formatting            (random)
 #   KAFKA_HOME             where lib/ and log4j2.yaml are             (dir of this script)
+#   KAFKA_LIB_DIR          the jars                                   ($KAFKA_HOME/lib)
+#   KAFKA_LOG4J_CONFIG     log4j2 configuration                       ($KAFKA_HOME/log4j2.yaml)
 #   KAFKA_DATA_DIR         log.dirs; formatted on first start only    (/var/lib/kafka/data)
 # Storage is formatted only when $KAFKA_DATA_DIR/meta.properties is absent, so a restart of the
 # same container (or process with the same data dir) keeps topics and offsets.
@@ -35,10 +37,12 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 JAVA="${JAVA:-java}"
 
-CP="$KAFKA_HOME/lib/*"
+KAFKA_LIB_DIR="${KAFKA_LIB_DIR:-$KAFKA_HOME/lib}"
+KAFKA_LOG4J_CONFIG="${KAFKA_LOG4J_CONFIG:-$KAFKA_HOME/log4j2.yaml}"
+CP="$KAFKA_LIB_DIR/*"
 CONF_DIR="$(dirname "$KAFKA_DATA_DIR")/config"
 PROPS="$CONF_DIR/server.properties"
-LOG4J="-Dlog4j2.configurationFile=$KAFKA_HOME/log4j2.yaml"
+LOG4J="-Dlog4j2.configurationFile=$KAFKA_LOG4J_CONFIG"
 mkdir -p "$KAFKA_DATA_DIR" "$CONF_DIR"
 
 listeners="PLAINTEXT://${KAFKA_LISTEN_HOST}:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}"

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from ..topics import INTAKE
 from .base import Code, EventData, ProblemArea, PseudonymousId, TargetCondition
@@ -38,7 +38,7 @@ class Availability(BaseModel):
 class BaselineScore(BaseModel):
     model_config = ConfigDict(frozen=True)
     instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
-    answers: list[int] = Field(description="item answers in item order")
+    answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer (coded integers)")
     total: float
     band: str | None = None
     caseness: bool | None = None

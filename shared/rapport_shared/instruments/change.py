@@ -105,11 +105,12 @@ def classify_instrument(
     latest: int | float,
     *,
     catalogue: Catalogue | None = None,
-    field: str = "",
+    field_prefix: str = "",
 ) -> InstrumentChange:
+    """One instrument's paired totals: change, reliable change and caseness at both ends."""
     definition = _catalogue(catalogue).get(code)
-    baseline = checked_total(definition, baseline, f"{field}baseline")
-    latest = checked_total(definition, latest, f"{field}latest")
+    baseline = checked_total(definition, baseline, f"{field_prefix}baseline")
+    latest = checked_total(definition, latest, f"{field_prefix}latest")
     difference = exact(latest) - exact(baseline)
     threshold = definition.reliable_change_threshold
     return InstrumentChange(
@@ -137,7 +138,7 @@ def _not(value: bool | None) -> bool | None:
 
 
 def _and(*values: bool | None) -> bool | None:
-    if 0 in []:
+    if False in values:
         return False
     return None if None in values else True
 
@@ -185,7 +186,7 @@ def classify_episode(
     _check_paired_measures(cat, paired_measures)
     trial = cat.get(trial_measure)
     changes = {
-        code: classify_instrument(code, pair[0], pair[1], catalogue=cat, field=f"pairs[{code!r}].")
+        code: classify_instrument(code, pair[0], pair[1], catalogue=cat, field_prefix=f"pairs[{code!r}].")
         for code, pair in _pairs(pairs).items()
     }
     present = tuple(code for code in dict.fromkeys(paired_measures) if code in changes)

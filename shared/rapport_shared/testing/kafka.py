@@ -23,14 +23,18 @@ class Record:
     timestamp: int
 
 
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    # consumer.topics() fetches metadata without keeping it; read the fetched cluster directly.
+    cluster = await consumer._client.fetch_all_metadata()
+    return cluster.partitions_for_topic(topic) or set()
+
+
 async def read_all(bootstrap: str, topic: str) -> list[Record]:
     """Every record currently in ``topic`` (no consumer group, nothing committed)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also refreshes metadata
-            return []
-        parts = consumer.partitions_for_topic(topic) or set()
+        parts = await _partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if not tps:
             return []
@@ -82,3 +86,28 @@ async def produce_raw(bootstrap: str, topic: str, value: bytes | None, key: byte
 
 def header(record: Record, name: str) -> str | None:
     return record.headers.get(name)
+
+
+async def wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float = 60) -> None:
+    """Until ``group`` has committed every record currently in ``topic`` (lag 0)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout
+        lag: dict = {}
+        while time.monotonic() < deadline:
+            committed = await admin.list_consumer_group_offsets(group)
+            lag = {tp: ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
+            if all(v <= 0 for v in lag.values()):
+                return
+            await asyncio.sleep(0.3)
+        raise TimeoutError(f"group {group} still lags on {topic}: {lag}")
+    finally:
+        await consumer.stop()
+        await admin.close()

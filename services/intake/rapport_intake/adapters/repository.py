@@ -40,7 +40,7 @@ async def get(conn: asyncpg.Connection, episode_id: UUID, *, for_update: bool = 
         availability=Availability.model_validate_json(row["availability"]) if row["availability"] else None,
         baseline={
             s["instrument"]: BaselineScore(
-                instrument=s["instrument"], answers=list(s["answers"]), total=float(s["total"]), band=s["band"],
+                instrument=s["instrument"], answers={int(k): v for k, v in json.loads(s["answers"]).items()}, total=float(s["total"]), band=s["band"],
                 caseness=s["caseness"], flags=list(s["flags"]), administered_at=s["administered_at"],
             )
             for s in scores
@@ -62,8 +62,8 @@ async def save(conn: asyncpg.Connection, r: Referral) -> None:
     for s in r.baseline.values():
         await conn.execute(
             "INSERT INTO baseline_scores (episode_id, instrument, answers, total, band, caseness, flags, administered_at)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (episode_id, instrument) DO UPDATE SET"
+            " VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8) ON CONFLICT (episode_id, instrument) DO UPDATE SET"
             " answers=EXCLUDED.answers, total=EXCLUDED.total, band=EXCLUDED.band, caseness=EXCLUDED.caseness,"
             " flags=EXCLUDED.flags, administered_at=EXCLUDED.administered_at",
-            r.episode_id, s.instrument, s.answers, s.total, s.band, s.caseness, s.flags, s.administered_at,
+            r.episode_id, s.instrument, json.dumps(s.answers), s.total, s.band, s.caseness, s.flags, s.administered_at,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from rapport_shared.contracts import Availability, Focus, PseudonymousId, TargetCondition
 from rapport_shared.contracts.base import Code
@@ -22,7 +22,7 @@ class OpenReferral(Command):
 
 class BaselineSubmission(Command):
     instrument: Code
-    answers: list[int]
+    answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer")
     administered_at: datetime
 
 

@@ -19,7 +19,7 @@ CREATE TABLE referrals (
 CREATE TABLE baseline_scores (
     episode_id      uuid        NOT NULL REFERENCES referrals (episode_id),
     instrument      text        NOT NULL,
-    answers         integer[]   NOT NULL,
+    answers         jsonb       NOT NULL,  -- item number → answer
     total           numeric     NOT NULL,
     band            text,
     caseness        boolean,

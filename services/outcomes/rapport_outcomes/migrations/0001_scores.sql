@@ -12,7 +12,7 @@ CREATE TABLE submissions (
     instrument      text        NOT NULL,
     timepoint       text        NOT NULL,
     session_number  integer,
-    answers         integer[]   NOT NULL,
+    answers         jsonb       NOT NULL,  -- item number → answer
     total           numeric     NOT NULL,
     band            text,
     caseness        boolean,

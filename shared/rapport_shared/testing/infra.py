@@ -1,0 +1,503 @@
+"""Real PostgreSQL 15 and Kafka 4.3.1 for tests, as containers or as given addresses.
+
+Helpers for session-scoped pytest fixtures::
+
+    @pytest.fixture(scope="session")
+    def kafka():
+        handle = start_kafka()
+        yield handle
+        handle.stop()
+
+The containers are the locally built images ``rapport/postgres:15`` and ``rapport/kafka:4.3.1``
+(``deploy/build-images.sh --infra-only``; nothing is pulled). They run with host networking on
+free ports bound to 127.0.0.1 only. Testcontainers' reaper (ryuk) is disabled because its image
+cannot be pulled here, so cleanup is ours: ``stop()`` removes a container, an ``atexit`` hook
+removes whatever this process started and did not remove, and each start first removes the
+containers left by test processes that are no longer alive (they carry the label
+``rapport.test.pid``).
+
+Environment:
+
+``RAPPORT_TEST_POSTGRES_DSN``
+    Use this server instead of starting a container (e.g. the one ``deploy/local-infra.sh``
+    starts). It is the admin DSN (a superuser; the database must exist).
+``RAPPORT_TEST_KAFKA_BOOTSTRAP``
+    Use this broker instead of starting a container. ``restart()`` and ``kill()`` then need
+    ``RAPPORT_TEST_KAFKA_RESTART_CMD`` / ``RAPPORT_TEST_KAFKA_KILL_CMD`` (shell commands, e.g.
+    ``deploy/local-infra.sh restart-kafka``); without them they raise
+    :class:`InfraNotControllable` (use ``handle.skip_unless_controllable()`` in a test).
+``RAPPORT_TEST_POSTGRES_IMAGE`` / ``RAPPORT_TEST_KAFKA_IMAGE``
+    Other image names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import logging
+import os
+import socket
+import struct
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+# Must be set before testcontainers reads its configuration (no registry: no ryuk image).
+os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+
+__all__ = [
+    "InfraError",
+    "InfraNotControllable",
+    "KafkaHandle",
+    "PostgresHandle",
+    "free_port",
+    "start_kafka",
+    "start_postgres",
+]
+
+log = logging.getLogger("rapport.testing.infra")
+
+POSTGRES_IMAGE = os.environ.get("RAPPORT_TEST_POSTGRES_IMAGE", "rapport/postgres:15")
+KAFKA_IMAGE = os.environ.get("RAPPORT_TEST_KAFKA_IMAGE", "rapport/kafka:4.3.1")
+LOOPBACK = "127.0.0.1"
+_TEST_LABEL = "rapport.test"
+_PID_LABEL = "rapport.test.pid"
+
+T = TypeVar("T")
+
+
+class InfraError(RuntimeError):
+    """The test infrastructure could not be started or did not become ready."""
+
+
+class InfraNotControllable(InfraError):
+    """restart()/kill() on infrastructure that this process does not control."""
+
+
+# --------------------------------------------------------------------------------------------
+# small utilities
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that is free on ``host`` right now (bind to port 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _run_coro(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from sync code, even if this thread has a running loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())  # type: ignore[arg-type]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()  # type: ignore[arg-type]
+
+
+def _split_hostport(hostport: str) -> tuple[str, int]:
+    host, _, port = hostport.strip().rpartition(":")
+    return host.strip("[]") or LOOPBACK, int(port)
+
+
+def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _kafka_broker_count(host: str, port: int, timeout: float = 1.0) -> int:
+    """Raw Kafka Metadata v4 request (no topics): how many live brokers the broker reports.
+
+    Cheap and silent (no client library logs) while the broker is starting: it opens its port
+    before it processes requests. The same probe as deploy/kafka/healthcheck.sh.
+    """
+    body = struct.pack(">hhih", 3, 4, 1, -1) + struct.pack(">ib", 0, 0)
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(body)) + body)
+        buf = b""
+        while len(buf) < 16:
+            chunk = s.recv(16 - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+    if len(buf) < 16:
+        return 0
+    _size, corr, _throttle, count = struct.unpack(">iiii", buf)
+    return count if corr == 1 else 0
+
+
+def _docker_client() -> Any:
+    from testcontainers.core.docker_client import DockerClient  # noqa: PLC0415
+
+    return DockerClient().client
+
+
+_started: dict[str, Any] = {}  # container id -> docker container (this process's)
+_started_lock = threading.Lock()
+
+
+def _remove_container(container: Any) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except Exception as exc:  # noqa: BLE001 - already gone is fine
+        if "No such container" not in str(exc) and "404" not in str(exc):
+            log.warning("could not remove container %s: %s", getattr(container, "short_id", "?"), exc)
+    with _started_lock:
+        _started.pop(getattr(container, "id", ""), None)
+
+
+@atexit.register
+def _remove_all_started() -> None:
+    with _started_lock:
+        leftovers = list(_started.values())
+    for container in leftovers:
+        _remove_container(container)
+
+
+def _remove_stale_containers() -> None:
+    """Remove test containers whose creating process is gone (e.g. a killed pytest)."""
+    try:
+        client = _docker_client()
+        for c in client.containers.list(all=True, filters={"label": _TEST_LABEL}):
+            pid = int(c.labels.get(_PID_LABEL, "0") or 0)
+            if pid and pid != os.getpid() and not _pid_alive(pid):
+                log.info("removing stale test container %s (pid %s gone)", c.name, pid)
+                c.remove(force=True, v=True)
+    except Exception as exc:  # noqa: BLE001 - best effort
+        log.debug("stale container cleanup skipped: %s", exc)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start_container(image: str, env: dict[str, str], kind: str) -> Any:
+    """Start ``image`` with host networking; returns the testcontainers DockerContainer."""
+    from testcontainers.core.config import testcontainers_config  # noqa: PLC0415
+    from testcontainers.core.container import DockerContainer  # noqa: PLC0415
+
+    testcontainers_config.ryuk_disabled = True
+    _remove_stale_containers()
+    client = _docker_client()
+    try:
+        client.images.get(image)
+    except Exception as exc:  # noqa: BLE001
+        raise InfraError(
+            f"image {image} is not built here ({exc}); run: bash deploy/build-images.sh --infra-only"
+        ) from exc
+    name = f"rapport-test-{kind}-{os.getpid()}-{int(time.time() * 1000) % 10_000_000}"
+    container = (
+        DockerContainer(image)
+        .with_name(name)
+        .with_envs(**env)
+        .with_kwargs(network="host", labels={_TEST_LABEL: kind, _PID_LABEL: str(os.getpid())})
+    )
+    container.start()
+    wrapped = container.get_wrapped_container()
+    with _started_lock:
+        _started[wrapped.id] = wrapped
+    return container
+
+
+def _container_logs_tail(container: Any, lines: int = 40) -> str:
+    try:
+        return container.get_wrapped_container().logs(tail=lines).decode(errors="replace")
+    except Exception as exc:  # noqa: BLE001
+        return f"(no logs: {exc})"
+
+
+def _check_running(container: Any, what: str) -> None:
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    if wrapped.status not in ("running", "created", "restarting"):
+        raise InfraError(f"{what} container exited ({wrapped.status}):\n{_container_logs_tail(container)}")
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+@dataclass
+class PostgresHandle:
+    """A PostgreSQL server: ``admin_dsn`` is a superuser DSN on the database ``rapport``."""
+
+    admin_dsn: str
+    host: str
+    port: int
+    user: str = "postgres"
+    password: str = "postgres"
+    database: str = "rapport"
+    startup_seconds: float = 0.0
+    external: bool = False
+    container: Any = field(default=None, repr=False)
+
+    def dsn(self, user: str | None = None, password: str | None = None, database: str | None = None) -> str:
+        """A DSN on this server for another role and/or database."""
+        return (
+            f"postgresql://{user or self.user}:{password or self.password}"
+            f"@{self.host}:{self.port}/{database or self.database}"
+        )
+
+    def stop(self) -> None:
+        """Remove the container (nothing for an external server). Idempotent."""
+        if self.container is not None:
+            _remove_container(self.container.get_wrapped_container())
+            self.container = None
+
+
+async def _pg_try_connect(dsn: str) -> None:
+    import asyncpg  # noqa: PLC0415
+
+    conn = await asyncpg.connect(dsn, timeout=2)
+    try:
+        await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+
+
+def _wait_postgres(dsn: str, timeout: float, container: Any = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if container is not None:
+            _check_running(container, "postgres")
+        try:
+            _run_coro(lambda: _pg_try_connect(dsn))
+            return
+        except Exception as exc:  # noqa: BLE001 - not ready yet
+            last = exc
+        time.sleep(0.2)
+    tail = _container_logs_tail(container) if container is not None else ""
+    raise InfraError(f"postgres at {dsn} not ready after {timeout:.0f}s: {last!r}\n{tail}")
+
+
+def start_postgres(timeout: float = 60.0, image: str | None = None) -> PostgresHandle:
+    """Start ``rapport/postgres:15`` on a free loopback port and wait for a real connection.
+
+    With ``RAPPORT_TEST_POSTGRES_DSN`` set, only waits for that server instead.
+    """
+    t0 = time.monotonic()
+    external = os.environ.get("RAPPORT_TEST_POSTGRES_DSN")
+    if external:
+        from urllib.parse import urlsplit  # noqa: PLC0415
+
+        parts = urlsplit(external)
+        _wait_postgres(external, timeout)
+        handle = PostgresHandle(
+            admin_dsn=external,
+            host=parts.hostname or LOOPBACK,
+            port=parts.port or 5432,
+            user=parts.username or "postgres",
+            password=parts.password or "",
+            database=(parts.path or "/rapport").lstrip("/") or "rapport",
+            startup_seconds=time.monotonic() - t0,
+            external=True,
+        )
+        log.info("postgres: using RAPPORT_TEST_POSTGRES_DSN %s:%s", handle.host, handle.port)
+        return handle
+
+    port = free_port()
+    container = _start_container(
+        image or POSTGRES_IMAGE,
+        {
+            "PGPORT": str(port),
+            "POSTGRES_LISTEN": LOOPBACK,
+            "POSTGRES_PASSWORD": "postgres",
+            "POSTGRES_DB": "rapport",
+            "POSTGRES_FAST": "1",
+        },
+        "postgres",
+    )
+    dsn = f"postgresql://postgres:postgres@{LOOPBACK}:{port}/rapport"
+    try:
+        _wait_postgres(dsn, timeout, container)
+    except BaseException:
+        _remove_container(container.get_wrapped_container())
+        raise
+    handle = PostgresHandle(
+        admin_dsn=dsn, host=LOOPBACK, port=port, startup_seconds=time.monotonic() - t0, container=container
+    )
+    log.info("postgres: %s ready on %s:%s in %.1fs", image or POSTGRES_IMAGE, LOOPBACK, port, handle.startup_seconds)
+    return handle
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka
+
+
+async def _kafka_metadata_brokers(bootstrap: str) -> int:
+    from aiokafka import AIOKafkaClient  # noqa: PLC0415
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, metadata_max_age_ms=1000)
+    try:
+        await client.bootstrap()
+        metadata = await client.fetch_all_metadata()
+        return len(metadata.brokers())
+    finally:
+        await client.close()
+
+
+def _wait_kafka(bootstrap: str, timeout: float, container: Any = None) -> None:
+    host, port = _split_hostport(bootstrap.split(",")[0])
+    deadline = time.monotonic() + timeout
+    last: Any = "port closed"
+    # 1) silent raw probe until the broker answers Metadata with a live broker ...
+    while time.monotonic() < deadline:
+        if container is not None:
+            _check_running(container, "kafka")
+        try:
+            if _tcp_open(host, port) and _kafka_broker_count(host, port) >= 1:
+                break
+            last = "no live broker in metadata yet"
+        except OSError as exc:
+            last = exc
+        time.sleep(0.2)
+    else:
+        tail = _container_logs_tail(container) if container is not None else ""
+        raise InfraError(f"kafka at {bootstrap} not ready after {timeout:.0f}s: {last}\n{tail}")
+    # 2) ... then confirm with the client library the services use.
+    while True:
+        try:
+            if _run_coro(lambda: _kafka_metadata_brokers(bootstrap)) >= 1:
+                return
+            last = "aiokafka: no broker in metadata"
+        except Exception as exc:  # noqa: BLE001
+            last = exc
+        if time.monotonic() >= deadline:
+            raise InfraError(f"kafka at {bootstrap}: aiokafka metadata failed: {last!r}")
+        time.sleep(0.3)
+
+
+@dataclass
+class KafkaHandle:
+    """A Kafka broker at ``bootstrap`` (``host:port``)."""
+
+    bootstrap: str
+    startup_seconds: float = 0.0
+    external: bool = False
+    container: Any = field(default=None, repr=False)
+    restart_cmd: str | None = None
+    kill_cmd: str | None = None
+    ready_timeout: float = 90.0
+
+    @property
+    def controllable(self) -> bool:
+        """Whether restart()/kill() work (a container we started, or commands were given)."""
+        return self.container is not None or bool(self.restart_cmd)
+
+    def skip_unless_controllable(self) -> None:
+        """pytest.skip() the calling test when restart()/kill() are unsupported."""
+        if not self.controllable:
+            import pytest  # noqa: PLC0415
+
+            pytest.skip("Kafka is external (RAPPORT_TEST_KAFKA_BOOTSTRAP) and cannot be restarted here")
+
+    def _require(self, what: str) -> None:
+        if not self.controllable:
+            raise InfraNotControllable(
+                f"cannot {what} Kafka at {self.bootstrap}: it was given by RAPPORT_TEST_KAFKA_BOOTSTRAP "
+                "and no RAPPORT_TEST_KAFKA_RESTART_CMD/RAPPORT_TEST_KAFKA_KILL_CMD is set"
+            )
+
+    def restart(self, timeout: float | None = None) -> float:
+        """Stop the broker gracefully (SIGTERM) and start the same one again, keeping its data.
+
+        Waits until it answers metadata again; returns the seconds it took. Also brings back a
+        broker after kill().
+        """
+        self._require("restart")
+        t0 = time.monotonic()
+        if self.container is not None:
+            wrapped = self.container.get_wrapped_container()
+            wrapped.reload()
+            if wrapped.status == "running":
+                wrapped.stop(timeout=30)
+            wrapped.start()
+        else:
+            subprocess.run(self.restart_cmd, shell=True, check=True)  # noqa: S602
+        _wait_kafka(self.bootstrap, timeout or self.ready_timeout, self.container)
+        took = time.monotonic() - t0
+        log.info("kafka: restarted %s in %.1fs", self.bootstrap, took)
+        return took
+
+    def kill(self) -> None:
+        """SIGKILL the broker (no clean shutdown). restart() brings it back; stop() removes it."""
+        self._require("kill")
+        if self.container is not None:
+            self.container.get_wrapped_container().kill()
+        elif self.kill_cmd:
+            subprocess.run(self.kill_cmd, shell=True, check=True)  # noqa: S602
+        else:
+            raise InfraNotControllable("RAPPORT_TEST_KAFKA_KILL_CMD is not set")
+
+    def stop(self) -> None:
+        """Remove the container (nothing for an external broker). Idempotent."""
+        if self.container is not None:
+            _remove_container(self.container.get_wrapped_container())
+            self.container = None
+
+    def logs(self, tail: int = 200) -> str:
+        """The container's last log lines ('' for an external broker)."""
+        return _container_logs_tail(self.container, tail) if self.container is not None else ""
+
+
+def start_kafka(timeout: float = 90.0, image: str | None = None) -> KafkaHandle:
+    """Start ``rapport/kafka:4.3.1`` (KRaft, one node) on free loopback ports; wait until ready.
+
+    With ``RAPPORT_TEST_KAFKA_BOOTSTRAP`` set, only waits for that broker instead.
+    """
+    t0 = time.monotonic()
+    external = os.environ.get("RAPPORT_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        _wait_kafka(external, timeout)
+        restart_cmd = os.environ.get("RAPPORT_TEST_KAFKA_RESTART_CMD") or None
+        kill_cmd = os.environ.get("RAPPORT_TEST_KAFKA_KILL_CMD") or None
+        log.info("kafka: using RAPPORT_TEST_KAFKA_BOOTSTRAP %s", external)
+        return KafkaHandle(
+            bootstrap=external,
+            startup_seconds=time.monotonic() - t0,
+            external=True,
+            restart_cmd=restart_cmd,
+            kill_cmd=kill_cmd,
+            ready_timeout=timeout,
+        )
+
+    port = free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    container = _start_container(
+        image or KAFKA_IMAGE,
+        {
+            "KAFKA_PORT": str(port),
+            "KAFKA_CONTROLLER_PORT": str(controller_port),
+            "KAFKA_LISTEN_HOST": LOOPBACK,
+            "KAFKA_ADVERTISED_HOST": LOOPBACK,
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+        },
+        "kafka",
+    )
+    bootstrap = f"{LOOPBACK}:{port}"
+    try:
+        _wait_kafka(bootstrap, timeout, container)
+    except BaseException:
+        _remove_container(container.get_wrapped_container())
+        raise
+    handle = KafkaHandle(
+        bootstrap=bootstrap, startup_seconds=time.monotonic() - t0, container=container, ready_timeout=timeout
+    )
+    log.info("kafka: %s ready on %s in %.1fs", image or KAFKA_IMAGE, bootstrap, handle.startup_seconds)
+    return handle
