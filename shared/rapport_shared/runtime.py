@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -31,12 +31,15 @@ class ServiceRuntime:
     produces: list[str] = field(default_factory=list)
     register_handlers: Callable[["ServiceRuntime", EventConsumer], None] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    # Long-running tasks of the service (timers, schedulers), started after Kafka and the relay.
+    background: list[Callable[["ServiceRuntime"], Awaitable[None]]] = field(default_factory=list)
 
     pool: asyncpg.Pool | None = None
     broker: KafkaBroker | None = None
     consumer: EventConsumer | None = None
     relay: OutboxRelay | None = None
     _relay_task: asyncio.Task | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(source=f"/rapport/{self.settings.service_name}", schema=self.settings.db_schema)
@@ -74,9 +77,14 @@ class ServiceRuntime:
                 retention_hours=s.outbox_retention_hours,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
+        for job in self.background:
+            self._tasks.append(asyncio.create_task(job(self), name=getattr(job, "__name__", "background")))
         log.info("service started", consumes=self.consumer.topics, produces=self.produces)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.relay:
             self.relay.stop()
         if self._relay_task:

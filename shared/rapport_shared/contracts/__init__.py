@@ -13,18 +13,21 @@ from .intake import Availability, BaselineScore, Focus, IntakeCompletedV1, Intak
 from .notifications import NotificationDeliveredV1, NotificationFailedV1
 from .outcomes import ReliableChange, ScoreSubmittedV1, Timepoint
 
-EVENT_MODELS: dict[str, type[EventData]] = {
-    m.event_type: m
-    for m in (
-        IntakeCompletedV1,
-        IntakeDeclinedV1,
-        CoursePlannedV1,
-        PhaseChangedV1,
-        ScoreSubmittedV1,
-        NotificationDeliveredV1,
-        NotificationFailedV1,
-    )
-}
+from . import course, intake, notifications, outcomes  # noqa: F401  (modules register their models)
+
+
+def _all_models(base: type[EventData]) -> list[type[EventData]]:
+    found = []
+    for sub in base.__subclasses__():
+        if "event_type" in sub.__dict__:
+            found.append(sub)
+        found.extend(_all_models(sub))
+    return found
+
+
+# Every EventData subclass with an event_type, from every module above: adding an event is
+# adding a model to its topic's module (then ``python -m rapport_shared.contracts.export``).
+EVENT_MODELS: dict[str, type[EventData]] = {m.event_type: m for m in _all_models(EventData)}
 
 
 def model_for(event_type: str) -> type[EventData] | None:

@@ -70,3 +70,110 @@ class PhaseChangedV1(EventData):
     reason: PhaseChangeReason
     sessions_remaining: int | None = Field(default=None, ge=0)
     changed_at: datetime
+
+
+class SessionKind(StrEnum):
+    individual = "individual"
+    parent = "parent"  # IPT-A: a parent joins
+    group = "group"
+    maintenance = "maintenance"
+
+
+class SessionScheduledV1(EventData):
+    """A session was booked (at planning, as a replacement, or under a new contract)."""
+
+    event_type = "rapport.session.scheduled.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    session_id: UUID
+    number: int = Field(ge=1, description="position in the contracted course")
+    starts_at: datetime
+    duration_minutes: int = Field(gt=0)
+    kind: SessionKind = SessionKind.individual
+    scheduled_at: datetime
+
+
+class SessionRescheduledV1(EventData):
+    event_type = "rapport.session.rescheduled.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    session_id: UUID
+    number: int = Field(ge=1)
+    previous_starts_at: datetime
+    starts_at: datetime
+    reason_code: Code
+    rescheduled_at: datetime
+
+
+class CancelledBy(StrEnum):
+    patient = "patient"
+    clinic = "clinic"
+
+
+class SessionCancelledV1(EventData):
+    """A session will not take place; the contracted count stays, so a later one replaces it."""
+
+    event_type = "rapport.session.cancelled.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    session_id: UUID
+    number: int = Field(ge=1)
+    cancelled_by: CancelledBy
+    reason_code: Code
+    cancelled_at: datetime
+
+
+class SessionAttendedV1(EventData):
+    event_type = "rapport.session.attended.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    session_id: UUID
+    number: int = Field(ge=1)
+    attended_sessions: int = Field(ge=1, description="attended so far, this one included")
+    contracted_sessions: int = Field(ge=1)
+    phase: Phase = Field(description="the phase this session belonged to")
+    attended_at: datetime
+
+
+class SessionMissedV1(EventData):
+    event_type = "rapport.session.missed.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    session_id: UUID
+    number: int = Field(ge=1)
+    consecutive_missed: int = Field(ge=1)
+    missed_at: datetime
+
+
+class CourseEndReason(StrEnum):
+    completed = "completed"
+    withdrawal = "withdrawal"
+    disengagement = "disengagement"
+    referral_on = "referral_on"
+
+
+class CourseEndedV1(EventData):
+    """The acute course is over: completed, or ended early with a reason."""
+
+    event_type = "rapport.course.ended.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    template_id: Code
+    clinician_id: PseudonymousId
+    reason: CourseEndReason
+    final_phase: Phase
+    attended_sessions: int = Field(ge=0)
+    contracted_sessions: int = Field(ge=1)
+    ended_at: datetime

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field
 
 from ..topics import OUTCOMES
-from .base import Code, EventData
+from .base import Code, EventData, PseudonymousId
 
 
 class Timepoint(StrEnum):
@@ -48,3 +48,73 @@ class ScoreSubmittedV1(EventData):
     flags: list[str] = Field(default_factory=list, description="coded flags, e.g. safety_item_positive")
     administered_at: datetime
     scored_at: datetime
+
+
+class AlertKind(StrEnum):
+    safety = "safety"  # PHQ-9 item 9 > 0
+    review = "review"  # reliable deterioration, or no reliable improvement by mid-course
+
+
+class AlertUrgency(StrEnum):
+    urgent = "urgent"
+    routine = "routine"
+
+
+class AlertRaisedV1(EventData):
+    """An alert for the assigned clinician. Never carries a 'risk score': the flag and its cause."""
+
+    event_type = "rapport.alert.raised.v1"
+    topic = OUTCOMES
+
+    episode_id: UUID
+    alert_id: UUID
+    kind: AlertKind
+    urgency: AlertUrgency
+    reason_code: Code = Field(description="e.g. safety_item_positive, reliable_deterioration, no_reliable_improvement")
+    clinician_id: PseudonymousId
+    submission_id: UUID | None = None
+    instrument: Code | None = None
+    raised_at: datetime
+
+
+class AlertAction(StrEnum):
+    safety_plan = "safety_plan"
+    assessment = "assessment"
+    referral = "referral"
+    other = "other"
+
+
+class AlertResolvedV1(EventData):
+    """A clinician resolved an alert (who by pseudonymous id, when, which action; no free text)."""
+
+    event_type = "rapport.alert.resolved.v1"
+    topic = OUTCOMES
+
+    episode_id: UUID
+    alert_id: UUID
+    kind: AlertKind
+    resolved_by: PseudonymousId
+    action: AlertAction
+    resolved_at: datetime
+
+
+class OutcomeEvaluatedV1(EventData):
+    """End-of-course classification (domain.md 3.2). ``None`` = not determinable."""
+
+    event_type = "rapport.outcome.evaluated.v1"
+    topic = OUTCOMES
+
+    episode_id: UUID
+    course_id: UUID | None = None
+    finished_course: bool = Field(description="at least 2 attended treatment sessions")
+    caseness_at_baseline: bool | None = None
+    caseness_at_end: bool | None = None
+    recovery: bool | None = None
+    reliable_improvement: bool | None = None
+    reliable_deterioration: bool | None = None
+    reliable_recovery: bool | None = None
+    response: bool | None = None
+    remission: bool | None = None
+    baseline_totals: dict[str, float] = Field(default_factory=dict)
+    final_totals: dict[str, float] = Field(default_factory=dict)
+    evaluated_at: datetime
