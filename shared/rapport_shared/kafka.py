@@ -24,6 +24,7 @@ def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
+        logger=logging.getLogger("rapport.faststream"),  # propagates to our structlog formatter
         log_level=logging.DEBUG,  # FastStream logs every message at this level; ours are richer
         graceful_timeout=15.0,
     )

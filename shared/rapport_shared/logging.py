@@ -33,8 +33,20 @@ def configure_logging(service: str, fmt: str = "console", level: str = "INFO") -
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    # Libraries (aiokafka, uvicorn, faststream) log through stdlib; keep them at WARNING+ in the same stream.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    # Libraries (aiokafka, uvicorn, faststream) log through stdlib: render them with the same
+    # processors so a production log is JSON lines only.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    # FastStream announces partition assignments at INFO: useful to operators, keep it.
+    logging.getLogger("rapport.faststream").setLevel(logging.INFO)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
 
