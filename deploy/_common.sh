@@ -63,15 +63,16 @@ fetch_kafka_jars() {
   mkdir -p "$dir" "$RAPPORT_BUILD_DIR"
   command -v mvn >/dev/null 2>&1 || apt_install maven || die "cannot install maven"
   log "kafka: fetching jars from Maven Central (mvn copy-dependencies)"
-  rm -rf "$dir/lib"
+  rm -rf "${dir:?}/lib"
   if ! (cd "$RAPPORT_DEPLOY/kafka" && mvn -B -q \
         org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$dir/lib") >"$RAPPORT_BUILD_DIR/mvn.log" 2>&1; then
     tail -n 30 "$RAPPORT_BUILD_DIR/mvn.log" >&2
     die "mvn copy-dependencies failed (log: $RAPPORT_BUILD_DIR/mvn.log)"
   fi
-  ls "$dir/lib" | grep -q '^slf4j-api-1\.7\.36\.jar$' || die "slf4j-api 1.7.36 missing from $dir/lib"
-  ls "$dir/lib" | grep -q '^log4j-slf4j-impl-' || die "log4j-slf4j-impl missing from $dir/lib"
-  ls "$dir/lib" | grep -q "^kafka_2.13-$KAFKA_VERSION\.jar\$" || die "kafka_2.13-$KAFKA_VERSION.jar missing"
+  local jar
+  for jar in slf4j-api-1.7.36.jar log4j-slf4j-impl-2.25.4.jar log4j-core-2.25.4.jar "kafka_2.13-$KAFKA_VERSION.jar"; do
+    [ -f "$dir/lib/$jar" ] || die "$jar missing from $dir/lib (see $RAPPORT_BUILD_DIR/mvn.log)"
+  done
   echo "$pomhash" > "$dir/lib/.pom.sha256"
 }

@@ -52,8 +52,8 @@ done
 
 {
   echo "engine: docker did not answer within ${WAIT}s."
-  echo "---- docker info ----"
-  docker info 2>&1 | tail -n 5 || true
+  echo "---- docker info (errors) ----"
+  docker info 2>&1 >/dev/null | tail -n 5 || true
   echo "---- last lines of $DOCKERD_LOG ----"
   tail -n 25 "$DOCKERD_LOG" 2>/dev/null || true
 } >&2

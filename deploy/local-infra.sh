@@ -28,8 +28,8 @@ print_env() {
   cat <<ENV
 export RAPPORT_TEST_KAFKA_BOOTSTRAP=127.0.0.1:$KAFKA_PORT
 export RAPPORT_TEST_POSTGRES_DSN=postgresql://postgres:postgres@127.0.0.1:$PG_PORT/rapport
-export RAPPORT_TEST_KAFKA_RESTART_CMD='bash $THIS restart-kafka'
-export RAPPORT_TEST_KAFKA_KILL_CMD='bash $THIS kill-kafka'
+export RAPPORT_TEST_KAFKA_RESTART_CMD='RAPPORT_LOCAL_INFRA_DIR=$STATE bash $THIS restart-kafka'
+export RAPPORT_TEST_KAFKA_KILL_CMD='RAPPORT_LOCAL_INFRA_DIR=$STATE bash $THIS kill-kafka'
 ENV
 }
 

@@ -11,7 +11,7 @@
 # Env: RAPPORT_TEST_NO_DOCKER=1 skips the engine and uses local processes.
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
-cd "$RAPPORT_ROOT"
+cd "$RAPPORT_ROOT" || exit 1
 
 T0=$(now_s)
 TIMES=()
@@ -30,7 +30,8 @@ use_local_infra() {
   t0=$(now_s)
   INFRA=local
   log "test.sh: starting Kafka and Postgres as plain processes on 127.0.0.1 (deploy/local-infra.sh)"
-  bash deploy/local-infra.sh stop >/dev/null 2>&1 || true
+  # A state directory of our own: never touch another run's processes.
+  export RAPPORT_LOCAL_INFRA_DIR="${RAPPORT_LOCAL_INFRA_DIR:-/tmp/rapport-local-infra-$$}"
   if ! envs=$(bash deploy/local-infra.sh start); then
     echo "test.sh: ERROR: local-infra.sh start failed as well" >&2
     exit 1

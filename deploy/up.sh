@@ -16,7 +16,7 @@ LONG_RUNNING=(postgres kafka intake scheduler outcomes notifier)
 ONE_SHOTS=(db-init intake-migrate scheduler-migrate outcomes-migrate notifier-migrate)
 T0=$(now_s)
 
-t=$(now_s); bash "$RAPPORT_DEPLOY/engine.sh";              log "up: engine ${t:+$(elapsed "$t")s}"
+t=$(now_s); bash "$RAPPORT_DEPLOY/engine.sh";              log "up: engine $(elapsed "$t")s"
 t=$(now_s); bash "$RAPPORT_DEPLOY/build-images.sh" --all;  log "up: images $(elapsed "$t")s"
 
 cid() { "${COMPOSE[@]}" ps -q "$1" 2>/dev/null | head -n1; }

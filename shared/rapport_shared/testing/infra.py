@@ -65,6 +65,7 @@ KAFKA_IMAGE = os.environ.get("RAPPORT_TEST_KAFKA_IMAGE", "rapport/kafka:4.3.1")
 LOOPBACK = "127.0.0.1"
 _TEST_LABEL = "rapport.test"
 _PID_LABEL = "rapport.test.pid"
+_NS_LABEL = "rapport.test.pidns"  # a pid means something only in the same pid namespace
 
 T = TypeVar("T")
 
@@ -161,11 +162,27 @@ def _remove_all_started() -> None:
         _remove_container(container)
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace and boot: a pid label is compared only within the same."""
+    try:
+        boot = open("/proc/sys/kernel/random/boot_id").read().strip()  # noqa: SIM115
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
 def _remove_stale_containers() -> None:
-    """Remove test containers whose creating process is gone (e.g. a killed pytest)."""
+    """Remove test containers whose creating process is gone (e.g. a killed pytest).
+
+    Only containers created from this pid namespace (same boot) are considered, so the live
+    containers of a test run elsewhere on the same engine are never touched.
+    """
+    ns = _pid_namespace()
+    if not ns:
+        return
     try:
         client = _docker_client()
-        for c in client.containers.list(all=True, filters={"label": _TEST_LABEL}):
+        for c in client.containers.list(all=True, filters={"label": [_TEST_LABEL, f"{_NS_LABEL}={ns}"]}):
             pid = int(c.labels.get(_PID_LABEL, "0") or 0)
             if pid and pid != os.getpid() and not _pid_alive(pid):
                 log.info("removing stale test container %s (pid %s gone)", c.name, pid)
@@ -203,7 +220,7 @@ def _start_container(image: str, env: dict[str, str], kind: str) -> Any:
         DockerContainer(image)
         .with_name(name)
         .with_envs(**env)
-        .with_kwargs(network="host", labels={_TEST_LABEL: kind, _PID_LABEL: str(os.getpid())})
+        .with_kwargs(network="host", labels={_TEST_LABEL: kind, _PID_LABEL: str(os.getpid()), _NS_LABEL: _pid_namespace()})
     )
     container.start()
     wrapped = container.get_wrapped_container()

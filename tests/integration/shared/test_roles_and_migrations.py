@@ -55,7 +55,9 @@ async def test_migrations_apply_once_in_order_and_refuse_drift(postgres, tmp_pat
     conn = await asyncpg.connect(role_dsn(postgres.admin_dsn, name, password))
     try:
         first = await db.migrate(conn, name, db.discover(tmp_path))
-        assert first == ["shared/0000_messaging", "0001_a", "0002_b"]
+        shared = [m.version for m in db.discover(tmp_path / "none")]
+        assert shared[0] == "shared/0000_messaging" and all(v.startswith("shared/") for v in shared)
+        assert first == [*shared, "0001_a", "0002_b"]  # shared messaging first, then the service's, in order
         assert await db.migrate(conn, name, db.discover(tmp_path)) == []
         assert await db.pending_migrations(conn, db.discover(tmp_path)) == []
 

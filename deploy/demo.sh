@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The README's "bring it all up" command: engine, images, the whole system in docker-compose,
+# then one demo episode through it, printing what happened. Safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash deploy/up.sh
+command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+uv sync --frozen -q
+uv run python deploy/demo.py "$@"
