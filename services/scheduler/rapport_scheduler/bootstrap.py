@@ -1,22 +1,35 @@
-"""Wires the scheduler: settings → runtime (Postgres, Kafka, relay, consumers) → HTTP app."""
+"""Wires the scheduler: settings → runtime (Postgres, Kafka, relay, consumers, clock, timers) → HTTP app."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from rapport_shared.clock import make_clock
 from rapport_shared.http.app import create_app
-from rapport_shared.runtime import ServiceRuntime
-from rapport_shared.settings import ServiceSettings
+from rapport_shared.timers import TimedRuntime
 from rapport_shared.topics import COURSE
 
+from .domain.decider import TIMER_KINDS
 from .entrypoints import consumers, http
+from .service_layer import handlers
+from .settings import SchedulerSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build(settings: ServiceSettings) -> FastAPI:
-    runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[COURSE], register_handlers=consumers.register)
-    return create_app(runtime, [http.router], title="Rapport scheduler",
-                      description="Courses, the session calendar and the IPT phase state machine; emits rapport.course events.")
+def build(settings: SchedulerSettings) -> FastAPI:
+    deps = handlers.Deps.from_settings(settings)
+    runtime = TimedRuntime(
+        settings=settings, migrations_dir=MIGRATIONS, produces=[COURSE], register_handlers=consumers.registrar(deps),
+        clock=make_clock(settings.clock, bootstrap=settings.kafka_bootstrap, topic=settings.clock_topic),
+        timer_handlers={kind: partial(handlers.on_timer, deps=deps) for kind in TIMER_KINDS},
+        timer_poll_interval_s=settings.timer_poll_interval_s,
+    )
+    app = create_app(runtime, [http.router, http.admin_router, http.clock_router], title="Rapport scheduler",
+                     description="Courses, the session calendar and the IPT phase state machine; emits rapport.course events.")
+    app.state.scheduler = deps
+    app.state.clock_mode = settings.clock
+    return app

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..topics import COURSE
 from .base import Code, EventData, Phase, PseudonymousId
+from .intake import Focus
 
 
 class PhaseSpan(BaseModel):
@@ -44,6 +45,8 @@ class CoursePlannedV1(EventData):
     first_session_at: datetime
     planned_end_at: datetime
     planned_at: datetime
+    # Added in v1 as an optional field (older consumers ignore it).
+    focus: Focus | None = Field(default=None, description="the provisional focus from intake, to be confirmed in the initial phase")
 
 
 class PhaseChangeReason(StrEnum):
@@ -177,3 +180,77 @@ class CourseEndedV1(EventData):
     attended_sessions: int = Field(ge=0)
     contracted_sessions: int = Field(ge=1)
     ended_at: datetime
+
+
+class ContractKind(StrEnum):
+    acute = "acute"  # the 12–20 session course of the template
+    maintenance = "maintenance"  # IPT-M after a completed course in remission
+
+
+class CourseContractChangedV1(EventData):
+    """A new contract: the session count changed (acute, within the template's bounds) or a
+    maintenance contract was agreed. Sessions added or removed follow as session events."""
+
+    event_type = "rapport.course.contract_changed.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    contract: ContractKind = ContractKind.acute
+    previous_sessions: int = Field(ge=0, description="sessions in the previous contract of this kind (0 = none)")
+    contracted_sessions: int = Field(ge=1)
+    reason_code: Code
+    phase_plan: list[PhaseSpan] = Field(default_factory=list, description="the acute phase plan under the new contract")
+    changed_at: datetime
+
+
+class ChecklistItem(StrEnum):
+    """The initial-phase checklist (domain.md 2): all six gate the move to the middle phase."""
+
+    diagnosis = "diagnosis"
+    sick_role_explained = "sick_role_explained"
+    inventory_complete = "inventory_complete"
+    formulation_agreed = "formulation_agreed"
+    focus_confirmed = "focus_confirmed"
+    contract_set = "contract_set"
+
+
+class CourseChecklistUpdatedV1(EventData):
+    """One initial-phase checklist item recorded (coded facts only; notes stay out of events)."""
+
+    event_type = "rapport.course.checklist_updated.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    item: ChecklistItem
+    session_number: int | None = Field(default=None, ge=1, description="the session it was recorded at (none before session 1)")
+    diagnosis_code: Code | None = Field(default=None, description="coded diagnosis (e.g. an ICD-10 code), diagnosis item only")
+    focus: Focus | None = Field(default=None, description="the focus confirmed or changed to, focus item only")
+    focus_changed: bool = False
+    reason_code: Code | None = Field(default=None, description="why the focus changed (required when it did)")
+    checklist_complete: bool = Field(description="whether every item is now recorded")
+    recorded_at: datetime
+
+
+class ReviewReason(StrEnum):
+    initial_checklist_incomplete = "initial_checklist_incomplete"  # session i attended, window over
+    termination_with_incomplete_checklist = "termination_with_incomplete_checklist"  # initial → termination
+    session_outcome_unrecorded = "session_outcome_unrecorded"  # a session a cadence overdue, no outcome
+
+
+class CourseReviewNeededV1(EventData):
+    """A notice to the assigned clinician that the course needs their review (not a phase change)."""
+
+    event_type = "rapport.course.review_needed.v1"
+    topic = COURSE
+
+    episode_id: UUID
+    course_id: UUID
+    clinician_id: PseudonymousId
+    reason: ReviewReason
+    phase: Phase = Field(description="the course's phase when the notice was raised")
+    session_number: int = Field(ge=1, description="the session the notice is about")
+    session_id: UUID | None = Field(default=None, description="that session, for session_outcome_unrecorded")
+    missing_items: list[ChecklistItem] = Field(default_factory=list, description="checklist items still missing")
+    raised_at: datetime

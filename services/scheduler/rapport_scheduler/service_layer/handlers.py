@@ -1,47 +1,135 @@
-"""Scheduler's use cases."""
+"""Scheduler's use cases: load → decide (pure, ``domain.decider``) → write state, events and timers
+in the caller's unit of work (one transaction)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+from uuid import UUID
 
-from rapport_shared.consumer import PoisonEvent
-from rapport_shared.contracts import CoursePlannedV1, IntakeCompletedV1, Phase, PlannedSession
+from rapport_shared.contracts import IntakeCompletedV1
+from rapport_shared.contracts.intake import Availability
+from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
+from rapport_shared.logging import get_logger
+from rapport_shared.timers import Timer, TimerStore
 from rapport_shared.uow import UnitOfWork
 
-from ..domain import model
+from ..adapters import repository as repo
+from ..domain import decider as D
+from ..domain.calendar import BookingRules, WeeklyHours
+from ..domain.course import Course, evolve
+from ..domain.errors import UnknownEntity
+from ..settings import SchedulerSettings
+
+log = get_logger(__name__)
 
 
-async def plan_course(intake: IntakeCompletedV1, uow: UnitOfWork, *, session_minutes: int, lead_days: int) -> None:
-    """Create the course and its weekly sessions from the template; announce it."""
-    if await uow.conn.fetchval("SELECT 1 FROM courses WHERE episode_id = $1", intake.episode_id):
-        return  # a course exists for this episode (a re-sent intake under a new id): plan once
-    try:
-        t = model.template(intake.template_id)
-        starts = model.weekly_starts(
-            intake.availability, intake.completed_at + timedelta(days=lead_days), t.sessions, session_minutes, t.cadence_days
+@dataclass(frozen=True)
+class Deps:
+    """The scheduler's configuration and its timer table, shared by every use case."""
+
+    timers: TimerStore
+    default_hours: WeeklyHours
+    clinic_timezone: str = "Europe/London"
+    session_minutes: int = 50
+    lead_days: int = 2
+    disengagement_misses: int = 3
+    step_minutes: int = 15
+    horizon_days: int = 1095
+
+    @classmethod
+    def from_settings(cls, s: SchedulerSettings) -> "Deps":
+        return cls(
+            timers=TimerStore(s.db_schema),
+            default_hours=WeeklyHours.from_slots(s.default_working_hours_timezone, s.default_working_hours),
+            clinic_timezone=s.clinic_timezone, session_minutes=s.session_minutes, lead_days=s.first_session_lead_days,
+            disengagement_misses=s.disengagement_missed_sessions, step_minutes=s.booking_step_minutes,
+            horizon_days=s.booking_horizon_days,
         )
-    except (model.UnknownTemplate, model.NoBookableSlot) as exc:
-        raise PoisonEvent(f"cannot plan a course: {exc!r}") from exc
-    course_id = uuid.uuid4()
-    sessions = [
-        PlannedSession(session_id=uuid.uuid4(), number=i + 1, starts_at=s, duration_minutes=session_minutes)
-        for i, s in enumerate(starts)
-    ]
-    await uow.conn.execute(
-        "INSERT INTO courses (course_id, episode_id, person_id, template_id, clinician_id, contracted_sessions, phase, planned_at)"
-        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8)",
-        course_id, intake.episode_id, intake.person_id, t.id, intake.clinician_id, t.sessions, Phase.initial.value, uow.now(),
+
+    def context(self, now: datetime, rules: BookingRules | None) -> D.Context:
+        return D.Context(now=now, rules=rules, session_minutes=self.session_minutes, lead_days=self.lead_days,
+                         disengagement_misses=self.disengagement_misses)
+
+
+def timer_key(course_id: UUID) -> str:
+    return f"course:{course_id}"
+
+
+async def booking_rules(uow: UnitOfWork, deps: Deps, *, clinician_id: str, availability: Availability | None,
+                        exclude_course: UUID | None) -> BookingRules:
+    """The calendar constraints, with the clinician locked until the transaction ends."""
+    conn = uow.conn
+    await repo.lock_clinician(conn, clinician_id)
+    hours = await repo.clinician_hours(conn, clinician_id) or deps.default_hours
+    since = uow.now() - timedelta(days=1)
+    patient = WeeklyHours.from_slots(availability.timezone, availability.slots) if availability else hours
+    return BookingRules(
+        patient=patient, clinician=hours, clinic_timezone=deps.clinic_timezone,
+        closures=frozenset(await repo.closures(conn, since.date())),
+        busy=tuple(await repo.busy(conn, clinician_id, since=since, exclude_course=exclude_course)),
+        step_minutes=deps.step_minutes, horizon_days=deps.horizon_days,
     )
-    await uow.conn.executemany(
-        "INSERT INTO sessions (session_id, course_id, number, starts_at, duration_minutes) VALUES ($1,$2,$3,$4,$5)",
-        [(s.session_id, course_id, s.number, s.starts_at, s.duration_minutes) for s in sessions],
-    )
-    await uow.emit(
-        CoursePlannedV1(
-            episode_id=intake.episode_id, course_id=course_id, person_id=intake.person_id, template_id=t.id,
-            clinician_id=intake.clinician_id, contracted_sessions=t.sessions, phase_plan=model.phase_plan(t, t.sessions),
-            sessions=sessions, first_session_at=starts[0],
-            planned_end_at=starts[-1] + timedelta(minutes=session_minutes), planned_at=uow.now(),
-        )
-    )
+
+
+async def _commit(uow: UnitOfWork, deps: Deps, d: D.Decision, *, availability: Availability | None = None,
+                  resync: bool = False) -> None:
+    if d.course is None or (d.course == d.before and not resync):
+        return
+    await repo.save(uow.conn, d.course, before=d.before, now=uow.now(), availability=availability)
+    for event in d.events:
+        await uow.emit(event)
+    # Timers follow from the state: armed, moved or cancelled in this same transaction.
+    await deps.timers.sync(uow.conn, timer_key(d.course.course_id), D.desired_timers(d.course),
+                           kinds=D.TIMER_KINDS, now=uow.now())
+
+
+async def plan_course(intake: IntakeCompletedV1, uow: UnitOfWork, deps: Deps) -> D.Decision | None:
+    """Create the course and book its sessions; announce it. One course per episode."""
+    if await repo.exists_for_episode(uow.conn, intake.episode_id):
+        log.info("course already planned for episode; intake event ignored", episode_id=str(intake.episode_id))
+        return None  # the same intake re-sent under a new id (the inbox catches the same id)
+    rules = await booking_rules(uow, deps, clinician_id=intake.clinician_id, availability=intake.availability,
+                                exclude_course=None)
+    d = D.plan(intake, deps.context(uow.now(), rules))
+    await _commit(uow, deps, d, availability=intake.availability)
+    return d
+
+
+async def load(uow: UnitOfWork, course_id: UUID, *, for_update: bool = False) -> Course:
+    course = await repo.get(uow.conn, course_id, for_update=for_update)
+    if course is None:
+        raise UnknownEntity(f"no course {course_id}", field="course_id")
+    return course
+
+
+async def run(uow: UnitOfWork, deps: Deps, course_id: UUID, decide: Callable[[Course, D.Context], D.Decision], *,
+              books: bool = True) -> D.Decision:
+    """One calendar/phase command on a course: everything or nothing."""
+    course = await load(uow, course_id, for_update=True)
+    rules = None
+    if books:
+        rules = await booking_rules(uow, deps, clinician_id=course.clinician_id,
+                                    availability=await repo.availability(uow.conn, course_id), exclude_course=course_id)
+    d = decide(course, deps.context(uow.now(), rules))
+    await _commit(uow, deps, d)
+    return d
+
+
+async def on_timer(uow: UnitOfWork, timer: Timer, *, deps: Deps) -> None:
+    """A course timer came due (the runner holds it in this transaction)."""
+    course = await repo.get(uow.conn, UUID(timer.key.split(":", 1)[1]), for_update=True)
+    if course is None:
+        return
+    d = D.on_timer(course, timer.kind, deps.context(uow.now(), None))
+    await _commit(uow, deps, d, resync=True)
+
+
+async def record_outcome(evaluated: OutcomeEvaluatedV1, uow: UnitOfWork, deps: Deps) -> None:
+    """Outcomes' end-of-course classification: remission decides whether maintenance can be offered."""
+    course = await repo.get_by_episode(uow.conn, evaluated.episode_id, for_update=True)
+    if course is None or (evaluated.course_id is not None and evaluated.course_id != course.course_id):
+        log.info("outcome evaluation for an episode without this course; ignored", episode_id=str(evaluated.episode_id))
+        return
+    await repo.save(uow.conn, evolve(course, evaluated), before=course, now=uow.now())

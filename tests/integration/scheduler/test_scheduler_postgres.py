@@ -1,0 +1,232 @@
+"""Scheduler use cases against a real Postgres: planning (once per episode, no double booking,
+closure days), commands over HTTP with their refusals (nothing written), durable timers, and the
+replay of a course from its own events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, timedelta
+
+import pytest
+
+from rapport_shared.consumer import EventConsumer
+from rapport_shared.contracts.course import CourseReviewNeededV1, ReviewReason
+from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
+from rapport_shared.envelope import encode, new_event
+from rapport_shared.testing.fixtures import TEST_SECRET
+from rapport_shared.http.auth import TokenAuthority
+from rapport_shared.timers import TimerRunner
+from rapport_shared.topics import INTAKE
+from rapport_scheduler.adapters import repository as repo
+from rapport_scheduler.domain import decider as D
+from rapport_scheduler.domain.course import fold
+from rapport_scheduler.entrypoints.consumers import registrar
+from rapport_scheduler.service_layer import handlers
+from rapport_scheduler.testing import intake_completed
+
+pytestmark = pytest.mark.integration
+AUTH = {"Authorization": f"Bearer {TokenAuthority(TEST_SECRET).issue('clin-1', ['clinician'])}"}
+ADMIN = {"Authorization": f"Bearer {TokenAuthority(TEST_SECRET).issue('adm-1', ['admin'])}"}
+
+
+def clinician() -> str:
+    return f"clin-{uuid.uuid4().hex[:8]}"
+
+
+async def plan(h, **kw):
+    ik = intake_completed(completed_at=h.clock.now(), **kw)
+    async with h.uow() as uow:
+        await handlers.plan_course(ik, uow, h.deps)
+    async with h.uow() as uow:
+        return ik, await repo.get_by_episode(uow.conn, ik.episode_id)
+
+
+class Record:
+    def __init__(self, topic, rec, offset):
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.timestamp = rec.key, rec.value, 0
+        self.headers = [(k, v.encode()) for k, v in rec.headers.items()]
+
+
+async def test_same_intake_twice_plans_one_course(h):
+    consumer = EventConsumer(pool=h.pool, group_id="t", dead_letter=None, outbox=h.outbox, clock=h.clock)
+    registrar(h.deps)(None, consumer)
+    ik = intake_completed(completed_at=h.clock.now(), clinician_id=clinician())
+    rec = encode(new_event(type=ik.event_type, source="/rapport/intake", subject=str(ik.episode_id), data=ik, time=h.clock.now()))
+    assert (await consumer.process(Record(INTAKE, rec, 1))).status == "processed"
+    assert (await consumer.process(Record(INTAKE, rec, 2))).status == "duplicate"  # same ce_id: the inbox
+    again = encode(new_event(type=ik.event_type, source="/rapport/intake", subject=str(ik.episode_id), data=ik, time=h.clock.now()))
+    assert (await consumer.process(Record(INTAKE, again, 3))).status == "processed"  # new id: the episode guard
+    assert await h.val("SELECT count(*) FROM courses WHERE episode_id = $1", ik.episode_id) == 1
+    events = await h.events(ik.episode_id)
+    assert [e.event_type for e in events] == ["rapport.course.planned.v1"] + ["rapport.session.scheduled.v1"] * 16
+
+
+async def test_no_double_booking_and_no_session_on_a_closure_day(h, client):
+    clin = clinician()
+    r = await client.put(f"/v1/clinicians/{clin}/working-hours", headers=ADMIN, json={
+        "timezone": "Europe/London", "slots": [{"weekday": 2, "start": "09:00", "end": "11:00"}]})
+    assert r.status_code == 200
+    closed = date(2030, 1, 22)  # a Tuesday
+    assert (await client.put(f"/v1/closures/{closed}", headers=ADMIN, json={"reason_code": "training_day"})).status_code == 200
+    courses = [(await plan(h, clinician_id=clin))[1] for _ in range(3)]
+    starts = sorted((s.starts_at, s.ends_at) for c in courses for s in c.live_sessions())
+    assert len(starts) == 48
+    for (a_start, a_end), (b_start, _) in zip(starts, starts[1:]):
+        assert a_end <= b_start, "clinician double booked"
+    assert all(s.astimezone(h.deps.default_hours.tz).date() != closed for s, _ in starts)
+    assert (await client.delete(f"/v1/closures/{closed}", headers=ADMIN)).status_code == 200
+    # Only admins configure the calendar.
+    assert (await client.put(f"/v1/closures/{closed}", headers=AUTH, json={})).status_code == 403
+
+
+async def test_commands_over_http_and_replay_equals_live_state(h, client):
+    ik, course = await plan(h, clinician_id=clinician())
+    cid = course.course_id
+    base = f"/v1/courses/{cid}"
+    # Session 1, then the checklist during session 2: middle from session 3.
+    for k in (1, 2):
+        cur = (await client.get(base, headers=AUTH)).json()["current_session"]
+        h.clock.set(datetime.fromisoformat(cur["ends_at"]))
+        r = await client.post(f"{base}/sessions/{cur['session_id']}/attend", headers=AUTH)
+        assert r.status_code == 200, r.text
+    for item in ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "contract_set"):
+        assert (await client.put(f"{base}/checklist/{item}", headers=AUTH, json={})).status_code == 200
+    r = await client.put(f"{base}/checklist/focus_confirmed", headers=AUTH,
+                         json={"focus": {"primary": "grief"}, "reason_code": "bereavement_disclosed"})
+    assert r.status_code == 200 and r.json()["course"]["phase"] == "middle"
+    assert "rapport.course.phase_changed.v1" in r.json()["events"]
+    # A miss moves the calendar, a cancellation too, a reschedule, a contract change.
+    cur = r.json()["course"]["current_session"]
+    h.clock.set(datetime.fromisoformat(cur["ends_at"]))
+    r = await client.post(f"{base}/sessions/{cur['session_id']}/miss", headers=AUTH)
+    assert r.status_code == 200 and r.json()["course"]["consecutive_missed"] == 1
+    sessions = [s for s in r.json()["course"]["sessions"] if s["status"] == "scheduled"]
+    r = await client.post(f"{base}/sessions/{sessions[3]['session_id']}/cancel", headers=AUTH,
+                          json={"cancelled_by": "patient", "reason_code": "holiday"})
+    assert r.status_code == 200
+    target = sessions[1]
+    new_start = datetime.fromisoformat(target["starts_at"]) + timedelta(hours=1)
+    r = await client.post(f"{base}/sessions/{target['session_id']}/reschedule", headers=AUTH,
+                          json={"starts_at": new_start.isoformat(), "reason_code": "patient_request"})
+    assert r.status_code == 200, r.text
+    r = await client.post(f"{base}/contract", headers=AUTH, json={"contracted_sessions": 14, "reason_code": "good_progress"})
+    assert r.status_code == 200 and r.json()["course"]["contracted_sessions"] == 14
+    # Outcomes' evaluation is an input the course records (for maintenance later).
+    async with h.uow() as uow:
+        await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=cid, finished_course=False,
+                                                         remission=False, evaluated_at=h.clock.now()), uow, h.deps)
+    live = (await client.get(base, headers=AUTH)).json()
+    assert [s["number"] for s in live["sessions"] if s["status"] in ("scheduled", "attended")] == list(range(1, 15))
+
+    async with h.uow() as uow:
+        state = await repo.get(uow.conn, cid)
+    replayed = fold([*await h.events(ik.episode_id),
+                     OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=cid, finished_course=False, remission=False,
+                                        evaluated_at=h.clock.now())])
+    assert replayed == state
+
+
+async def test_bad_input_is_a_clear_4xx_and_writes_nothing(h, client):
+    ik, course = await plan(h, clinician_id=clinician())
+    base = f"/v1/courses/{course.course_id}"
+    s1, s2 = course.live_at(1), course.live_at(2)
+    h.clock.set(s1.starts_at - timedelta(days=1))
+    future = course.live_at(5)
+    assert (await client.post(f"{base}/sessions/{future.session_id}/cancel", headers=AUTH,
+                              json={"cancelled_by": "clinic", "reason_code": "clinician_unwell"})).status_code == 200
+    before = await h.counts()
+    cases = [
+        ("post", f"{base}/sessions/{uuid.uuid4()}/attend", None, 404, "session_id"),
+        ("post", f"/v1/courses/{uuid.uuid4()}/sessions/{s1.session_id}/attend", None, 404, "course_id"),
+        ("post", f"{base}/sessions/{future.session_id}/attend", None, 409, "session_id"),  # cancelled
+        ("post", f"{base}/sessions/{s2.session_id}/reschedule",
+         {"starts_at": (h.clock.now() - timedelta(days=2)).isoformat(), "reason_code": "x"}, 422, "starts_at"),
+        ("post", f"{base}/sessions/{s2.session_id}/reschedule",  # a Sunday
+         {"starts_at": (s2.starts_at - timedelta(days=4)).isoformat(), "reason_code": "x"}, 422, "starts_at"),
+        ("post", f"{base}/sessions/{s2.session_id}/reschedule",
+         {"starts_at": s2.starts_at.replace(tzinfo=None).isoformat(), "reason_code": "x"}, 422, "starts_at"),
+        ("post", f"{base}/contract", {"contracted_sessions": 20, "reason_code": "x"}, 422, "contracted_sessions"),
+        ("post", f"{base}/contract", {"contracted_sessions": 14}, 422, "reason_code"),
+        ("post", f"{base}/contract", {"contracted_sessions": 14, "reason_code": "Free text!"}, 422, "reason_code"),
+        ("put", f"{base}/checklist/mood", {}, 422, "path.item"),
+        ("put", f"{base}/checklist/focus_confirmed", {"focus": {"primary": "grief"}}, 422, "reason_code"),
+        ("post", f"{base}/maintenance", {"sessions": 3}, 409, None),
+        ("post", f"{base}/withdraw", {"reason": "bored"}, 422, "reason"),
+        ("post", f"{base}/sessions/{s1.session_id}/attend", None, 409, "session_id"),  # not started yet
+    ]
+    for method, url, body, status, field in cases:
+        r = await getattr(client, method)(url, headers=AUTH, **({"json": body} if body is not None else {}))
+        assert r.status_code == status, (url, body, r.text)
+        got = r.json()
+        assert got.get("field", (got.get("errors") or [{}])[0].get("field")) == field, (url, got)
+        assert got["detail"]
+    r = await client.post(f"{base}/maintenance", headers=AUTH, json={"sessions": 3})
+    assert r.json()["phase"] == "initial" and r.json()["rule"] == "maintenance_after_completed"
+    assert "phase initial" in r.json()["detail"]
+    assert await h.counts() == before  # nothing written by any refused request
+    assert (await client.post(f"{base}/sessions/{s1.session_id}/attend")).status_code == 401
+    nurse = {"Authorization": f"Bearer {TokenAuthority(TEST_SECRET).issue('p-1', ['patient_app'])}"}
+    assert (await client.post(f"{base}/sessions/{s1.session_id}/attend", headers=nurse)).status_code == 403
+
+
+async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, client):
+    ik, course = await plan(h, clinician_id=clinician())
+    base = f"/v1/courses/{course.course_id}"
+    for k in (1, 2, 3):
+        cur = course.live_at(k)
+        h.clock.set(cur.starts_at + timedelta(minutes=10))  # recorded while session 3 is still running
+        assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=AUTH)).status_code == 200
+    timers = (await client.get(f"{base}/timers", headers=AUTH)).json()["timers"]
+    assert {t["kind"]: t["due_at"] for t in timers}[D.INITIAL_WINDOW] == course.live_at(3).ends_at.isoformat()
+
+    # Other tests' courses share this schema: keep their timers out of the counts below.
+    async with h.pool.acquire() as conn:
+        await conn.execute("UPDATE timers SET cancelled_at = now() WHERE key <> $1", f"course:{course.course_id}")
+    calls = []
+
+    async def failing(uow, timer):
+        calls.append(timer.kind)
+        await handlers.on_timer(uow, timer, deps=h.deps)  # writes state + outbox ...
+        raise RuntimeError("crash before commit")  # ... and dies: all of it rolls back
+
+    handlers_map = {k: (lambda uow, t: handlers.on_timer(uow, t, deps=h.deps)) for k in D.TIMER_KINDS}
+    runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema, {**handlers_map, D.INITIAL_WINDOW: failing}, backoff_s=60)
+    assert await runner.fire_due() == 0  # not due yet
+    h.clock.set(course.live_at(3).ends_at)
+    assert await runner.fire_due() == 1 and calls == [D.INITIAL_WINDOW]
+    notices = lambda evs: [e for e in evs if isinstance(e, CourseReviewNeededV1)]
+    assert notices(await h.events(ik.episode_id)) == []
+    assert await h.val("SELECT attempts FROM timers WHERE key = $1 AND kind = $2 AND fired_at IS NULL",
+                       f"course:{course.course_id}", D.INITIAL_WINDOW) == 1
+
+    restarted = TimerRunner(h.pool, h.outbox, h.clock, h.schema, handlers_map)  # a new process
+    assert await restarted.fire_due() == 1
+    assert await restarted.fire_due() == 0  # fired once, never again
+    [notice] = notices(await h.events(ik.episode_id))
+    assert notice.reason == ReviewReason.initial_checklist_incomplete and notice.session_number == 3
+    view = (await client.get(base, headers=AUTH)).json()
+    assert view["phase"] == "initial" and view["review_notices"] == ["initial_checklist_incomplete"]
+    assert D.INITIAL_WINDOW not in {t["kind"] for t in (await client.get(f"{base}/timers", headers=AUTH)).json()["timers"]}
+
+
+async def test_maintenance_after_remission_reported_by_outcomes(h, client):
+    ik, course = await plan(h, clinician_id=clinician(), template_id="ipt-brief")
+    base = f"/v1/courses/{course.course_id}"
+    for item in ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "focus_confirmed", "contract_set"):
+        await client.put(f"{base}/checklist/{item}", headers=AUTH, json={})
+    for _ in range(8):
+        cur = (await client.get(base, headers=AUTH)).json()["current_session"]
+        h.clock.set(datetime.fromisoformat(cur["ends_at"]))
+        assert (await client.post(f"{base}/sessions/{cur['session_id']}/attend", headers=AUTH)).status_code == 200
+    r = await client.post(f"{base}/maintenance", headers=AUTH, json={"sessions": 4})
+    assert r.status_code == 409 and r.json()["rule"] == "maintenance_needs_remission" and r.json()["phase"] == "completed"
+    async with h.uow() as uow:
+        await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=course.course_id,
+                                                         finished_course=True, remission=True, evaluated_at=h.clock.now()),
+                                      uow, h.deps)
+    r = await client.post(f"{base}/maintenance", headers=AUTH, json={"sessions": 4})
+    assert r.status_code == 200 and r.json()["course"]["phase"] == "maintenance"
+    assert r.json()["events"][:2] == ["rapport.course.phase_changed.v1", "rapport.course.contract_changed.v1"]
+    kinds = [s["kind"] for s in r.json()["course"]["sessions"] if s["number"] > 8]
+    assert kinds == ["maintenance"] * 4
