@@ -1,4 +1,4 @@
-"""Wires intake: settings → runtime (Postgres, Kafka, outbox relay) → HTTP app."""
+"""Wires intake: settings → runtime (Postgres, Kafka, outbox relay, contacts relay) → HTTP app."""
 
 from __future__ import annotations
 
@@ -7,16 +7,33 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from rapport_shared.http.app import create_app
+from rapport_shared.instruments import load_catalogue
 from rapport_shared.runtime import ServiceRuntime
-from rapport_shared.settings import ServiceSettings
 from rapport_shared.topics import INTAKE
 
+from .adapters.contacts_relay import run_contacts_relay
+from .domain.rules import load_rules
 from .entrypoints import http
+from .service_layer.handlers import IntakeConfig
+from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+DESCRIPTION = """Referrals, the IPT intake assessment and eligibility; emits `rapport.intake.completed.v1` /
+`rapport.intake.declined.v1` (through the outbox) and publishes contact details, encrypted, only on the
+private compacted topic `rapport.private.contacts`. Walkthrough: docs/intake.md."""
 
-def build(settings: ServiceSettings) -> FastAPI:
-    runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[INTAKE])
-    return create_app(runtime, [http.router], title="Rapport intake",
-                      description="Referrals, intake assessment and eligibility; emits rapport.intake events.")
+
+def build(settings: IntakeSettings) -> FastAPI:
+    rules = load_rules(settings.intake_rules_path or None)
+    catalogue = load_catalogue()
+    unknown = {code for codes in rules.required_baseline.values() for code in codes if code not in catalogue}
+    if unknown:
+        raise ValueError(f"intake rules require unknown instruments: {sorted(unknown)}")
+    runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[INTAKE],
+                             background=[run_contacts_relay])
+    app = create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION)
+    app.state.intake_config = IntakeConfig(rules=rules, session_minutes=settings.session_minutes,
+                                           allow_secondary_focus=settings.allow_secondary_focus,
+                                           schema=settings.db_schema)
+    return app

@@ -46,6 +46,14 @@ class BaselineScore(BaseModel):
     administered_at: datetime
 
 
+class RiskReviewSummary(BaseModel):
+    """A clinician's risk review at intake that cleared a positive safety item (coded; no notes)."""
+
+    model_config = ConfigDict(frozen=True)
+    decision: Code = Field(description="proceed (a 'decline: crisis referral' decision declines the intake instead)")
+    reviewed_at: datetime
+
+
 class IntakeCompletedV1(EventData):
     """Intake finished; the person is eligible; a course can be planned."""
 
@@ -62,6 +70,10 @@ class IntakeCompletedV1(EventData):
     baseline_scores: list[BaselineScore] = Field(default_factory=list)
     referred_at: datetime
     completed_at: datetime
+    # Added in v1 as optional fields (older consumers ignore them; older producers omit them).
+    referral_source: Code | None = Field(default=None, description="coded referral source, e.g. gp, self")
+    risk_review: RiskReviewSummary | None = Field(
+        default=None, description="present when a baseline safety item was positive and a clinician reviewed it")
 
 
 class IntakeDeclinedV1(EventData):
@@ -74,3 +86,6 @@ class IntakeDeclinedV1(EventData):
     person_id: PseudonymousId
     reason_code: Code
     declined_at: datetime
+    # Added in v1 as optional fields.
+    reason_codes: list[Code] = Field(default_factory=list, description="every reason, reason_code first")
+    template_id: Code | None = Field(default=None, description="the template eligibility was decided against, if chosen")

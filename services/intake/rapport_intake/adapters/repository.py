@@ -1,69 +1,122 @@
-"""Intake's SQL: load and save referrals in the intake schema."""
+"""Intake's SQL for referrals: load and save the aggregate in the intake schema."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-from rapport_shared.contracts import Availability, BaselineScore, Focus, TargetCondition
+from rapport_shared.contracts import Availability, BaselineScore, TargetCondition
 
-from ..domain.model import Referral
+from ..domain.model import Consent, EligibilityRecord, Inventory, ProvisionalFocus, Referral, RiskReview, Status
 
 
 async def add(conn: asyncpg.Connection, r: Referral, created_by: str) -> None:
     await conn.execute(
-        "INSERT INTO referrals (episode_id, person_id, referral_source, target_condition, created_by, created_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO referrals (episode_id, person_id, referral_source, target_condition, created_by, created_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $6)",
         r.episode_id, r.person_id, r.referral_source, r.target_condition.value, created_by, r.created_at,
     )
 
 
-async def get(conn: asyncpg.Connection, episode_id: UUID, *, for_update: bool = False) -> Referral | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM referrals WHERE episode_id = $1" + (" FOR UPDATE" if for_update else ""), episode_id
-    )
-    if row is None:
+def _json(model) -> str | None:
+    return model.model_dump_json() if model is not None else None
+
+
+def _focus(raw: str | None, row) -> ProvisionalFocus | None:
+    if not raw:
         return None
-    scores = await conn.fetch("SELECT * FROM baseline_scores WHERE episode_id = $1", episode_id)
+    # Rows written by the walking skeleton held only primary/secondary.
+    data = {"rationale": None, "recorded_by": row["created_by"], "recorded_at": row["created_at"].isoformat(), **json.loads(raw)}
+    return ProvisionalFocus.model_validate(data)
+
+
+async def _hydrate(conn: asyncpg.Connection, row) -> Referral:
+    episode_id = row["episode_id"]
+    scores = await conn.fetch("SELECT * FROM baseline_scores WHERE episode_id = $1 ORDER BY instrument", episode_id)
+    reviews = await conn.fetch("SELECT * FROM risk_reviews WHERE episode_id = $1 ORDER BY review_id", episode_id)
     return Referral(
-        episode_id=row["episode_id"],
+        episode_id=episode_id,
         person_id=row["person_id"],
         referral_source=row["referral_source"],
         target_condition=TargetCondition(row["target_condition"]),
         created_at=row["created_at"],
-        status=row["status"],
-        template_id=row["template_id"],
-        clinician_id=row["clinician_id"],
-        focus=Focus.model_validate_json(row["focus"]) if row["focus"] else None,
-        availability=Availability.model_validate_json(row["availability"]) if row["availability"] else None,
+        status=Status(row["status"]),
+        consent=Consent.model_validate_json(row["consent"]) if row["consent"] else None,
         baseline={
             s["instrument"]: BaselineScore(
-                instrument=s["instrument"], answers={int(k): v for k, v in json.loads(s["answers"]).items()}, total=float(s["total"]), band=s["band"],
-                caseness=s["caseness"], flags=list(s["flags"]), administered_at=s["administered_at"],
+                instrument=s["instrument"], answers={int(k): v for k, v in json.loads(s["answers"]).items()},
+                total=float(s["total"]), band=s["band"], caseness=s["caseness"], flags=list(s["flags"]),
+                administered_at=s["administered_at"],
             )
             for s in scores
         },
+        inventory=Inventory.model_validate_json(row["inventory"]) if row["inventory"] else None,
+        focus=_focus(row["focus"], row),
+        template_id=row["template_id"],
+        clinician_id=row["clinician_id"],
+        availability=Availability.model_validate_json(row["availability"]) if row["availability"] else None,
+        eligibility=EligibilityRecord.model_validate_json(row["eligibility"]) if row["eligibility"] else None,
+        risk_reviews=[
+            RiskReview(decision=r["decision"], reviewed_by=r["reviewed_by"], reviewed_at=r["reviewed_at"],
+                       note=r["note"], recorded_at=r["recorded_at"])
+            for r in reviews
+        ],
         completed_at=row["completed_at"],
         completed_event_id=row["completed_event_id"],
+        declined_at=row["declined_at"],
+        decline_reasons=tuple(row["decline_reasons"] or ()),
+        declined_event_id=row["declined_event_id"],
+        personal_text_erased_at=row["personal_text_erased_at"],
     )
 
 
-async def save(conn: asyncpg.Connection, r: Referral) -> None:
+async def get(conn: asyncpg.Connection, episode_id: UUID, *, for_update: bool = False) -> Referral | None:
+    row = await conn.fetchrow("SELECT * FROM referrals WHERE episode_id = $1" + (" FOR UPDATE" if for_update else ""), episode_id)
+    return await _hydrate(conn, row) if row else None
+
+
+async def for_person(conn: asyncpg.Connection, person_id: str, *, for_update: bool = False) -> list[Referral]:
+    rows = await conn.fetch(
+        "SELECT * FROM referrals WHERE person_id = $1 ORDER BY created_at, episode_id" + (" FOR UPDATE" if for_update else ""),
+        person_id,
+    )
+    return [await _hydrate(conn, row) for row in rows]
+
+
+async def save(conn: asyncpg.Connection, r: Referral, now: datetime) -> None:
+    """The referral's own row (baseline and risk reviews have their own writes)."""
     await conn.execute(
-        "UPDATE referrals SET status=$2, template_id=$3, clinician_id=$4, focus=$5::jsonb, availability=$6::jsonb,"
-        " completed_at=$7, completed_event_id=$8 WHERE episode_id=$1",
-        r.episode_id, r.status, r.template_id, r.clinician_id,
-        r.focus.model_dump_json() if r.focus else None,
-        r.availability.model_dump_json() if r.availability else None,
-        r.completed_at, r.completed_event_id,
+        "UPDATE referrals SET status=$2, consent=$3::jsonb, inventory=$4::jsonb, focus=$5::jsonb, template_id=$6,"
+        " clinician_id=$7, availability=$8::jsonb, eligibility=$9::jsonb, completed_at=$10, completed_event_id=$11,"
+        " declined_at=$12, decline_reasons=$13, declined_event_id=$14, personal_text_erased_at=$15, updated_at=$16"
+        " WHERE episode_id=$1",
+        r.episode_id, r.status.value, _json(r.consent), _json(r.inventory), _json(r.focus), r.template_id,
+        r.clinician_id, _json(r.availability), _json(r.eligibility), r.completed_at, r.completed_event_id,
+        r.declined_at, list(r.decline_reasons), r.declined_event_id, r.personal_text_erased_at, now,
     )
-    for s in r.baseline.values():
-        await conn.execute(
-            "INSERT INTO baseline_scores (episode_id, instrument, answers, total, band, caseness, flags, administered_at)"
-            " VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8) ON CONFLICT (episode_id, instrument) DO UPDATE SET"
-            " answers=EXCLUDED.answers, total=EXCLUDED.total, band=EXCLUDED.band, caseness=EXCLUDED.caseness,"
-            " flags=EXCLUDED.flags, administered_at=EXCLUDED.administered_at",
-            r.episode_id, s.instrument, json.dumps(s.answers), s.total, s.band, s.caseness, s.flags, s.administered_at,
-        )
+
+
+async def save_baseline(conn: asyncpg.Connection, episode_id: UUID, s: BaselineScore, by: str, at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO baseline_scores (episode_id, instrument, answers, total, band, caseness, flags, administered_at,"
+        " recorded_by, recorded_at) VALUES ($1,$2,$3::jsonb,$4,$5,$6,$7,$8,$9,$10)"
+        " ON CONFLICT (episode_id, instrument) DO UPDATE SET answers=EXCLUDED.answers, total=EXCLUDED.total,"
+        " band=EXCLUDED.band, caseness=EXCLUDED.caseness, flags=EXCLUDED.flags,"
+        " administered_at=EXCLUDED.administered_at, recorded_by=EXCLUDED.recorded_by, recorded_at=EXCLUDED.recorded_at",
+        episode_id, s.instrument, json.dumps(s.answers), s.total, s.band, s.caseness, s.flags, s.administered_at, by, at,
+    )
+
+
+async def add_risk_review(conn: asyncpg.Connection, episode_id: UUID, r: RiskReview) -> None:
+    await conn.execute(
+        "INSERT INTO risk_reviews (episode_id, decision, reviewed_by, reviewed_at, note, recorded_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6)",
+        episode_id, r.decision.value, r.reviewed_by, r.reviewed_at, r.note, r.recorded_at,
+    )
+
+
+async def erase_review_notes(conn: asyncpg.Connection, episode_ids: list[UUID]) -> None:
+    await conn.execute("UPDATE risk_reviews SET note = NULL WHERE episode_id = ANY($1::uuid[])", episode_ids)

@@ -1,13 +1,29 @@
-"""Intake's commands: what a caller asks for, validated at the edge (HTTP)."""
+"""Intake's commands: what a caller asks for, validated at the edge (HTTP) by these models.
+
+Shape rules live here (types, ranges, lengths); rules that need the referral or configuration
+(secondary ≠ primary, a slot long enough for a session, known template, instrument scoring)
+live in ``model`` so they are unit-tested without HTTP.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
-from rapport_shared.contracts import Availability, Focus, PseudonymousId, TargetCondition
+from rapport_shared.contracts import Availability, ProblemArea, PseudonymousId, TargetCondition
 from rapport_shared.contracts.base import Code
+from rapport_shared.private_contacts import Channel, QuietHours
+
+# Free text: personal data (a name, a clinical note). Stays in intake's schema, is erased on
+# request, never reaches an event.
+FreeText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class Command(BaseModel):
@@ -20,15 +36,122 @@ class OpenReferral(Command):
     target_condition: TargetCondition
 
 
-class BaselineSubmission(Command):
-    instrument: Code
+class ConsentMethod(StrEnum):
+    verbal = "verbal"
+    written = "written"
+    electronic = "electronic"
+
+
+class RecordConsent(Command):
+    given: StrictBool = Field(description="consent to IPT and to processing the intake data")
+    method: ConsentMethod
+    share_outcomes_with_referrer: StrictBool = Field(
+        default=False, description="the end-of-course outcome summary may go to the referrer (domain.md 4)")
+
+
+class RecordContact(Command):
+    """Contact details and channel preferences: personal data (intake's schema and the private topic only)."""
+
+    name: ShortText | None = Field(default=None, description="how to address the person")
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, description="international form, e.g. +44 7700 900123")
+    channel_consent: dict[Channel, StrictBool] = Field(default_factory=dict, description="consent to each channel")
+    preferred_channel: Channel | None = None
+    quiet_hours: QuietHours | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not _EMAIL.match(v):
+            raise ValueError("not an e-mail address")
+        return v
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        compact = re.sub(r"[\s().-]", "", v)
+        if not _E164.match(compact):
+            raise ValueError("must be an international number, e.g. +447700900123")
+        return compact
+
+
+class SubmitBaseline(Command):
+    instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
     answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer")
-    administered_at: datetime
+    administered_at: AwareDatetime | None = Field(default=None, description="when answered; default now")
+
+
+class InventoryPerson(Command):
+    """One key relationship (domain.md 2: who, closeness 1–3 as in the closeness circle,
+    support, conflict, changes near symptom onset)."""
+
+    role: Code = Field(description="coded relationship, e.g. partner, mother, friend, colleague")
+    label: ShortText | None = Field(default=None, description="how the patient names them (free text, erasable)")
+    closeness: StrictInt = Field(ge=1, le=3, description="closeness circle: 1 = innermost, 3 = outermost")
+    support: StrictBool = Field(description="a source of support")
+    conflict: StrictBool = Field(description="in conflict or dispute")
+    change_near_onset: StrictBool = Field(description="the relationship changed near symptom onset (loss, start, end, role change)")
+    notes: FreeText | None = None
+
+
+class RecordInventory(Command):
+    people: list[InventoryPerson] = Field(min_length=1, max_length=50)
+    notes: FreeText | None = None
+
+
+class RecordFocus(Command):
+    primary: ProblemArea
+    secondary: ProblemArea | None = None
+    rationale: FreeText = Field(description="why this area (free text, erasable)")
+
+
+class ChooseTemplate(Command):
+    template_id: Code
+
+
+class AssignClinician(Command):
+    clinician_id: PseudonymousId
+
+
+class RecordEligibility(Command):
+    """The clinician's screening against the configured exclusion list, decided against the
+    chosen template. Age in whole years at assessment (never a birth date)."""
+
+    age_years: StrictInt = Field(ge=0, le=130)
+    exclusions: list[Code] = Field(default_factory=list, description="exclusion criteria present (codes); empty = none")
+
+
+class RiskDecision(StrEnum):
+    proceed = "proceed"
+    decline_crisis_referral = "decline_crisis_referral"
+
+
+class RecordRiskReview(Command):
+    decision: RiskDecision
+    reviewed_at: AwareDatetime | None = Field(default=None, description="when the review happened; default now")
+    note: FreeText | None = None
+
+
+class Decline(Command):
+    reason_code: Code
 
 
 class CompleteIntake(Command):
-    template_id: Code
-    clinician_id: PseudonymousId
-    focus: Focus
-    availability: Availability
-    baseline: list[BaselineSubmission] = Field(default_factory=list)
+    """Complete the intake. Every part is optional: parts given here are recorded first, exactly
+    as their own endpoints would (a partner form can send a whole intake in one call)."""
+
+    consent: RecordConsent | None = None
+    contact: RecordContact | None = None
+    baseline: list[SubmitBaseline] = Field(default_factory=list)
+    inventory: RecordInventory | None = None
+    focus: RecordFocus | None = None
+    template_id: Code | None = None
+    clinician_id: PseudonymousId | None = None
+    availability: Availability | None = None
+    eligibility: RecordEligibility | None = None
+    risk_review: RecordRiskReview | None = None

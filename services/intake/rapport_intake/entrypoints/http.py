@@ -1,39 +1,196 @@
-"""Intake's HTTP API (thin: validate, call a handler in a unit of work, shape the answer)."""
+"""Intake's HTTP API (thin: validate, call a handler in a unit of work, shape the answer).
+
+Roles: ``intake_clinician`` does everything clinical; a ``partner`` system (a partner clinic's
+intake form) may open and fill in referrals but not read them back, record a risk review,
+erase or read the audit log; ``admin`` erases, reads the audit log and republishes contacts.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
+from rapport_shared.contracts import Availability, PseudonymousId
 from rapport_shared.http.auth import Principal, Role, require
+from rapport_shared.http.errors import Conflict
 
+from ..adapters.audit import Actor
 from ..domain import commands
 from ..service_layer import handlers
+from ..service_layer.handlers import IntakeConfig
+from .views import AuditPage, ContactView, ErasureView, Problem, ReferralView, referral_view
 
-router = APIRouter(prefix="/v1/referrals", tags=["referrals"])
-writer = require(Role.intake_clinician, Role.partner, Role.admin)
+WRITE = require(Role.intake_clinician, Role.partner, Role.admin)
+READ = require(Role.intake_clinician, Role.clinician, Role.admin)
+CONTACT_READ = require(Role.intake_clinician, Role.admin)
+RISK = require(Role.intake_clinician)
+ADMIN = require(Role.admin)
+
+REFUSALS = {
+    404: {"model": Problem, "description": "no such referral"},
+    409: {"model": Problem, "description": "the referral's state refuses this (completed, declined, or missing parts)"},
+    422: {"model": Problem, "description": "bad input: names the field and the reason; nothing was written"},
+}
+
+router = APIRouter(prefix="/v1", responses=REFUSALS)
 
 
-def _view(r) -> dict:
-    return {
-        "episode_id": str(r.episode_id),
-        "status": r.status,
-        "target_condition": r.target_condition.value,
-        "completed_event_id": str(r.completed_event_id) if r.completed_event_id else None,
-        "missing": r.missing_for_completion() if r.status == "open" else [],
-    }
+def _actor(p: Principal) -> Actor:
+    return Actor(p.sub, tuple(sorted(p.roles)))
 
 
-@router.post("", status_code=201, summary="Open a referral (starts an episode)")
-async def open_referral(cmd: commands.OpenReferral, request: Request, who: Principal = Depends(writer)) -> dict:
+def _cfg(request: Request) -> IntakeConfig:
+    return request.app.state.intake_config
+
+
+async def _run(request: Request, handler, cmd, episode_id: UUID, who: Principal) -> ReferralView:
+    cfg = _cfg(request)
     async with request.app.state.runtime.uow() as uow:
-        referral = await handlers.open_referral(cmd, uow, actor=who.sub)
-    return _view(referral)
+        referral = await handler(cmd, uow, episode_id, _actor(who), cfg)
+    return referral_view(referral, cfg.rules)
 
 
-@router.post("/{episode_id}/complete", summary="Record the remaining intake facts and complete the intake")
-async def complete(episode_id: UUID, cmd: commands.CompleteIntake, request: Request, who: Principal = Depends(writer)) -> dict:
+# ---- referrals ---------------------------------------------------------------------------
+
+@router.post("/referrals", status_code=201, response_model=ReferralView, tags=["referrals"],
+             summary="Open a referral (starts an episode)")
+async def open_referral(cmd: commands.OpenReferral, request: Request, who: Principal = Depends(WRITE)) -> ReferralView:
     async with request.app.state.runtime.uow() as uow:
-        referral = await handlers.complete_intake(cmd, uow, episode_id)
-    return _view(referral)
+        referral = await handlers.open_referral(cmd, uow, _actor(who))
+    return referral_view(referral, _cfg(request).rules)
+
+
+@router.get("/referrals/{episode_id}", response_model=ReferralView, tags=["referrals"],
+            summary="The referral's intake record and what completion still needs (audited read)")
+async def get_referral(episode_id: UUID, request: Request, who: Principal = Depends(READ)) -> ReferralView:
+    async with request.app.state.runtime.uow() as uow:
+        referral = await handlers.read_referral(uow, episode_id, _actor(who))
+    return referral_view(referral, _cfg(request).rules)
+
+
+@router.put("/referrals/{episode_id}/consent", response_model=ReferralView, tags=["assessment"], summary="Record consent")
+async def put_consent(episode_id: UUID, cmd: commands.RecordConsent, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.record_consent, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/contact", response_model=ReferralView, tags=["personal data"],
+            summary="Record the person's contact details and channel preferences (personal data: intake's schema "
+                    "and the encrypted private contacts topic only; allowed after the intake ended too)")
+async def put_contact(episode_id: UUID, cmd: commands.RecordContact, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.record_contact, cmd, episode_id, who)
+
+
+@router.get("/referrals/{episode_id}/contact", response_model=ContactView, tags=["personal data"],
+            summary="The person's contact details (audited read)")
+async def get_contact(episode_id: UUID, request: Request, who: Principal = Depends(CONTACT_READ)) -> ContactView:
+    async with request.app.state.runtime.uow() as uow:
+        contact = await handlers.read_contact(uow, episode_id, _actor(who))
+    return ContactView(episode_id=str(episode_id), contact=contact)
+
+
+@router.post("/referrals/{episode_id}/baseline", response_model=ReferralView, tags=["assessment"],
+             summary="Submit one baseline questionnaire (item answers; scored with the instrument catalogue). "
+                     "Submitting an instrument again replaces its earlier baseline.")
+async def post_baseline(episode_id: UUID, cmd: commands.SubmitBaseline, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.submit_baseline, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/inventory", response_model=ReferralView, tags=["assessment"],
+            summary="Record the interpersonal inventory (key relationships)")
+async def put_inventory(episode_id: UUID, cmd: commands.RecordInventory, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.record_inventory, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/focus", response_model=ReferralView, tags=["assessment"],
+            summary="Record the provisional focus problem area (primary, optional secondary) with its rationale")
+async def put_focus(episode_id: UUID, cmd: commands.RecordFocus, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.record_focus, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/template", response_model=ReferralView, tags=["assessment"],
+            summary="Choose the programme template (changing it clears an eligibility decided for another)")
+async def put_template(episode_id: UUID, cmd: commands.ChooseTemplate, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.choose_template, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/clinician", response_model=ReferralView, tags=["assessment"],
+            summary="Assign the clinician")
+async def put_clinician(episode_id: UUID, cmd: commands.AssignClinician, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.assign_clinician, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/availability", response_model=ReferralView, tags=["assessment"],
+            summary="Record the patient's weekly availability (must hold a weekly session)")
+async def put_availability(episode_id: UUID, cmd: Availability, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.record_availability, cmd, episode_id, who)
+
+
+@router.put("/referrals/{episode_id}/eligibility", response_model=ReferralView, tags=["assessment"],
+            summary="Record eligibility (age, exclusions present), decided against the chosen template; "
+                    "an exclusion or a failed age rule declines the referral")
+async def put_eligibility(episode_id: UUID, cmd: commands.RecordEligibility, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.record_eligibility, cmd, episode_id, who)
+
+
+@router.post("/referrals/{episode_id}/risk-review", response_model=ReferralView, tags=["safety"],
+             summary="Record a clinician's risk review (needed before completion when a baseline safety item is "
+                     "positive); 'decline_crisis_referral' declines the referral")
+async def post_risk_review(episode_id: UUID, cmd: commands.RecordRiskReview, request: Request, who: Principal = Depends(RISK)):
+    return await _run(request, handlers.record_risk_review, cmd, episode_id, who)
+
+
+@router.post("/referrals/{episode_id}/complete", response_model=ReferralView, tags=["referrals"],
+             summary="Complete the intake (optionally recording the parts given in the body first); emits "
+                     "rapport.intake.completed.v1. Refused with 409 listing what is missing; idempotent.")
+async def complete(episode_id: UUID, cmd: commands.CompleteIntake, request: Request, who: Principal = Depends(WRITE)):
+    if cmd.risk_review is not None and Role.intake_clinician.value not in who.roles:
+        raise HTTPException(status_code=403, detail="a risk review needs the role intake_clinician")
+    view = await _run(request, handlers.complete_intake, cmd, episode_id, who)
+    if view.status == "declined":  # a part of the body declined it; that decision was kept
+        raise Conflict(f"the referral was declined ({', '.join(view.decline_reasons)}) and can never start a course",
+                       field="status", status=view.status, decline_reasons=view.decline_reasons,
+                       declined_event_id=view.declined_event_id)
+    return view
+
+
+@router.post("/referrals/{episode_id}/decline", response_model=ReferralView, tags=["referrals"],
+             summary="Decline the referral by hand (withdrawn, referred elsewhere); emits rapport.intake.declined.v1")
+async def decline(episode_id: UUID, cmd: commands.Decline, request: Request, who: Principal = Depends(WRITE)):
+    return await _run(request, handlers.decline_intake, cmd, episode_id, who)
+
+
+@router.get("/intake-rules", tags=["referrals"], summary="Templates, age rules, exclusions, required baseline, decline reasons")
+async def intake_rules(request: Request, who: Principal = Depends(WRITE)) -> dict:
+    cfg = _cfg(request)
+    return {**cfg.rules.model_dump(mode="json"), "session_minutes": cfg.session_minutes,
+            "allow_secondary_focus": cfg.allow_secondary_focus}
+
+
+# ---- personal data and audit (admin) -----------------------------------------------------
+
+@router.post("/persons/{person_id}/erasure", response_model=ErasureView, tags=["personal data"],
+             summary="Erase a person's contact details and every free text about them; publishes the tombstone")
+async def erase(person_id: PseudonymousId, request: Request, who: Principal = Depends(ADMIN)) -> dict:
+    async with request.app.state.runtime.uow() as uow:
+        return await handlers.erase_person(person_id, uow, _actor(who), _cfg(request))
+
+
+@router.post("/admin/contacts/republish", tags=["personal data"],
+             summary="Republish every contact on the private topic (after rotating the contacts key)")
+async def republish(request: Request, who: Principal = Depends(ADMIN)) -> dict:
+    async with request.app.state.runtime.uow() as uow:
+        n = await handlers.republish_contacts(uow, _actor(who), _cfg(request))
+    return {"queued": n}
+
+
+@router.get("/audit", response_model=AuditPage, tags=["audit"], summary="Who read or changed which referral, when")
+async def get_audit(request: Request, who: Principal = Depends(ADMIN), episode_id: UUID | None = None,
+                    person_id: str | None = None, actor: str | None = None, action: str | None = None,
+                    since: datetime | None = None, after_seq: int = Query(0, ge=0),
+                    limit: int = Query(100, ge=1, le=1000)) -> AuditPage:
+    async with request.app.state.runtime.uow() as uow:
+        entries = await handlers.query_audit(uow, _actor(who), episode_id=episode_id, person_id=person_id, actor=actor,
+                                             action=action, since=since, after_seq=after_seq, limit=limit)
+    return AuditPage(entries=entries, next_after_seq=entries[-1]["seq"] if len(entries) == limit else None)

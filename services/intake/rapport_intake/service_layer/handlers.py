@@ -1,67 +1,251 @@
-"""Intake's use cases: plain functions ``handle(cmd, uow)``."""
+"""Intake's use cases: plain functions ``handle(cmd, uow, ...)``, one per step.
+
+Each loads the referral (locked), lets the domain decide (refusals raise before any write),
+saves, audits in the same transaction, and announces an ending through the outbox.
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
-from rapport_shared.contracts import BaselineScore, IntakeCompletedV1
-from rapport_shared.http.errors import Invalid, NotFound
-from rapport_shared.instruments import AnswerError, UnknownInstrument, score
+from rapport_shared.http.errors import NotFound
 from rapport_shared.uow import UnitOfWork
 
-from ..adapters import repository
+from ..adapters import audit, contacts, repository
+from ..adapters.audit import Actor
 from ..domain import commands
-from ..domain.model import Referral, check_focus
+from ..domain.model import Referral, Status, contact_record, field_prefix
+from ..domain.rules import IntakeRules
 
 
-async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: str) -> Referral:
-    referral = Referral(
-        episode_id=uuid.uuid4(), person_id=cmd.person_id, referral_source=cmd.referral_source,
-        target_condition=cmd.target_condition, created_at=uow.now(),
-    )
-    await repository.add(uow.conn, referral, created_by=actor)
-    return referral
+@dataclass(frozen=True)
+class IntakeConfig:
+    rules: IntakeRules
+    session_minutes: int
+    allow_secondary_focus: bool
+    schema: str  # the intake schema (its NOTIFY channel wakes the contacts relay)
 
 
-def score_baseline(items: list[commands.BaselineSubmission]) -> dict[str, BaselineScore]:
-    scored: dict[str, BaselineScore] = {}
-    for i, item in enumerate(items):
-        try:
-            result = score(item.instrument, item.answers)
-        except UnknownInstrument as exc:
-            raise Invalid(str(exc), field=f"baseline[{i}].instrument") from exc
-        except AnswerError as exc:
-            raise Invalid(exc.reason, field=f"baseline[{i}].{exc.field}") from exc
-        scored[item.instrument] = BaselineScore(
-            instrument=item.instrument, answers=item.answers, total=float(result.total), band=result.band,
-            caseness=result.caseness, flags=list(result.flags), administered_at=item.administered_at,
-        )
-    return scored
-
-
-async def complete_intake(cmd: commands.CompleteIntake, uow: UnitOfWork, episode_id: UUID) -> Referral:
-    """Record the remaining facts and complete. Completing twice returns the first result, no new event."""
+async def _load(uow: UnitOfWork, episode_id: UUID) -> Referral:
     referral = await repository.get(uow.conn, episode_id, for_update=True)
     if referral is None:
         raise NotFound(f"no referral {episode_id}", field="episode_id")
-    if referral.status == "completed":
-        return referral
-    check_focus(cmd.focus)
-    referral.template_id = cmd.template_id
-    referral.clinician_id = cmd.clinician_id
-    referral.focus = cmd.focus
-    referral.availability = cmd.availability
-    referral.baseline.update(score_baseline(cmd.baseline))
-    referral.complete(uow.now())
-    event = await uow.emit(
-        IntakeCompletedV1(
-            episode_id=referral.episode_id, person_id=referral.person_id, target_condition=referral.target_condition,
-            template_id=referral.template_id, focus=referral.focus, clinician_id=referral.clinician_id,
-            availability=referral.availability, baseline_scores=list(referral.baseline.values()),
-            referred_at=referral.created_at, completed_at=referral.completed_at,
-        )
-    )
-    referral.completed_event_id = UUID(event.id)
-    await repository.save(uow.conn, referral)
     return referral
+
+
+async def _audit(uow: UnitOfWork, actor: Actor, action: str, r: Referral | None = None, **detail: Any) -> None:
+    await audit.record(uow.conn, at=uow.now(), actor=actor, action=action,
+                       episode_id=r.episode_id if r else None, person_id=r.person_id if r else None, **detail)
+
+
+async def _finish(uow: UnitOfWork, r: Referral, was: Status, cfg: IntakeConfig, actor: Actor) -> Referral:
+    """Save; if this request ended the referral, announce it (same transaction as the state)."""
+    if was == Status.open and r.status == Status.declined:
+        event = await uow.emit(r.declined_event())
+        r.declined_event_id = UUID(event.id)
+        await _audit(uow, actor, "referral.declined", r, reasons=list(r.decline_reasons), event_id=event.id)
+    elif was == Status.open and r.status == Status.completed:
+        event = await uow.emit(r.completed_event(cfg.rules))
+        r.completed_event_id = UUID(event.id)
+        await _audit(uow, actor, "referral.completed", r, event_id=event.id)
+    await repository.save(uow.conn, r, uow.now())
+    return r
+
+
+# ---- opening and reading -----------------------------------------------------------------
+
+async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: Actor) -> Referral:
+    referral = Referral(episode_id=uuid.uuid4(), person_id=cmd.person_id, referral_source=cmd.referral_source,
+                        target_condition=cmd.target_condition, created_at=uow.now())
+    await repository.add(uow.conn, referral, created_by=actor.sub)
+    await _audit(uow, actor, "referral.opened", referral, referral_source=cmd.referral_source,
+                 target_condition=cmd.target_condition.value)
+    return referral
+
+
+async def read_referral(uow: UnitOfWork, episode_id: UUID, actor: Actor) -> Referral:
+    referral = await repository.get(uow.conn, episode_id)
+    if referral is None:
+        raise NotFound(f"no referral {episode_id}", field="episode_id")
+    await _audit(uow, actor, "referral.read", referral)
+    return referral
+
+
+# ---- the steps, applied to a loaded referral (shared by the step endpoints and completion) ---
+
+async def _consent(uow, r: Referral, cmd: commands.RecordConsent, actor: Actor, cfg: IntakeConfig) -> None:
+    r.record_consent(cmd, actor.sub, uow.now())
+    await _audit(uow, actor, "consent.recorded", r, given=cmd.given, method=cmd.method.value)
+
+
+async def _contact(uow, r: Referral, cmd: commands.RecordContact, actor: Actor, cfg: IntakeConfig) -> None:
+    # Contact details may change at any time, also after the intake ended.
+    record = contact_record(cmd, r.person_id, uow.now())
+    await contacts.upsert(uow.conn, record, actor.sub)
+    await contacts.queue_publication(uow.conn, r.person_id, cfg.schema)
+    await _audit(uow, actor, "contact.recorded", r,
+                 fields=sorted(k for k, v in cmd.model_dump(exclude_defaults=True).items() if v is not None))
+
+
+async def _baseline(uow, r: Referral, cmd: commands.SubmitBaseline, actor: Actor, cfg: IntakeConfig) -> None:
+    scored = r.record_baseline(cmd, uow.now())
+    await repository.save_baseline(uow.conn, r.episode_id, scored, actor.sub, uow.now())
+    await _audit(uow, actor, "baseline.recorded", r, instrument=scored.instrument, flags=scored.flags)
+
+
+async def _inventory(uow, r: Referral, cmd: commands.RecordInventory, actor: Actor, cfg: IntakeConfig) -> None:
+    r.record_inventory(cmd, actor.sub, uow.now())
+    await _audit(uow, actor, "inventory.recorded", r, people=len(cmd.people))
+
+
+async def _focus(uow, r: Referral, cmd: commands.RecordFocus, actor: Actor, cfg: IntakeConfig) -> None:
+    r.record_focus(cmd, actor.sub, uow.now(), allow_secondary=cfg.allow_secondary_focus)
+    await _audit(uow, actor, "focus.recorded", r, primary=cmd.primary.value,
+                 secondary=cmd.secondary.value if cmd.secondary else None)
+
+
+async def _template(uow, r: Referral, cmd: commands.ChooseTemplate, actor: Actor, cfg: IntakeConfig) -> None:
+    had_eligibility = r.eligibility is not None
+    r.choose_template(cmd.template_id, cfg.rules)
+    await _audit(uow, actor, "template.chosen", r, template_id=cmd.template_id,
+                 eligibility_reset=had_eligibility and r.eligibility is None)
+
+
+async def _clinician(uow, r: Referral, cmd: commands.AssignClinician, actor: Actor, cfg: IntakeConfig) -> None:
+    r.assign_clinician(cmd.clinician_id)
+    await _audit(uow, actor, "clinician.assigned", r, clinician_id=cmd.clinician_id)
+
+
+async def _availability(uow, r: Referral, cmd, actor: Actor, cfg: IntakeConfig) -> None:
+    r.record_availability(cmd, cfg.session_minutes)
+    await _audit(uow, actor, "availability.recorded", r, slots=len(cmd.slots))
+
+
+async def _eligibility(uow, r: Referral, cmd: commands.RecordEligibility, actor: Actor, cfg: IntakeConfig) -> None:
+    r.record_eligibility(cmd, cfg.rules, actor.sub, uow.now())
+    await _audit(uow, actor, "eligibility.recorded", r, template_id=r.template_id, eligible=r.eligibility.eligible,
+                 reasons=list(r.eligibility.reasons), exclusions=list(cmd.exclusions))
+
+
+async def _risk_review(uow, r: Referral, cmd: commands.RecordRiskReview, actor: Actor, cfg: IntakeConfig) -> None:
+    r.record_risk_review(cmd, cfg.rules, actor.sub, uow.now())
+    await repository.add_risk_review(uow.conn, r.episode_id, r.risk_reviews[-1])
+    await _audit(uow, actor, "risk_review.recorded", r, decision=cmd.decision.value)
+
+
+async def _step(step, cmd, uow: UnitOfWork, episode_id: UUID, actor: Actor, cfg: IntakeConfig) -> Referral:
+    r = await _load(uow, episode_id)
+    was = r.status
+    await step(uow, r, cmd, actor, cfg)
+    return await _finish(uow, r, was, cfg, actor)
+
+
+async def record_consent(cmd, uow, episode_id, actor, cfg): return await _step(_consent, cmd, uow, episode_id, actor, cfg)
+async def record_contact(cmd, uow, episode_id, actor, cfg): return await _step(_contact, cmd, uow, episode_id, actor, cfg)
+async def submit_baseline(cmd, uow, episode_id, actor, cfg): return await _step(_baseline, cmd, uow, episode_id, actor, cfg)
+async def record_inventory(cmd, uow, episode_id, actor, cfg): return await _step(_inventory, cmd, uow, episode_id, actor, cfg)
+async def record_focus(cmd, uow, episode_id, actor, cfg): return await _step(_focus, cmd, uow, episode_id, actor, cfg)
+async def choose_template(cmd, uow, episode_id, actor, cfg): return await _step(_template, cmd, uow, episode_id, actor, cfg)
+async def assign_clinician(cmd, uow, episode_id, actor, cfg): return await _step(_clinician, cmd, uow, episode_id, actor, cfg)
+async def record_availability(cmd, uow, episode_id, actor, cfg): return await _step(_availability, cmd, uow, episode_id, actor, cfg)
+async def record_eligibility(cmd, uow, episode_id, actor, cfg): return await _step(_eligibility, cmd, uow, episode_id, actor, cfg)
+async def record_risk_review(cmd, uow, episode_id, actor, cfg): return await _step(_risk_review, cmd, uow, episode_id, actor, cfg)
+
+
+async def read_contact(uow: UnitOfWork, episode_id: UUID, actor: Actor):
+    r = await repository.get(uow.conn, episode_id)
+    if r is None:
+        raise NotFound(f"no referral {episode_id}", field="episode_id")
+    contact = await contacts.get(uow.conn, r.person_id)
+    await _audit(uow, actor, "contact.read", r, found=contact is not None)
+    return contact
+
+
+# ---- ending ------------------------------------------------------------------------------
+
+async def complete_intake(cmd: commands.CompleteIntake, uow: UnitOfWork, episode_id: UUID, actor: Actor,
+                          cfg: IntakeConfig) -> Referral:
+    """Record the parts given in ``cmd`` (in the order below, as their own endpoints would), then
+    complete. Completing again returns the first result: same event id, no second event.
+    A part that declines the referral (eligibility, a crisis-referral risk review) stops here:
+    the decline is kept and the caller learns the referral is declined."""
+    r = await _load(uow, episode_id)
+    if r.status == Status.completed:
+        await _audit(uow, actor, "referral.complete_repeated", r, event_id=str(r.completed_event_id))
+        return r
+    was = r.status
+    r.ensure_open()
+    parts = [
+        ("consent", _consent, cmd.consent),
+        ("contact", _contact, cmd.contact),
+        *((f"baseline.{i}", _baseline, b) for i, b in enumerate(cmd.baseline)),
+        ("inventory", _inventory, cmd.inventory),
+        ("focus", _focus, cmd.focus),
+        (None, _template, commands.ChooseTemplate(template_id=cmd.template_id) if cmd.template_id else None),
+        (None, _clinician, commands.AssignClinician(clinician_id=cmd.clinician_id) if cmd.clinician_id else None),
+        ("availability", _availability, cmd.availability),
+        ("risk_review", _risk_review, cmd.risk_review),  # safety before eligibility
+        ("eligibility", _eligibility, cmd.eligibility),
+    ]
+    for prefix, step, part in parts:
+        if part is None:
+            continue
+        if prefix is None:  # a top-level field of the body: the domain already names it
+            await step(uow, r, part, actor, cfg)
+        else:
+            with field_prefix(prefix):
+                await step(uow, r, part, actor, cfg)
+        if r.status != Status.open:
+            return await _finish(uow, r, was, cfg, actor)
+    r.complete(uow.now(), cfg.rules)
+    return await _finish(uow, r, was, cfg, actor)
+
+
+async def decline_intake(cmd: commands.Decline, uow: UnitOfWork, episode_id: UUID, actor: Actor,
+                         cfg: IntakeConfig) -> Referral:
+    r = await _load(uow, episode_id)
+    was = r.status
+    if not r.decline(cmd.reason_code, cfg.rules, uow.now()):
+        await _audit(uow, actor, "referral.decline_repeated", r, event_id=str(r.declined_event_id))
+        return r
+    return await _finish(uow, r, was, cfg, actor)
+
+
+# ---- personal data -----------------------------------------------------------------------
+
+async def erase_person(person_id: str, uow: UnitOfWork, actor: Actor, cfg: IntakeConfig) -> dict:
+    """Erase a person's contact details and every free text about them; publish the tombstone."""
+    conn = uow.conn
+    if not await contacts.known_person(conn, person_id):
+        raise NotFound(f"no referral or contact for person {person_id}", field="person_id")
+    now = uow.now()
+    referrals = await repository.for_person(conn, person_id, for_update=True)
+    for r in referrals:
+        r.erase_personal_text(now)
+        await repository.save(conn, r, now)
+        await _audit(uow, actor, "referral.personal_text_erased", r)
+    await repository.erase_review_notes(conn, [r.episode_id for r in referrals])
+    had_contact = await contacts.delete(conn, person_id)
+    await contacts.queue_publication(conn, person_id, cfg.schema)  # no contact now → a tombstone
+    await contacts.record_erasure(conn, person_id, actor.sub, now, len(referrals), had_contact)
+    await audit.record(conn, at=now, actor=actor, action="person.erased", person_id=person_id,
+                       referrals=len(referrals), contact=had_contact)
+    return {"person_id": person_id, "erased_at": now.isoformat(), "referrals": len(referrals),
+            "contact_erased": had_contact, "tombstone": "queued"}
+
+
+async def republish_contacts(uow: UnitOfWork, actor: Actor, cfg: IntakeConfig) -> int:
+    n = await contacts.queue_all(uow.conn, cfg.schema)
+    await audit.record(uow.conn, at=uow.now(), actor=actor, action="contacts.republished", contacts=n)
+    return n
+
+
+async def query_audit(uow: UnitOfWork, reader: Actor, **filters: Any) -> list[dict]:
+    entries = await audit.query(uow.conn, **filters)
+    # Reading the audit log is itself audited (who looked at whose trail).
+    await audit.record(uow.conn, at=uow.now(), actor=reader, action="audit.read",
+                       episode_id=filters.get("episode_id"), person_id=filters.get("person_id"))
+    return entries

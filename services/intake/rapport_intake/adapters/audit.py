@@ -1,0 +1,44 @@
+"""The append-only audit log: who read or changed which referral, when (coded facts only)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Actor:
+    sub: str
+    roles: tuple[str, ...] = ()
+
+
+async def record(conn: asyncpg.Connection, *, at: datetime, actor: Actor, action: str, episode_id: UUID | None = None,
+                 person_id: str | None = None, **detail: Any) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (at, actor, actor_roles, action, episode_id, person_id, detail)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        at, actor.sub, list(actor.roles), action, episode_id, person_id, json.dumps(detail, default=str),
+    )
+
+
+async def query(conn: asyncpg.Connection, *, episode_id: UUID | None = None, person_id: str | None = None,
+                actor: str | None = None, action: str | None = None, since: datetime | None = None,
+                after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT seq, at, actor, actor_roles, action, episode_id, person_id, detail FROM audit_log"
+        " WHERE seq > $1 AND ($2::uuid IS NULL OR episode_id = $2) AND ($3::text IS NULL OR person_id = $3)"
+        " AND ($4::text IS NULL OR actor = $4) AND ($5::text IS NULL OR action = $5)"
+        " AND ($6::timestamptz IS NULL OR at >= $6) ORDER BY seq LIMIT $7",
+        after_seq, episode_id, person_id, actor, action, since, limit,
+    )
+    return [
+        {"seq": r["seq"], "at": r["at"].isoformat(), "actor": r["actor"], "actor_roles": list(r["actor_roles"]),
+         "action": r["action"], "episode_id": str(r["episode_id"]) if r["episode_id"] else None,
+         "person_id": r["person_id"], "detail": json.loads(r["detail"])}
+        for r in rows
+    ]

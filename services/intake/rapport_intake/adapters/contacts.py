@@ -1,0 +1,78 @@
+"""Contact details (personal data) in intake's schema, and the queue that publishes them to the
+private contacts topic."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import asyncpg
+
+from rapport_shared.db import ident
+from rapport_shared.private_contacts import ContactRecordV1
+
+
+def notify_channel(schema: str) -> str:
+    return f"{ident(schema)}_contacts"
+
+
+def _record(row) -> ContactRecordV1:
+    return ContactRecordV1(
+        person_id=row["person_id"], name=row["name"], email=row["email"], phone=row["phone"],
+        channel_consent=json.loads(row["channel_consent"]), preferred_channel=row["preferred_channel"],
+        quiet_hours=json.loads(row["quiet_hours"]) if row["quiet_hours"] else None, updated_at=row["updated_at"],
+    )
+
+
+async def get(conn: asyncpg.Connection, person_id: str) -> ContactRecordV1 | None:
+    row = await conn.fetchrow("SELECT * FROM contacts WHERE person_id = $1", person_id)
+    return _record(row) if row else None
+
+
+async def get_many(conn: asyncpg.Connection, person_ids: list[str]) -> dict[str, ContactRecordV1]:
+    rows = await conn.fetch("SELECT * FROM contacts WHERE person_id = ANY($1::text[])", person_ids)
+    return {r["person_id"]: _record(r) for r in rows}
+
+
+async def upsert(conn: asyncpg.Connection, c: ContactRecordV1, by: str) -> None:
+    await conn.execute(
+        "INSERT INTO contacts (person_id, name, email, phone, channel_consent, preferred_channel, quiet_hours,"
+        " updated_by, updated_at) VALUES ($1,$2,$3,$4,$5::jsonb,$6,$7::jsonb,$8,$9)"
+        " ON CONFLICT (person_id) DO UPDATE SET name=EXCLUDED.name, email=EXCLUDED.email, phone=EXCLUDED.phone,"
+        " channel_consent=EXCLUDED.channel_consent, preferred_channel=EXCLUDED.preferred_channel,"
+        " quiet_hours=EXCLUDED.quiet_hours, updated_by=EXCLUDED.updated_by, updated_at=EXCLUDED.updated_at",
+        c.person_id, c.name, c.email, c.phone, json.dumps({k.value: v for k, v in c.channel_consent.items()}),
+        c.preferred_channel.value if c.preferred_channel else None,
+        c.quiet_hours.model_dump_json() if c.quiet_hours else None, by, c.updated_at,
+    )
+
+
+async def delete(conn: asyncpg.Connection, person_id: str) -> bool:
+    return (await conn.execute("DELETE FROM contacts WHERE person_id = $1", person_id)) != "DELETE 0"
+
+
+async def queue_publication(conn: asyncpg.Connection, person_id: str, schema: str) -> None:
+    """In the caller's transaction: publish this person's current contact state (or a tombstone)."""
+    await conn.execute("INSERT INTO contact_publications (person_id) VALUES ($1)", person_id)
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+
+
+async def queue_all(conn: asyncpg.Connection, schema: str) -> int:
+    """Republish every stored contact (after a key rotation)."""
+    n = int((await conn.execute("INSERT INTO contact_publications (person_id) SELECT person_id FROM contacts")).split()[-1])
+    await conn.execute("SELECT pg_notify($1, '')", notify_channel(schema))
+    return n
+
+
+async def record_erasure(conn: asyncpg.Connection, person_id: str, by: str, at: datetime, referrals: int, contact: bool) -> None:
+    await conn.execute(
+        "INSERT INTO erasures (person_id, erased_by, erased_at, referrals, contact) VALUES ($1,$2,$3,$4,$5)",
+        person_id, by, at, referrals, contact,
+    )
+
+
+async def known_person(conn: asyncpg.Connection, person_id: str) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM referrals WHERE person_id = $1) OR EXISTS (SELECT 1 FROM contacts WHERE person_id = $1)",
+        person_id,
+    ))

@@ -1,0 +1,147 @@
+"""Publishes contact state to the private, compacted ``rapport.private.contacts`` topic.
+
+Like the event outbox, but for a table rather than a stream: a ``contact_publications`` row
+(written in the transaction that changed a contact, or erased it) says "publish this person's
+current state". The relay reads the state *at publish time* — the encrypted contact, or a
+tombstone if there is none — so a change followed by an erasure publishes only the tombstone,
+and no ciphertext ever waits in a queue table. Rows are deleted once the broker acknowledged
+(acks=all, idempotent producer); a crash before that republishes the same current state, which
+a compacted topic absorbs. Plain aiokafka, because FastStream cannot send a null value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from rapport_shared.db import ident
+from rapport_shared.faults import crash_point
+from rapport_shared.logging import get_logger
+from rapport_shared.private_contacts import Keyring, PrivateRecord, encode_contact, encode_tombstone, ensure_private_topic
+from rapport_shared.topics import PRIVATE_CONTACTS
+
+from . import contacts
+
+log = get_logger(__name__)
+
+Send = Callable[[PrivateRecord], Awaitable[Awaitable[object]]]
+
+
+class ContactsRelay:
+    def __init__(self, pool: asyncpg.Pool, send: Send, keyring: Keyring, schema: str, *,
+                 batch_size: int = 200, poll_interval_s: float = 1.0) -> None:
+        self.pool, self.send, self.keyring = pool, send, keyring
+        self.schema = ident(schema)
+        self.channel = contacts.notify_channel(schema)
+        self.batch_size, self.poll_interval_s = batch_size, poll_interval_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    async def publish_batch(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One relay at a time per schema keeps each person's records in queue order.
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"{self.schema}.contact_publications"):
+                return 0
+            rows = await conn.fetch(
+                "SELECT seq, person_id FROM contact_publications ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", self.batch_size
+            )
+            if not rows:
+                return 0
+            persons = list(dict.fromkeys(r["person_id"] for r in rows))
+            current = await contacts.get_many(conn, persons)
+            acks = []
+            for person in persons:
+                c = current.get(person)
+                acks.append(await self.send(encode_contact(c, self.keyring) if c else encode_tombstone(person)))
+            await asyncio.gather(*acks)
+            crash_point("contacts_relay.after_publish")
+            await conn.execute("DELETE FROM contact_publications WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+            return len(rows)
+
+    async def drain(self) -> int:
+        total = 0
+        while n := await self.publish_batch():
+            total += n
+            if n < self.batch_size:
+                break
+        return total
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        listener: asyncpg.Connection | None = None
+        backoff = self.poll_interval_s
+        while not self._stopping:
+            try:
+                if listener is None or listener.is_closed():
+                    listener = await self.pool.acquire()
+                    await listener.add_listener(self.channel, self._on_notify)
+                self._wake.clear()
+                await self.drain()
+                backoff = self.poll_interval_s
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                except asyncio.TimeoutError:
+                    pass
+            except asyncio.CancelledError:
+                break
+            except Exception as exc:  # Kafka or Postgres away: the queue keeps the work
+                log.warning("contacts relay pass failed; will retry", error=repr(exc), retry_in_s=backoff)
+                if listener is not None:
+                    await self._release(listener)
+                    listener = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        if listener is not None:
+            await self._release(listener)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        try:
+            await conn.remove_listener(self.channel, self._on_notify)
+        except Exception:
+            pass
+        try:
+            await self.pool.release(conn)
+        except Exception:
+            pass
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+
+def producer_send(producer: AIOKafkaProducer) -> Send:
+    async def send(record: PrivateRecord) -> Awaitable[object]:
+        return await producer.send(PRIVATE_CONTACTS, value=record.value, key=record.key, headers=record.kafka_headers())
+
+    return send
+
+
+async def run_contacts_relay(runtime) -> None:
+    """Background job of the intake runtime: make sure the compacted topic exists, then relay."""
+    s = runtime.settings
+    while True:  # Kafka may not be reachable yet; the job waits for it rather than dying
+        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
+                                    client_id=f"rapport-{s.service_name}-contacts")
+        try:
+            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication)
+            await producer.start()
+            break
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("contacts relay cannot reach Kafka yet", error=repr(exc))
+            await producer.stop()
+            await asyncio.sleep(2)
+    relay = ContactsRelay(runtime.pool, producer_send(producer), s.keyring(), s.db_schema,
+                          batch_size=s.relay_batch_size, poll_interval_s=s.relay_poll_interval_s)
+    runtime.contacts_relay = relay
+    try:
+        await relay.run()
+    finally:
+        relay.stop()
+        await producer.stop()
