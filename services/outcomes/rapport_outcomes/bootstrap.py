@@ -2,21 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from rapport_shared.clock import Clock, SystemClock
 from rapport_shared.http.app import create_app
 from rapport_shared.runtime import ServiceRuntime
 from rapport_shared.settings import ServiceSettings
 from rapport_shared.topics import OUTCOMES
 
+from .domain.policy import OutcomesPolicy
 from .entrypoints import consumers, http
+from .settings import OutcomesSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+@dataclass
+class OutcomesRuntime(ServiceRuntime):
+    """Starts a clock that has a life of its own (simulated: caught up with the clock topic)
+    before anything reads "now", and stops it last."""
+
+    async def start(self) -> None:
+        if (start := getattr(self.clock, "start", None)) is not None:
+            await start()
+        await super().start()
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        finally:
+            if (stop := getattr(self.clock, "stop", None)) is not None:
+                await stop()
+
+
+def make_clock(settings: ServiceSettings) -> Clock:
+    if getattr(settings, "clock", "system") == "system":
+        return SystemClock()
+    from rapport_shared.clock import SimulatedClock  # only needed in simulation mode
+
+    return SimulatedClock(settings.kafka_bootstrap, settings.clock_topic)
+
+
 def build(settings: ServiceSettings) -> FastAPI:
-    runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[OUTCOMES], register_handlers=consumers.register)
-    return create_app(runtime, [http.router], title="Rapport outcomes",
-                      description="Scored submissions, change classification and safety alerts; emits rapport.outcomes events.")
+    policy = settings.policy() if isinstance(settings, OutcomesSettings) else OutcomesPolicy()
+    runtime = OutcomesRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[OUTCOMES],
+                              register_handlers=partial(consumers.register, policy=policy), clock=make_clock(settings))
+    app = create_app(runtime, http.routers, title="Rapport outcomes",
+                     description="Scored submissions, change classification, safety and review alerts, cohort "
+                                 "reports and FHIR export; emits rapport.outcomes events.")
+    app.state.policy = policy
+    http.install_error_handlers(app)
+    return app

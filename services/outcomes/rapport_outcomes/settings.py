@@ -1,9 +1,40 @@
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field
+
 from rapport_shared.settings import ServiceSettings
+
+from .domain.policy import OutcomesPolicy
 
 
 class OutcomesSettings(ServiceSettings):
     service_name: str = "outcomes"
     http_port: int = 8083
+
+    # domain.md 3.3 "no reliable improvement by mid-course (configurable session number)":
+    # RAPPORT_REVIEW_SESSION_BY_TEMPLATE='{"ipt-brief": 4}' fixes it per template; otherwise
+    # the session at this fraction of the contracted sessions (rounded up).
+    review_session_fraction: float = Field(default=0.5, gt=0, le=1)
+    review_session_by_template: dict[str, int] = Field(default_factory=dict)
+    # domain.md 3.2: an anxiety programme may replace GAD-7 by a disorder-specific measure,
+    # e.g. RAPPORT_PAIRED_MEASURES_BY_CONDITION='{"anxiety": ["phq9", "<code>"]}'.
+    paired_measures_by_condition: dict[str, list[str]] = Field(default_factory=dict)
+    finished_course_min_sessions: int = Field(default=2, ge=0)
+    submission_max_clock_skew_s: int = Field(default=300, ge=0)
+    # Time (architecture.md "Time"): "system", or "simulated" = follow the clock topic like the
+    # other services in a simulation, so "in the future" means the same thing everywhere.
+    clock: Literal["system", "simulated"] = "system"
+    clock_topic: str = "rapport.clock"
+
+    def policy(self) -> OutcomesPolicy:
+        return OutcomesPolicy(
+            review_session_fraction=self.review_session_fraction,
+            review_session_by_template=dict(self.review_session_by_template),
+            paired_measures_by_condition={k: tuple(v) for k, v in self.paired_measures_by_condition.items()},
+            finished_course_min_sessions=self.finished_course_min_sessions,
+            max_clock_skew=timedelta(seconds=self.submission_max_clock_skew_s),
+        )
 
 
 def load() -> OutcomesSettings:

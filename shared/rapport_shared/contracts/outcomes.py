@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..topics import OUTCOMES
 from .base import Code, EventData, PseudonymousId
@@ -48,6 +48,10 @@ class ScoreSubmittedV1(EventData):
     flags: list[str] = Field(default_factory=list, description="coded flags, e.g. safety_item_positive")
     administered_at: datetime
     scored_at: datetime
+    alert_ids: list[UUID] = Field(
+        default_factory=list,
+        description="alerts this submission raised or was linked to (a repeat positive joins the open alert)",
+    )
 
 
 class AlertKind(StrEnum):
@@ -75,6 +79,9 @@ class AlertRaisedV1(EventData):
     submission_id: UUID | None = None
     instrument: Code | None = None
     raised_at: datetime
+    session_number: int | None = Field(
+        default=None, ge=1, description="the course session the cause belongs to (review: the review session)"
+    )
 
 
 class AlertAction(StrEnum):
@@ -96,6 +103,23 @@ class AlertResolvedV1(EventData):
     resolved_by: PseudonymousId
     action: AlertAction
     resolved_at: datetime
+    linked_submission_ids: list[UUID] = Field(
+        default_factory=list, description="later submissions that were linked to this alert while it was open"
+    )
+
+
+class InstrumentOutcome(BaseModel):
+    """One instrument's paired totals at the end of a course (baseline = first, final = latest)."""
+
+    model_config = ConfigDict(frozen=True)
+    baseline_total: float
+    final_total: float
+    change: float = Field(description="final − baseline; negative is a fall (improvement)")
+    reliable_change: ReliableChange | None = None
+    caseness_at_baseline: bool | None = None
+    caseness_at_end: bool | None = None
+    baseline_submission_id: UUID
+    final_submission_id: UUID
 
 
 class OutcomeEvaluatedV1(EventData):
@@ -118,3 +142,12 @@ class OutcomeEvaluatedV1(EventData):
     baseline_totals: dict[str, float] = Field(default_factory=dict)
     final_totals: dict[str, float] = Field(default_factory=dict)
     evaluated_at: datetime
+    template_id: Code | None = None
+    clinician_id: PseudonymousId | None = None
+    end_reason: Code | None = Field(default=None, description="rapport.course.ended.v1 reason")
+    attended_sessions: int | None = Field(default=None, ge=0)
+    counts_toward_recovery: bool | None = Field(
+        default=None, description="at caseness at baseline: only these episodes count toward recovery"
+    )
+    paired_measures: list[Code] = Field(default_factory=list, description="the paired measures the episode had")
+    instruments: dict[str, InstrumentOutcome] = Field(default_factory=dict)

@@ -1,38 +1,303 @@
-"""Outcomes' use cases."""
+"""Outcomes' use cases: plain functions ``handle(cmd_or_event, uow, ...)``, one per use case.
+
+Each runs inside one unit of work: the state it writes and the events it announces commit
+together (a safety alert is in the same transaction as the score that raised it), and every
+refusal is raised before the first write, so nothing is half-stored.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
+from uuid import UUID
 
+from rapport_shared.consumer import PoisonEvent
 from rapport_shared.contracts import IntakeCompletedV1, ScoreSubmittedV1, Timepoint
-from rapport_shared.instruments import load_catalogue, score
+from rapport_shared.contracts.course import CourseEndedV1, CoursePlannedV1, SessionAttendedV1
+from rapport_shared.contracts.outcomes import AlertKind, AlertRaisedV1, AlertResolvedV1, OutcomeEvaluatedV1
+from rapport_shared.http.auth import Principal
 from rapport_shared.uow import UnitOfWork
 
+from ..adapters import repository as repo
+from ..domain import alerts as rules
+from ..domain.commands import ResolveAlert, SubmitScores
+from ..domain.evaluation import classify, evaluate
+from ..domain.model import (
+    Episode,
+    Unknown,
+    KeyReused,
+    Refused,
+    Submission,
+    check_answers,
+    check_rater,
+    check_time,
+    decide_timepoint,
+    definition_for,
+    fingerprint,
+    parse_answers,
+    score_submission,
+)
+from ..domain.policy import OutcomesPolicy
 
-async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: str) -> None:
-    """Open the episode's measurement record with its baseline scores (rescored here: the
-    catalogue in this service is the authority on scoring)."""
-    await uow.conn.execute(
-        "INSERT INTO episodes (episode_id, person_id, clinician_id, template_id, began_at) VALUES ($1,$2,$3,$4,$5)"
-        " ON CONFLICT (episode_id) DO NOTHING",
-        intake.episode_id, intake.person_id, intake.clinician_id, intake.template_id, intake.referred_at,
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    submission: Submission
+    replayed: bool  # the same client submission id was seen before: nothing new stored
+
+
+# ---- scores ---------------------------------------------------------------------------------
+
+async def _link(uow: UnitOfWork, decision: rules.Link, submission: Submission) -> UUID:
+    await repo.link(uow.conn, decision.alert_id, submission.submission_id, uow.now())
+    await repo.audit(uow.conn, decision.alert_id, "linked", SYSTEM, uow.now(), details={
+        "submission_id": submission.submission_id, "reason_code": decision.reason_code})
+    return decision.alert_id
+
+
+async def _accept(uow: UnitOfWork, episode: Episode, s: Submission, policy: OutcomesPolicy, *, source: str,
+                  submitted_by: str, submitted_role: str | None) -> Submission:
+    """Store a scored submission, apply its alerts, and announce both (one transaction)."""
+    await repo.add_submission(uow.conn, s, source=source, submitted_by=submitted_by, submitted_role=submitted_role)
+    decisions = rules.alerts_for_submission(s, await repo.open_alerts(uow.conn, episode.episode_id), policy)
+    # The alert ids go on the score event, so the raise/link decision is made first; the score
+    # event is still written (and published) before the alert it caused.
+    raised = [(d, uuid.uuid4()) for d in decisions if isinstance(d, rules.Raise)]
+    linked = [d.alert_id for d in decisions if isinstance(d, rules.Link)]
+    alert_ids = tuple([a for _, a in raised] + linked)
+    score_event = await uow.emit(
+        ScoreSubmittedV1(
+            episode_id=s.episode_id, submission_id=s.submission_id, instrument=s.instrument,
+            loinc_code=policy.catalogue.get(s.instrument).loinc_total, timepoint=s.timepoint,
+            session_number=s.session_number, total=float(s.total), band=s.band, caseness=s.caseness,
+            subscales=dict(s.subscales), baseline_total=None if s.baseline_total is None else float(s.baseline_total),
+            change_from_baseline=None if s.change_from_baseline is None else float(s.change_from_baseline),
+            reliable_change=s.reliable_change, flags=list(s.flags), administered_at=s.administered_at,
+            scored_at=s.scored_at, alert_ids=list(alert_ids),
+        ),
+        correlation_id=episode.correlation_id,
     )
+    for decision, alert_id in raised:
+        await _raise_alert_with_id(uow, episode, decision, alert_id, submission=s, cause_event_id=score_event.id,
+                                   correlation_id=episode.correlation_id)
+    for decision in decisions:
+        if isinstance(decision, rules.Link):
+            await _link(uow, decision, s)
+    return Submission(**{**s.__dict__, "alert_ids": alert_ids})
+
+
+async def _raise_alert_with_id(uow: UnitOfWork, episode: Episode, decision: rules.Raise, alert_id: UUID, *,
+                               submission: Submission | None, cause_event_id: str | None,
+                               correlation_id: str | None) -> None:
+    clinician = await repo.alert_clinician(uow.conn, episode)
+    now = uow.now()
+    submission_id = submission.submission_id if submission else None
+    await repo.add_alert(
+        uow.conn, alert_id=alert_id, episode_id=episode.episode_id, kind=decision.kind.value,
+        urgency=decision.urgency.value, reason_code=decision.reason_code, clinician_id=clinician,
+        submission_id=submission_id, instrument=decision.instrument, session_number=decision.session_number,
+        raised_at=now,
+    )
+    event = await uow.emit(
+        AlertRaisedV1(
+            episode_id=episode.episode_id, alert_id=alert_id, kind=decision.kind, urgency=decision.urgency,
+            reason_code=decision.reason_code, clinician_id=clinician, submission_id=submission_id,
+            instrument=decision.instrument, raised_at=now, session_number=decision.session_number,
+        ),
+        correlation_id=correlation_id,
+    )
+    await repo.audit(uow.conn, alert_id, "raised", SYSTEM, now, event_id=event.id, details={
+        "kind": decision.kind.value, "urgency": decision.urgency.value, "reason_code": decision.reason_code,
+        "clinician_id": clinician, "submission_id": submission_id, "session_number": decision.session_number,
+        "cause_event_id": cause_event_id})
+
+
+async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Principal, policy: OutcomesPolicy) -> Accepted:
+    """A questionnaire submitted over HTTP: validate strictly, score, store once, announce."""
+    episode = await repo.get_episode(uow.conn, episode_id, lock=True)
+    if episode is None:
+        raise Unknown("episode_id", f"no episode {episode_id} (intake not completed, or unknown)")
+    answers = parse_answers(cmd.answers)
+    definition = definition_for(policy.catalogue, cmd.instrument)
+    key_fingerprint = None
+    try:
+        key_fingerprint = fingerprint(definition.code, answers, cmd.administered_at,  # type: ignore[arg-type]
+                                      cmd.timepoint.value if cmd.timepoint else None, cmd.session_number)
+    except TypeError:
+        pass  # unsortable (non-int) keys: the catalogue refuses them below
+    previous = await repo.by_client_key(uow.conn, episode_id, cmd.client_submission_id, policy)
+    if previous is not None:
+        if previous.fingerprint != key_fingerprint:
+            raise KeyReused("client_submission_id", "was already used for a different submission")
+        return Accepted(previous, replayed=True)
+    check_rater(definition, who.roles)
+    check_answers(policy, definition.code, answers)
+    baseline = await repo.baseline(uow.conn, episode_id, definition.code, policy)
+    check_time(episode, cmd.administered_at, uow.now(), policy, baseline, definition.code)
+    timepoint = decide_timepoint(cmd.timepoint, baseline, definition.code)
+    scored = score_submission(
+        policy=policy, submission_id=uuid.uuid4(), episode_id=episode_id, instrument=definition.code,
+        answers=answers, administered_at=cmd.administered_at, timepoint=timepoint, session_number=cmd.session_number,
+        baseline=baseline, scored_at=uow.now(), client_submission_id=cmd.client_submission_id,
+        fingerprint_=key_fingerprint,
+    )
+    role = next((r for r in ("clinician", "admin", "partner", "patient_app") if r in who.roles), None)
+    stored = await _accept(uow, episode, scored, policy, source="http", submitted_by=who.sub, submitted_role=role)
+    return Accepted(stored, replayed=False)
+
+
+async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: str, policy: OutcomesPolicy) -> None:
+    """Open the episode's measurement record with the baseline scores intake collected (rescored
+    here: this service's catalogue is the authority on scoring)."""
+    episode = Episode(
+        episode_id=intake.episode_id, person_id=intake.person_id, clinician_id=intake.clinician_id,
+        template_id=intake.template_id, target_condition=intake.target_condition.value, began_at=intake.referred_at,
+        # The episode's causal chain: every event outcomes emits for it carries this id.
+        correlation_id=(uow.cause.correlation_id or uow.cause.id) if uow.cause else None,
+    )
+    if not await repo.add_episode(uow.conn, episode, uow.now()):
+        return  # the episode is open already (intake re-sent under a new event id): baselines once
+    episode = await repo.get_episode(uow.conn, intake.episode_id, lock=True)
+    assert episode is not None
     for b in intake.baseline_scores:
-        result = score(b.instrument, b.answers)
         # Deterministic id: the same intake event always yields the same submission id.
         submission_id = uuid.uuid5(uuid.UUID(cause_id), b.instrument)
-        await uow.conn.execute(
-            "INSERT INTO submissions (submission_id, episode_id, instrument, timepoint, answers, total, band, caseness,"
-            " flags, administered_at, scored_at) VALUES ($1,$2,$3,'baseline',$4::jsonb,$5,$6,$7,$8,$9,$10)",
-            submission_id, intake.episode_id, b.instrument, json.dumps(b.answers), float(result.total), result.band,
-            result.caseness, list(result.flags), b.administered_at, uow.now(),
-        )
-        await uow.emit(
-            ScoreSubmittedV1(
-                episode_id=intake.episode_id, submission_id=submission_id, instrument=b.instrument,
-                loinc_code=load_catalogue().get(b.instrument).loinc_total, timepoint=Timepoint.baseline,
-                total=float(result.total), band=result.band, caseness=result.caseness, flags=list(result.flags),
-                administered_at=b.administered_at, scored_at=uow.now(),
+        try:
+            definition = definition_for(policy.catalogue, b.instrument, "baseline_scores.instrument")
+            prior = await repo.baseline(uow.conn, intake.episode_id, definition.code, policy)
+            scored = score_submission(
+                policy=policy, submission_id=submission_id, episode_id=intake.episode_id, instrument=definition.code,
+                answers=dict(b.answers), administered_at=b.administered_at,
+                timepoint=Timepoint.baseline if prior is None else Timepoint.session,
+                session_number=None, baseline=prior, scored_at=uow.now(),
             )
-        )
+        except Refused as exc:
+            # Intake scores with the same catalogue, so this is a version skew: dead-letter the
+            # event for an operator rather than open an episode without its baseline.
+            raise PoisonEvent(f"baseline {b.instrument}: {exc}") from exc
+        await _accept(uow, episode, scored, policy, source="intake", submitted_by=f"intake:{cause_id}", submitted_role=None)
+    # A course that ended before this intake event arrived (replay, outage) is evaluated now.
+    course = await repo.get_course(uow.conn, intake.episode_id)
+    if course is not None and course["ended_at"] is not None:
+        await _evaluate(uow, episode, course, policy)
+
+
+# ---- alerts ---------------------------------------------------------------------------------
+
+async def resolve_alert(cmd: ResolveAlert, uow: UnitOfWork, alert_id: UUID, who: Principal,
+                        policy: OutcomesPolicy) -> tuple[dict, bool]:
+    """A clinician records what was done. Returns (alert row as dict, replayed)."""
+    alert = await repo.get_alert(uow.conn, alert_id, lock=True)
+    if alert is None:
+        raise Unknown("alert_id", f"no alert {alert_id}")
+    if alert["status"] == "resolved":
+        # The same clinician sending the same resolution again (a retry) gets the first answer.
+        same = (alert["resolved_by"], alert["action"], alert["action_text"]) == (
+            who.sub, cmd.action.value, cmd.action_text.strip() if cmd.action_text else None)
+        if same:
+            return dict(alert), True
+    resolution = rules.check_resolution(
+        status=alert["status"], raised_at=alert["raised_at"], action=cmd.action, action_text=cmd.action_text,
+        resolved_at=cmd.resolved_at, now=uow.now(), policy=policy,
+    )
+    episode = await repo.get_episode(uow.conn, alert["episode_id"])
+    links = await repo.linked_submissions(uow.conn, alert_id)
+    await repo.resolve(uow.conn, alert_id, by=who.sub, role="clinician", at=resolution.resolved_at,
+                       recorded_at=uow.now(), action=resolution.action.value, text=resolution.action_text)
+    event = await uow.emit(
+        AlertResolvedV1(
+            episode_id=alert["episode_id"], alert_id=alert_id, kind=AlertKind(alert["kind"]), resolved_by=who.sub,
+            action=resolution.action, resolved_at=resolution.resolved_at,
+            linked_submission_ids=[r["submission_id"] for r in links],
+        ),
+        correlation_id=episode.correlation_id if episode else None,
+    )
+    await repo.audit(uow.conn, alert_id, "resolved", who.sub, uow.now(), actor_role="clinician", event_id=event.id,
+                     details={"action": resolution.action.value, "action_text": resolution.action_text,
+                              "resolved_at": resolution.resolved_at.isoformat()})
+    return dict(await repo.get_alert(uow.conn, alert_id)), False
+
+
+# ---- course events --------------------------------------------------------------------------
+
+async def course_planned(data: CoursePlannedV1, uow: UnitOfWork) -> None:
+    await repo.upsert_course(uow.conn, data.episode_id, uow.now(), course_id=data.course_id,
+                             template_id=data.template_id, clinician_id=data.clinician_id,
+                             contracted_sessions=data.contracted_sessions)
+
+
+async def session_attended(data: SessionAttendedV1, uow: UnitOfWork, policy: OutcomesPolicy) -> None:
+    """Count attendance; at the review session, check for reliable improvement (once per course)."""
+    episode = await repo.get_episode(uow.conn, data.episode_id, lock=True)
+    await repo.record_attendance(uow.conn, data.episode_id, course_id=data.course_id, number=data.number,
+                                 attended=data.attended_sessions, contracted=data.contracted_sessions, at=uow.now())
+    course = await repo.get_course(uow.conn, data.episode_id)
+    if episode is None:
+        return  # intake not seen yet: the next attended session checks again
+    template = course["template_id"] or episode.template_id
+    review_session = policy.review_session(template, data.contracted_sessions)
+    if not rules.review_due(attended_number=data.number, review_session=review_session,
+                            already_checked=course["review_checked_at"] is not None, ended=course["ended_at"] is not None):
+        return
+    _, classification = classify(await repo.score_points(uow.conn, episode.episode_id, policy),
+                                 episode.target_condition, policy)
+    decision = rules.review_alert(classification.reliable_improvement, review_session,
+                                  await repo.open_alerts(uow.conn, episode.episode_id))
+    alert_id = None
+    if isinstance(decision, rules.Raise):
+        alert_id = uuid.uuid4()
+        await _raise_alert_with_id(uow, episode, decision, alert_id, submission=None,
+                                   cause_event_id=uow.cause.id if uow.cause else None, correlation_id=None)
+    elif isinstance(decision, rules.Link):
+        alert_id = decision.alert_id
+    await repo.mark_review_checked(uow.conn, episode.episode_id, uow.now(), alert_id)
+
+
+async def course_ended(data: CourseEndedV1, uow: UnitOfWork, policy: OutcomesPolicy) -> None:
+    episode = await repo.get_episode(uow.conn, data.episode_id, lock=True)
+    await repo.upsert_course(uow.conn, data.episode_id, uow.now(), course_id=data.course_id,
+                             template_id=data.template_id, clinician_id=data.clinician_id,
+                             contracted_sessions=data.contracted_sessions, ended_at=data.ended_at,
+                             end_reason=data.reason.value, final_phase=data.final_phase.value,
+                             ended_attended_sessions=data.attended_sessions)
+    if episode is None:
+        return  # evaluated when the intake event arrives (record_baseline)
+    await _evaluate(uow, episode, await repo.get_course(uow.conn, data.episode_id), policy)
+
+
+async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesPolicy) -> None:
+    """The end-of-course classification, once per episode, from the scores stored so far."""
+    if await repo.has_evaluation(uow.conn, episode.episode_id):
+        return
+    points = await repo.score_points(uow.conn, episode.episode_id, policy)
+    attended = course["ended_attended_sessions"] or 0
+    ev = evaluate(points, attended_sessions=attended, target_condition=episode.target_condition, policy=policy)
+    c = ev.classification
+    template = course["template_id"] or episode.template_id
+    clinician = course["clinician_id"] or episode.clinician_id
+    now = uow.now()
+    event = await uow.emit(OutcomeEvaluatedV1(
+        episode_id=episode.episode_id, course_id=course["course_id"], finished_course=ev.finished_course,
+        caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
+        reliable_improvement=c.reliable_improvement, reliable_deterioration=c.reliable_deterioration,
+        reliable_recovery=c.reliable_recovery, response=c.response, remission=c.remission,
+        baseline_totals={k: float(p.baseline.total) for k, p in ev.pairs.items()},
+        final_totals={k: float(p.final.total) for k, p in ev.pairs.items()},
+        evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
+        attended_sessions=attended, counts_toward_recovery=c.counts_toward_recovery,
+        paired_measures=list(c.paired_measures), instruments=ev.instruments(),
+    ))
+    detail = {"paired_measures": list(c.paired_measures),
+              "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()}}
+    await repo.add_evaluation(
+        uow.conn, episode_id=episode.episode_id, course_id=course["course_id"], template_id=template,
+        clinician_id=clinician, end_reason=course["end_reason"], attended_sessions=attended,
+        finished_course=ev.finished_course, counts_toward_recovery=c.counts_toward_recovery,
+        caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
+        reliable_improvement=c.reliable_improvement, reliable_deterioration=c.reliable_deterioration,
+        reliable_recovery=c.reliable_recovery, response=c.response, remission=c.remission,
+        detail=json.dumps(detail), ended_at=course["ended_at"], evaluated_at=now, event_id=UUID(event.id),
+    )

@@ -1,0 +1,40 @@
+"""What callers ask outcomes for, validated at the edge (HTTP)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from rapport_shared.contracts.base import Code
+from rapport_shared.contracts.outcomes import AlertAction, Timepoint
+
+# The caller's idempotency key: opaque, no spaces (it is not a place for patient text).
+ClientKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubmitScores(Command):
+    client_submission_id: ClientKey = Field(
+        description="the caller's id for this submission: sending it again stores nothing new (idempotency key)"
+    )
+    instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
+    # Values are checked by the catalogue (strict ints, ranges), so they stay untyped here and a
+    # refusal names the item ("answers.item_9"), not a pydantic location.
+    answers: dict[str, Any] = Field(description='questionnaire item number → integer answer, e.g. {"1": 0, ..., "9": 1}')
+    administered_at: AwareDatetime = Field(description="when the questionnaire was answered (RFC 3339 with offset)")
+    timepoint: Timepoint | None = Field(
+        default=None, description="session (default) or end; the first score of an instrument is always its baseline"
+    )
+    session_number: int | None = Field(default=None, ge=1, description="the course session it was collected before")
+
+
+class ResolveAlert(Command):
+    action: AlertAction
+    action_text: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
+        default=None, description="what was done (required for 'other'); stays in outcomes, never on a topic"
+    )
+    resolved_at: AwareDatetime | None = Field(default=None, description="when it was done; defaults to now")

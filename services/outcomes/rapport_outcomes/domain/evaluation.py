@@ -1,0 +1,88 @@
+"""End-of-course evaluation (domain.md 3.2): paired scores → the episode's classification.
+
+Paired scores per instrument: the first score of the episode (baseline) and the latest. The
+classification rules (caseness, recovery, reliable improvement/deterioration with the two-measure
+rules, response, remission) are the shared ``classify_episode``; this module picks the pairs,
+the programme's paired measures and the finished-course flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Mapping
+from uuid import UUID
+
+from rapport_shared.contracts.outcomes import InstrumentOutcome, ReliableChange
+from rapport_shared.instruments import EpisodeClassification, classify_episode
+
+from .policy import OutcomesPolicy
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    submission_id: UUID
+    instrument: str
+    total: int | float
+    administered_at: datetime
+    recorded_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Pair:
+    instrument: str
+    baseline: ScorePoint
+    final: ScorePoint
+
+
+def pairs_from(points: Iterable[ScorePoint]) -> dict[str, Pair]:
+    """First and latest score of each instrument (ties on time broken by recording order)."""
+    by_instrument: dict[str, list[ScorePoint]] = {}
+    for p in points:
+        by_instrument.setdefault(p.instrument, []).append(p)
+    pairs = {}
+    for code, pts in sorted(by_instrument.items()):
+        pts.sort(key=lambda p: (p.administered_at, p.recorded_seq))
+        pairs[code] = Pair(code, pts[0], pts[-1])
+    return pairs
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    finished_course: bool
+    attended_sessions: int
+    classification: EpisodeClassification
+    pairs: Mapping[str, Pair]
+
+    def instruments(self) -> dict[str, InstrumentOutcome]:
+        out = {}
+        for code, change in self.classification.instruments.items():
+            pair = self.pairs[code]
+            out[code] = InstrumentOutcome(
+                baseline_total=change.baseline, final_total=change.latest, change=change.change,
+                reliable_change=ReliableChange(change.reliable_change) if change.reliable_change else None,
+                caseness_at_baseline=change.caseness_at_baseline, caseness_at_end=change.caseness_at_end,
+                baseline_submission_id=pair.baseline.submission_id, final_submission_id=pair.final.submission_id,
+            )
+        return out
+
+
+def classify(points: Iterable[ScorePoint], target_condition: str | None, policy: OutcomesPolicy) -> tuple[dict[str, Pair], EpisodeClassification]:
+    pairs = pairs_from(points)
+    classification = classify_episode(
+        {code: (p.baseline.total, p.final.total) for code, p in pairs.items()},
+        paired_measures=policy.paired_measures(target_condition),
+        catalogue=policy.catalogue,
+    )
+    return pairs, classification
+
+
+def evaluate(points: Iterable[ScorePoint], *, attended_sessions: int, target_condition: str | None,
+             policy: OutcomesPolicy) -> Evaluation:
+    pairs, classification = classify(points, target_condition, policy)
+    return Evaluation(
+        finished_course=policy.is_finished_course(attended_sessions),
+        attended_sessions=attended_sessions,
+        classification=classification,
+        pairs=pairs,
+    )

@@ -1,0 +1,139 @@
+"""Outcomes in-process against a real Postgres: the HTTP app over ASGI, and events fed through the
+real ``EventConsumer`` (envelope decoding, contract validation, inbox) as Kafka records would be.
+Kafka itself is not needed here; the e2e tests cover it. Emitted events are read from the outbox."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from rapport_outcomes import bootstrap
+from rapport_outcomes.settings import OutcomesSettings
+from rapport_shared import db, envelope
+from rapport_shared.consumer import EventConsumer
+from rapport_shared.contracts.base import EventData
+from rapport_shared.testing.fixtures import TEST_SECRET
+from rapport_shared.uow import UnitOfWorkFactory
+
+PHQ9_18 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 0}
+GAD7_12 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1, 7: 1}
+
+
+def phq9(total: int, item9: int = 0) -> dict[str, int]:
+    out, rest = {}, total - item9
+    for n in range(1, 9):
+        out[str(n)] = min(3, rest)
+        rest -= out[str(n)]
+    assert rest == 0
+    return {**out, "9": item9}
+
+
+def gad7(total: int) -> dict[str, int]:
+    out, rest = {}, total
+    for n in range(1, 8):
+        out[str(n)] = min(3, rest)
+        rest -= out[str(n)]
+    assert rest == 0
+    return out
+
+
+@dataclass
+class FakeRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list
+    timestamp: int = 0
+
+
+@dataclass
+class Outcomes:
+    app: object
+    client: httpx.AsyncClient
+    consumer: EventConsumer
+    pool: object
+    tokens: object
+    dead: list = field(default_factory=list)
+    _offsets: itertools.count = field(default_factory=itertools.count)
+
+    def auth(self, sub: str, *roles: str) -> dict:
+        return {"Authorization": f"Bearer {self.tokens.issue(sub, roles)}"}
+
+    async def deliver(self, data: EventData, *, event_id: str | None = None, correlation_id: str | None = None):
+        """Hand an event to the service's consumer as the Kafka subscription would."""
+        event = envelope.new_event(type=data.event_type, source="/rapport/test", subject=str(data.episode_id), data=data,
+                                   time=datetime.now(timezone.utc), id=event_id, correlation_id=correlation_id)
+        rec = envelope.encode(event)
+        record = FakeRecord(data.topic, 0, next(self._offsets), rec.key, rec.value,
+                            [(k, v.encode()) for k, v in rec.headers.items()])
+        return await self.consumer.process(record), event
+
+    async def events(self, episode_id, event_type: str | None = None) -> list[dict]:
+        """The episode's events in the outbox, in publish order (data + ce_type + ce_id)."""
+        rows = await self.pool.fetch("SELECT headers, value FROM outbox WHERE key = $1 ORDER BY seq", str(episode_id).encode())
+        out = []
+        for r in rows:
+            h = json.loads(r["headers"])
+            if event_type is None or h["ce_type"] == event_type:
+                out.append({**json.loads(r["value"]), "ce_type": h["ce_type"], "ce_id": h["ce_id"],
+                            "correlation_id": h.get("correlation_id")})
+        return out
+
+    async def count(self, sql: str, *args) -> int:
+        return await self.pool.fetchval(sql, *args)
+
+
+@pytest.fixture(scope="session")
+async def outcomes(postgres, service_dsns, tokens):
+    settings = OutcomesSettings(database_dsn=service_dsns["outcomes"], auth_secret=TEST_SECRET, environment="test")
+    app = bootstrap.build(settings)
+    runtime = app.state.runtime
+    runtime.pool = await db.create_pool(settings.database_dsn, settings.db_schema, 1, 8)
+    async with runtime.pool.acquire() as conn:
+        await db.migrate(conn, settings.db_schema, runtime.migrations)
+    runtime.uow = UnitOfWorkFactory(runtime.pool, runtime.outbox, runtime.clock)
+    dead: list = []
+
+    async def dead_letter(topic, record):
+        dead.append((topic, record))
+
+    consumer = EventConsumer(pool=runtime.pool, group_id="it-outcomes", dead_letter=dead_letter, outbox=runtime.outbox,
+                             clock=runtime.clock, max_attempts=1, backoff_s=0.01)
+    runtime.register_handlers(runtime, consumer)
+    transport = httpx.ASGITransport(app=app)  # no lifespan: the runtime above stands in for start()
+    async with httpx.AsyncClient(transport=transport, base_url="http://outcomes") as client:
+        yield Outcomes(app, client, consumer, runtime.pool, tokens, dead)
+    await runtime.pool.close()
+
+
+def intake_event(*, baseline: dict[str, dict[int, int]] | None = None, clinician_id: str | None = None,
+                 template_id: str = "ipt-standard", referred_at: datetime | None = None, target_condition="depression"):
+    from rapport_shared.contracts import IntakeCompletedV1
+
+    now = datetime.now(timezone.utc)
+    referred = referred_at or now - timedelta(days=1)
+    return IntakeCompletedV1(
+        episode_id=uuid.uuid4(), person_id=f"P-{uuid.uuid4().hex[:10]}", target_condition=target_condition,
+        template_id=template_id, focus={"primary": "grief"}, clinician_id=clinician_id or f"clin-{uuid.uuid4().hex[:8]}",
+        availability={"timezone": "Europe/London", "slots": [{"weekday": 2, "start": "09:00", "end": "12:00"}]},
+        baseline_scores=[{"instrument": code, "answers": answers, "total": float(sum(answers.values())),
+                          "administered_at": referred + timedelta(hours=1)}
+                         for code, answers in (baseline if baseline is not None else {"phq9": PHQ9_18}).items()],
+        referred_at=referred, completed_at=referred + timedelta(hours=2),
+    )
+
+
+@pytest.fixture(scope="session")
+def h():
+    """The helpers above (test modules cannot import a conftest under --import-mode=importlib)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(phq9=phq9, gad7=gad7, intake_event=intake_event, PHQ9_18=PHQ9_18, GAD7_12=GAD7_12)
