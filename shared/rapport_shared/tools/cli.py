@@ -1,0 +1,426 @@
+"""``rapport``: inspect, dump, load and repair Rapport's event streams on any Kafka.
+
+    rapport [--bootstrap HOST:PORT] topics | tail | dump | load | groups list|reset | dlq list|redrive
+
+The broker comes from ``--bootstrap`` or ``RAPPORT_KAFKA_BOOTSTRAP`` (default ``localhost:9092``);
+SASL credentials (secure profile) from ``--sasl-username``/``--sasl-password`` or
+``RAPPORT_KAFKA_SASL_USERNAME``/``_PASSWORD`` (mechanism ``RAPPORT_KAFKA_SASL_MECHANISM``, default
+SCRAM-SHA-256). Anything that changes state (``groups reset``, ``dlq redrive``) is a dry run unless
+``--apply`` is given. See docs/replay.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import sys
+from contextlib import aclosing, contextmanager
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from . import kafka_ops as ops
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Inspect, dump, load and repair Rapport's event streams on any Kafka (docs/replay.md).",
+                  context_settings={"help_option_names": ["-h", "--help"]})
+groups_app = typer.Typer(no_args_is_help=True, help="Consumer groups: list, reset offsets (dry run by default).")
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics (<topic>.dlq.<group>): list, redrive.")
+app.add_typer(groups_app, name="groups")
+app.add_typer(dlq_app, name="dlq")
+
+# Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False)
+
+
+class State:
+    conn: ops.Conn = ops.Conn()
+
+
+@app.callback()
+def _global(
+    bootstrap: Optional[str] = typer.Option(None, "--bootstrap", "-b", envvar="RAPPORT_KAFKA_BOOTSTRAP",
+                                            help="Kafka bootstrap servers [env RAPPORT_KAFKA_BOOTSTRAP; default localhost:9092]"),
+    sasl_username: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_USERNAME", help="SASL user (secure profile)"),
+    sasl_password: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_PASSWORD", help="SASL password"),
+    sasl_mechanism: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_MECHANISM",
+                                                 help="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"),
+) -> None:
+    State.conn = ops.Conn.from_env(bootstrap, sasl_username=sasl_username, sasl_password=sasl_password,
+                                   sasl_mechanism=sasl_mechanism)
+
+
+def run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except ops.ToolError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[ops.Progress]:
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _time(value: Optional[str], name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return ops.parse_time(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an RFC 3339 time or epoch milliseconds", param_hint=name)
+
+
+def _matcher(types: List[str] | None, episode: Optional[str]):
+    if not types and not episode:
+        return None
+
+    def match(r: Any) -> bool:
+        h = ops.headers_dict(r.headers)
+        if types and not any(fnmatch.fnmatchcase(h.get("ce_type", ""), t) for t in types):
+            return False
+        if episode and episode not in (h.get("ce_subject"), (r.key or b"").decode("utf-8", "replace")):
+            return False
+        return True
+
+    return match
+
+
+# ------------------------------------------------------------------------------------ topics
+
+@app.command()
+def topics(
+    all_: bool = typer.Option(False, "--all", help="include Kafka's internal topics (__consumer_offsets, ...)"),
+    group: Optional[List[str]] = typer.Option(None, "--group", "-g", help="only these consumer groups"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Topics with partitions and offsets, and each consumer group's lag."""
+
+    async def go() -> tuple[list[ops.TopicInfo], list[ops.GroupInfo]]:
+        names = await ops.list_topic_names(State.conn, include_internal=all_)
+        return await ops.topic_infos(State.conn, names), await ops.groups(State.conn, group)
+
+    infos, gis = run(go())
+    if as_json:
+        typer.echo(json.dumps({
+            "topics": [{"topic": t.name, "partitions": [p.__dict__ for p in t.partitions]} for t in infos],
+            "groups": [{"group": g.group, "state": g.state, "members": g.members,
+                        "partitions": [{"topic": tp.topic, "partition": tp.partition, "committed": off,
+                                        "lag": g.lag.get(tp)} for tp, off in sorted(g.offsets.items())]} for g in gis]},
+                              indent=2))
+        return
+    t = Table(title="Topics", title_justify="left")
+    for col in ("topic", "partitions", "records", "end offsets (per partition)", "begin offsets"):
+        t.add_column(col, justify="right" if col in ("partitions", "records") else "left")
+    for info in infos:
+        t.add_row(info.name, str(len(info.partitions)), str(info.records),
+                  " ".join(f"{p.partition}:{p.end}" for p in info.partitions),
+                  " ".join(f"{p.partition}:{p.begin}" for p in info.partitions))
+    out.print(t)
+    g = Table(title="Consumer groups", title_justify="left")
+    for col in ("group", "state", "members", "topic", "lag", "committed (per partition)"):
+        g.add_column(col, justify="right" if col in ("members", "lag") else "left")
+    for gi in gis:
+        per_topic: dict[str, list] = {}
+        for tp in sorted(gi.offsets):
+            per_topic.setdefault(tp.topic, []).append(tp)
+        if not per_topic:
+            g.add_row(gi.group, gi.state, str(gi.members), "—", "—", "")
+        for topic, tps in per_topic.items():
+            g.add_row(gi.group, gi.state, str(gi.members), topic, str(sum(gi.lag.get(tp, 0) for tp in tps)),
+                      " ".join(f"{tp.partition}:{gi.offsets[tp]}" for tp in tps))
+    out.print(g)
+
+
+# ------------------------------------------------------------------------------------ tail
+
+def _print_record(r: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(ops.record_to_json(r), ensure_ascii=False, separators=(",", ":")))
+        return
+    h = ops.headers_dict(r.headers)
+    head = (f"[cyan]{r.topic}[/cyan] {r.partition}@{r.offset}  {ops._iso(r.timestamp)}  "
+            f"[bold]{h.get('ce_type', '(no ce_type)')}[/bold]  key={(r.key or b'').decode('utf-8', 'replace')}  "
+            f"id={h.get('ce_id', '-')}")
+    out.print(head)
+    extra = {k: v for k, v in h.items() if k not in ("ce_type", "ce_id", "ce_specversion", "content-type",
+                                                     "ce_subject", "ce_dataschema")}
+    out.print("  " + "  ".join(f"[dim]{k}[/dim]={v}" for k, v in extra.items()))
+    if r.value is None:
+        out.print("  (tombstone)")
+        return
+    try:
+        typer.echo(json.dumps(json.loads(r.value), indent=2, ensure_ascii=False))
+    except (ValueError, UnicodeDecodeError):
+        typer.echo(f"  ({len(r.value)} bytes, not JSON) {ops.encode_bytes(r.value)[0][:200]}")
+
+
+@app.command()
+def tail(
+    topic: List[str] = typer.Argument(..., help="topics to read"),
+    type_: Optional[List[str]] = typer.Option(None, "--type", "-t", help="only these ce_type values (glob: 'rapport.session.*')"),
+    episode: Optional[str] = typer.Option(None, "--episode", "-e", help="only this episode (key / ce_subject)"),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="start at the oldest record"),
+    last: Optional[int] = typer.Option(None, "--last", "-n", help="start N records before the end of each partition"),
+    since: Optional[str] = typer.Option(None, "--since", help="start at this time (RFC 3339 or epoch ms)"),
+    follow: bool = typer.Option(True, "--follow/--no-follow", "-f/-F", help="keep waiting for new records"),
+    max_records: Optional[int] = typer.Option(None, "--max", help="stop after this many matching records"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON line per record (the dump format)"),
+) -> None:
+    """Follow topics, decoded (CloudEvents headers + JSON value); filter by type and episode."""
+    match = _matcher(type_, episode)
+    start_last = last if last is not None else (None if (from_beginning or since) else 10)
+
+    async def go() -> None:
+        plan = await ops.plan_read(State.conn, topic, since=_time(since, "--since"), last=start_last, follow=follow)
+        n = 0
+        async with aclosing(ops.read(State.conn, plan)) as records:  # closes the consumer on --max
+            async for r in records:
+                if match is None or match(r):
+                    _print_record(r, as_json)
+                    n += 1
+                    if max_records is not None and n >= max_records:
+                        return
+
+    run(go())
+
+
+# ------------------------------------------------------------------------------------ dump / load
+
+@app.command()
+def dump(
+    topic: List[str] = typer.Argument(..., help="topics to dump"),
+    output: str = typer.Option("-", "--output", "-o", help="file to write (JSON Lines); - = stdout"),
+    since: Optional[str] = typer.Option(None, "--since", help="from this time (RFC 3339 or epoch ms), inclusive"),
+    until: Optional[str] = typer.Option(None, "--until", help="up to this time, exclusive"),
+    partition: Optional[List[int]] = typer.Option(None, "--partition", "-p", help="only these partitions"),
+    from_offset: Optional[int] = typer.Option(None, "--from-offset", help="from this offset (each partition)"),
+    to_offset: Optional[int] = typer.Option(None, "--to-offset", help="up to this offset, exclusive"),
+    type_: Optional[List[str]] = typer.Option(None, "--type", "-t", help="only these ce_type values (glob)"),
+    episode: Optional[str] = typer.Option(None, "--episode", "-e", help="only this episode"),
+) -> None:
+    """Topics (or a time/offset range of them) to JSON Lines: topic, partition, offset, timestamp,
+    key, value and headers; bytes that are not UTF-8 are base64 (``*_encoding``)."""
+
+    async def go() -> tuple[int, int]:
+        plan = await ops.plan_read(State.conn, topic, since=_time(since, "--since"), until=_time(until, "--until"),
+                                   partitions=partition, from_offset=from_offset, to_offset=to_offset)
+        fh = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
+        try:
+            with progress_bar(f"dump {', '.join(topic)}", plan.total) as advance:
+                n = await ops.dump(State.conn, plan, fh.write, progress=advance, match=_matcher(type_, episode))
+        finally:
+            if fh is not sys.stdout:
+                fh.close()
+        return n, plan.total or 0
+
+    n, total = run(go())
+    err.print(f"dumped {n} record(s) of {total} in range" + ("" if output == "-" else f" to {output}"))
+
+
+def _read_lines(path: str) -> list[dict]:
+    fh = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    try:
+        return [json.loads(line) for line in fh if line.strip()]
+    finally:
+        if fh is not sys.stdin:
+            fh.close()
+
+
+@app.command()
+def load(
+    file: str = typer.Argument(..., help="JSON Lines written by `rapport dump` (- = stdin)"),
+    topic: str = typer.Option(..., "--topic", "-T", help="target (sandbox) topic"),
+    keep_partitions: bool = typer.Option(False, "--keep-partitions", help="write each record to its dumped partition number"),
+    timestamps: bool = typer.Option(True, "--timestamps/--no-timestamps", help="keep the dumped CreateTime timestamps"),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="partitions when creating the topic (default: as dumped)"),
+    force: bool = typer.Option(False, "--force", help="allow loading into a live Rapport topic"),
+) -> None:
+    """Write dumped records into a (sandbox) topic: keys, headers and values byte for byte."""
+    try:
+        ops.refuse_live_topic(topic, force)
+    except ops.ToolError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    records = _read_lines(file)
+
+    async def go() -> tuple[int, bool]:
+        n_parts = partitions or (max((r["partition"] for r in records), default=0) + 1)
+        created = await ops.ensure_topic(State.conn, topic, n_parts)
+        with progress_bar(f"load {topic}", len(records)) as advance:
+            n = await ops.load(State.conn, records, topic, keep_partitions=keep_partitions,
+                               keep_timestamps=timestamps, progress=advance)
+        return n, created
+
+    n, created = run(go())
+    err.print(f"loaded {n} record(s) into {topic}" + (" (created)" if created else ""))
+
+
+# ------------------------------------------------------------------------------------ groups
+
+@groups_app.command("list")
+def groups_list() -> None:
+    """Consumer groups with their state, members and lag."""
+    gis = run(ops.groups(State.conn))
+    t = Table()
+    for col in ("group", "state", "members", "topics", "lag"):
+        t.add_column(col)
+    for g in gis:
+        t.add_row(g.group, g.state, str(g.members), ", ".join(sorted({tp.topic for tp in g.offsets})),
+                  str(sum(g.lag.values())))
+    out.print(t)
+
+
+@groups_app.command("reset")
+def groups_reset(
+    group: str = typer.Argument(..., help="consumer group"),
+    topic: Optional[List[str]] = typer.Option(None, "--topic", help="topics (default: those the group has offsets for)"),
+    to_earliest: bool = typer.Option(False, "--to-earliest"),
+    to_latest: bool = typer.Option(False, "--to-latest"),
+    to_datetime: Optional[str] = typer.Option(None, "--to-datetime", help="first offset at/after this time"),
+    to_offset: Optional[int] = typer.Option(None, "--to-offset", help="this offset in every selected partition"),
+    partition: Optional[List[int]] = typer.Option(None, "--partition", "-p", help="only these partitions"),
+    apply: bool = typer.Option(False, "--apply", help="commit the new offsets (default: dry run)"),
+) -> None:
+    """Move a group's committed offsets. Dry run unless --apply; refused while the group has members."""
+    chosen = [n for n, v in (("earliest", to_earliest), ("latest", to_latest), ("datetime", to_datetime is not None),
+                             ("offset", to_offset is not None)) if v]
+    if len(chosen) != 1:
+        raise typer.BadParameter("give exactly one of --to-earliest, --to-latest, --to-datetime, --to-offset")
+
+    async def go() -> ops.ResetPlan:
+        plan = await ops.plan_reset(State.conn, group, topic, to=chosen[0], at=_time(to_datetime, "--to-datetime"),
+                                    offset=to_offset, partitions=partition)
+        _print_reset(plan, apply)
+        if apply:
+            await ops.apply_reset(State.conn, plan)
+        return plan
+
+    plan = run(go())
+    if apply:
+        err.print(f"[green]group {group}: {len(plan.rows)} partition offset(s) committed[/green]")
+    else:
+        err.print("dry run: nothing changed; add --apply to commit" +
+                  (f" [yellow](would be refused now: the group is {plan.state} with {plan.members} member(s))[/yellow]"
+                   if plan.active else ""))
+
+
+def _print_reset(plan: ops.ResetPlan, apply: bool) -> None:
+    t = Table(title=f"{'Reset' if apply else 'Dry run'}: group {plan.group} ({plan.state}, {plan.members} member(s))",
+              title_justify="left")
+    for col in ("topic", "partition", "current", "new", "begin", "end", "lag after"):
+        t.add_column(col, justify="left" if col == "topic" else "right")
+    for r in plan.rows:
+        t.add_row(r.tp.topic, str(r.tp.partition), "—" if r.current is None else str(r.current), str(r.target),
+                  str(r.begin), str(r.end), str(r.lag_after))
+    out.print(t)
+
+
+# ------------------------------------------------------------------------------------ dlq
+
+@dlq_app.command("list")
+def dlq_list(
+    topic: Optional[List[str]] = typer.Argument(None, help="DLQ topics (default: every <topic>.dlq.<group>)"),
+    pending: bool = typer.Option(False, "--pending", help="only records not redriven yet"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON line per dead letter (dump format + redrive mark)"),
+) -> None:
+    """Dead-lettered records with their error, origin and redrive status."""
+    letters = run(ops.dead_letters(State.conn, topic or None))
+    if pending:
+        letters = [d for d in letters if not d.redriven]
+    if as_json:
+        for d in letters:
+            rec = type("R", (), {"topic": d.dlq_topic, "partition": d.partition, "offset": d.offset,
+                                 "timestamp": d.timestamp, "timestamp_type": 0, "key": d.key, "value": d.value,
+                                 "headers": d.headers})
+            typer.echo(json.dumps({**ops.record_to_json(rec), "redriven": d.redriven}, ensure_ascii=False,
+                                  separators=(",", ":")))
+        return
+    t = Table(title=f"Dead letters ({len(letters)})", title_justify="left")
+    for col in ("dlq topic", "p@offset", "failed at", "reason", "error", "original", "ce_type", "ce_id", "status"):
+        t.add_column(col, overflow="fold")
+    for d in letters:
+        h = d.h
+        status = (f"[green]redriven → {d.redriven['target_topic']} {d.redriven['target_partition']}@"
+                  f"{d.redriven['target_offset']}[/green]" if d.redriven else "[yellow]pending[/yellow]")
+        t.add_row(d.dlq_topic, f"{d.partition}@{d.offset}", h.get("dlq_failed_at", ""), h.get("dlq_reason", ""),
+                  (h.get("dlq_error", "") or "")[:160],
+                  f"{h.get('dlq_original_topic', '')} {h.get('dlq_original_partition', '')}@{h.get('dlq_original_offset', '')}",
+                  h.get("ce_type", ""), h.get("ce_id", ""), status)
+    out.print(t)
+
+
+def _offset_spec(spec: str) -> tuple[int, int]:
+    try:
+        p, o = spec.split(":", 1) if ":" in spec else spec.split("@", 1)
+        return int(p), int(o)
+    except ValueError:
+        raise typer.BadParameter(f"{spec!r}: expected PARTITION:OFFSET", param_hint="--offset")
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    topic: str = typer.Argument(..., help="the DLQ topic, <topic>.dlq.<group>"),
+    offset: Optional[List[str]] = typer.Option(None, "--offset", help="only these records, PARTITION:OFFSET (repeatable)"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="only this dlq_reason (envelope, contract, rejected, handler)"),
+    type_: Optional[str] = typer.Option(None, "--type", help="only this ce_type"),
+    include_undecodable: bool = typer.Option(False, "--include-undecodable",
+                                             help="also records that were not CloudEvents (dlq_reason=envelope / no ce_id)"),
+    apply: bool = typer.Option(False, "--apply", help="send them (default: dry run)"),
+) -> None:
+    """Send dead letters back to their original topic (original key and headers, minus dlq_*), each
+    exactly once: the send and its mark on rapport.tools.redrive commit in one Kafka transaction."""
+    offsets = [_offset_spec(s) for s in offset or []]
+
+    async def go() -> ops.RedriveResult:
+        with progress_bar(f"redrive {topic}", None) as advance:
+            return await ops.redrive(State.conn, topic, apply=apply, offsets=offsets, reason=reason,
+                                     event_type=type_, include_undecodable=include_undecodable, progress=advance)
+
+    res = run(go())
+    t = Table(title=f"{'Redriven' if apply else 'Dry run'}: {topic}", title_justify="left")
+    for col in ("p@offset", "reason", "ce_type", "ce_id", "to", "status"):
+        t.add_column(col, overflow="fold")
+    sent = {id(d) for d in res.sent}
+    held = {id(d) for d in res.undecodable}
+    for d in res.selected:
+        h = d.h
+        if id(d) in sent:
+            m = d.redriven or {}
+            status = f"[green]sent → {m.get('target_partition')}@{m.get('target_offset')}[/green]"
+        elif d.redriven:
+            status = "already redriven (skipped)"
+        elif id(d) in held:
+            status = "[yellow]held back: not a CloudEvent (--include-undecodable)[/yellow]"
+        else:
+            status = "would send"
+        t.add_row(f"{d.partition}@{d.offset}", h.get("dlq_reason", ""), h.get("ce_type", ""), h.get("ce_id", ""),
+                  d.original_topic, status)
+    out.print(t)
+    todo = len(res.selected) - len(res.already) - len(res.undecodable)
+    held_note = f", {len(res.undecodable)} held back (not CloudEvents)" if res.undecodable else ""
+    if apply:
+        err.print(f"[green]{len(res.sent)} record(s) redriven[/green], {len(res.already)} already redriven before{held_note}")
+    else:
+        err.print(f"dry run: {todo} record(s) would be redriven, {len(res.already)} already were{held_note}; add --apply")
+
+
+def main() -> None:
+    app(prog_name="rapport")
+
+
+if __name__ == "__main__":
+    main()
