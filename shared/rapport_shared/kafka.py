@@ -82,7 +82,10 @@ async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, repl
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(t, partitions, replication) for t in topics if t not in existing]
+        # Event topics are the system of record for replay: keep them forever (the broker's default
+        # would delete history after 7 days). Erasure never relies on retention: personal data only
+        # travels on the compacted private topic, which intake creates with its own config.
+        new = [NewTopic(t, partitions, replication, topic_configs={"retention.ms": "-1"}) for t in topics if t not in existing]
         if new:
             try:
                 await admin.create_topics(new)

@@ -24,6 +24,10 @@ def subject_is(episode):
     return lambda r: r.headers.get("ce_subject") == episode
 
 
+def planned_for(episode):
+    return lambda r: r.headers.get("ce_subject") == episode and r.headers.get("ce_type") == "rapport.course.planned.v1"
+
+
 async def scalar(dsn, sql, *args):
     conn = await asyncpg.connect(dsn)
     try:
@@ -62,7 +66,7 @@ async def test_relay_dies_after_publishing_before_marking_sent(system, kafka, to
                         uuid.UUID(copies[0].headers["ce_id"])) == 1
     await wait_caught_up(kafka.bootstrap, "rapport-outcomes", INTAKE)
     assert await scalar(service_dsns["outcomes"], "SELECT count(*) FROM submissions WHERE episode_id = $1", ep) == 1
-    planned = await wait_for_records(kafka.bootstrap, COURSE, subject_is(episode))
+    planned = await wait_for_records(kafka.bootstrap, COURSE, planned_for(episode))
     assert len(planned) == 1
     assert await scalar(service_dsns["intake"], "SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
 
@@ -78,9 +82,12 @@ async def test_consumer_dies_after_effect_before_offset_commit(system, kafka, to
     system.restart("scheduler")  # the record is delivered again; the inbox skips it
     await wait_caught_up(kafka.bootstrap, "rapport-scheduler", INTAKE)
     assert await scalar(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = $1", ep) == 1
-    planned = await wait_for_records(kafka.bootstrap, COURSE, subject_is(episode))
+    planned = await wait_for_records(kafka.bootstrap, COURSE, planned_for(episode))
     await wait_caught_up(kafka.bootstrap, "rapport-notifier", COURSE)
-    assert len([r for r in await read_all(kafka.bootstrap, COURSE) if r.headers.get("ce_subject") == episode]) == 1
+    # Every event of the course was emitted once: no ce_id twice, one plan.
+    course_events = [r for r in await read_all(kafka.bootstrap, COURSE) if r.headers.get("ce_subject") == episode]
+    assert len({r.headers["ce_id"] for r in course_events}) == len(course_events)
+    assert len([r for r in course_events if planned_for(episode)(r)]) == 1
     notes = await wait_for_records(kafka.bootstrap, NOTIFICATIONS, subject_is(episode))
     assert len(notes) == 1 and json.loads(notes[0].value)["cause_event_id"] == planned[0].headers["ce_id"]
 
@@ -97,7 +104,7 @@ async def test_undecodable_record_is_dead_lettered_and_the_next_is_processed(sys
         assert dead.headers["dlq_original_topic"] == INTAKE and dead.headers["dlq_reason"] == "envelope"
         assert dead.headers["dlq_consumer_group"] == group and "ce_specversion" in dead.headers["dlq_error"]
         assert int(dead.headers["dlq_original_offset"]) >= 0
-    await wait_for_records(kafka.bootstrap, COURSE, subject_is(episode))  # the partition kept moving
+    await wait_for_records(kafka.bootstrap, COURSE, planned_for(episode))  # the partition kept moving
     for name in ("scheduler", "outcomes"):
         assert system[name].running()
 

@@ -16,6 +16,10 @@ pytestmark = pytest.mark.e2e
 SCHEMAS = Path(__import__("rapport_shared.contracts", fromlist=["x"]).__file__).parent / "schemas"
 
 
+def of_type(episode, event_type):
+    return lambda r: r.headers.get("ce_subject") == episode and r.headers.get("ce_type") == event_type
+
+
 def validate(record) -> dict:
     """As a partner would: headers per CloudEvents binary mode, value against the published schema."""
     h = record.headers
@@ -40,16 +44,16 @@ async def test_episode_flows_from_intake_to_clinician_notification(system, kafka
     assert completed.headers["ce_id"] == done["completed_event_id"]
     validate(completed)
 
-    [planned] = await wait_for_records(kafka.bootstrap, COURSE, by_episode)
+    [planned] = await wait_for_records(kafka.bootstrap, COURSE, of_type(episode, "rapport.course.planned.v1"))
     plan = validate(planned)
     assert plan["contracted_sessions"] == 16 and len(plan["sessions"]) == 16
     assert planned.headers["correlation_id"] == completed.headers["correlation_id"]
 
-    [baseline] = await wait_for_records(kafka.bootstrap, OUTCOMES, by_episode)
+    [baseline] = await wait_for_records(kafka.bootstrap, OUTCOMES, of_type(episode, "rapport.score.submitted.v1"))
     score = validate(baseline)
     assert (score["instrument"], score["total"], score["band"], score["caseness"]) == ("phq9", 18, "moderately_severe", True)
 
-    [delivered] = await wait_for_records(kafka.bootstrap, NOTIFICATIONS, by_episode)
+    [delivered] = await wait_for_records(kafka.bootstrap, NOTIFICATIONS, of_type(episode, "rapport.notification.delivered.v1"))
     note = validate(delivered)
     assert note["recipient_ref"] == "clinician:clin-001" and note["cause_event_id"] == planned.headers["ce_id"]
 

@@ -119,8 +119,12 @@ class System:
     def start_all(self) -> None:
         for s in self.services.values():
             s.start(wait_ready=False)
-        for s in self.services.values():
-            s.wait_ready()
+        try:
+            for s in self.services.values():
+                s.wait_ready()
+        except BaseException:
+            self.stop_all()  # leave no orphan processes behind a failed start
+            raise
 
     def stop_all(self) -> None:
         for s in self.services.values():
