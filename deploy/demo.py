@@ -43,7 +43,7 @@ def main() -> int:
     p.add_argument("--intake", default="http://127.0.0.1:8081")
     p.add_argument("--notifier", default="http://127.0.0.1:8084")
     p.add_argument("--kafka", default="127.0.0.1:9092")
-    p.add_argument("--secret", default=os.environ.get("RAPPORT_AUTH_SECRET", "dev-only-compose-secret-change-me-0123456789"))
+    p.add_argument("--secret", default=os.environ.get("RAPPORT_AUTH_SECRET", "dev-only-secret-change-me-0123456789"))
     p.add_argument("--timeout", type=float, default=60)
     args = p.parse_args()
     tokens = TokenAuthority(args.secret)
