@@ -28,6 +28,7 @@ from .contracts.base import EventData
 from .db import ident
 from .envelope import CloudEvent, KafkaRecord
 from .faults import crash_point
+from .listen import NotifyLoop
 from .logging import get_logger
 from .metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED, RELAY_LAG_SECONDS
 
@@ -109,8 +110,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.retention_hours = retention_hours
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self._last_prune = 0.0
+        self._loop = NotifyLoop(pool, self.channel, poll_interval_s=poll_interval_s, what="outbox relay")
 
     async def publish_batch(self) -> int:
         """Publish one batch; returns how many rows were published (0 = nothing to do or not our turn)."""
@@ -155,52 +156,16 @@ class OutboxRelay:
         )
         return int(res.split()[-1])
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+    async def _pass(self) -> None:
+        await self.drain()
+        if time.monotonic() - self._last_prune > 3600:
+            await self.prune()
+            self._last_prune = time.monotonic()
 
     async def run(self) -> None:
         """Publish until stopped: woken by NOTIFY, with a polling fallback (lost notifications,
         rows written while no relay listened, a failed publish to retry)."""
-        listener: asyncpg.Connection | None = None
-        last_prune = 0.0
-        backoff = self.poll_interval_s
-        while not self._stopping:
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await self.pool.acquire()
-                    await listener.add_listener(self.channel, self._on_notify)
-                self._wake.clear()
-                await self.drain()
-                backoff = self.poll_interval_s
-                if time.monotonic() - last_prune > 3600:
-                    await self.prune()
-                    last_prune = time.monotonic()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
-                except asyncio.TimeoutError:
-                    pass
-            except asyncio.CancelledError:
-                break
-            except Exception as exc:  # Kafka or Postgres down: keep the rows, try again later.
-                log.warning("outbox relay pass failed; will retry", error=repr(exc), retry_in_s=backoff)
-                if listener is not None:
-                    await self._release(listener)
-                    listener = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-        if listener is not None:
-            await self._release(listener)
-
-    async def _release(self, conn: asyncpg.Connection) -> None:
-        try:
-            await conn.remove_listener(self.channel, self._on_notify)
-        except Exception:
-            pass
-        try:
-            await self.pool.release(conn)
-        except Exception:
-            pass
+        await self._loop.run(self._pass)
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._loop.stop()

@@ -50,6 +50,7 @@ import asyncpg
 from .clock import Clock, wait_changed
 from .db import ident
 from .faults import crash_point
+from .listen import NotifyLoop
 from .logging import get_logger
 from .outbox import Outbox
 from .runtime import ServiceRuntime
@@ -159,11 +160,10 @@ class TimerRunner:
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
     _retry_after: dict[uuid.UUID, float] = field(default_factory=dict)
-    _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _stopping: bool = False
 
     def __post_init__(self) -> None:
         self.store = TimerStore(self.schema)
+        self._loop = NotifyLoop(self.pool, self.store.channel, poll_interval_s=self.poll_interval_s, what="timer runner")
 
     async def fire_one(self) -> bool:
         """Fire the earliest due timer, if any; True if one was handled (fired or failed)."""
@@ -228,9 +228,6 @@ class TimerRunner:
             n += 1
         return n
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
     async def _sleep_time(self) -> float:
         if getattr(self.clock, "wait_changed", None) is not None:
             return self.poll_interval_s  # simulated time: woken when it moves
@@ -240,60 +237,29 @@ class TimerRunner:
             return self.poll_interval_s
         return max(0.0, min(self.poll_interval_s, (nxt - self.clock.now()).total_seconds()))
 
-    async def run(self) -> None:
-        listener: asyncpg.Connection | None = None
-        backoff = self.poll_interval_s
-        while not self._stopping:
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await self.pool.acquire()
-                    await listener.add_listener(self.store.channel, self._on_notify)
-                self._wake.clear()
-                await self.fire_due()
-                backoff = self.poll_interval_s
-                timeout = await self._sleep_time()
-                waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(wait_changed(self.clock, timeout))]
-                try:
-                    await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
-                    await asyncio.gather(*waits, return_exceptions=True)
-            except asyncio.CancelledError:
-                break
-            except Exception as exc:  # Postgres away: nothing is lost, the rows wait
-                log.warning("timer runner pass failed; will retry", error=repr(exc), retry_in_s=backoff)
-                if listener is not None:
-                    await self._release(listener)
-                    listener = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-        if listener is not None:
-            await self._release(listener)
+    async def _idle(self) -> None:
+        """Until a NOTIFY (a timer was scheduled), the clock moves (simulated time), or the next
+        timer is due — whichever comes first."""
+        timeout = await self._sleep_time()
+        waits = [asyncio.ensure_future(self._loop.wake.wait()), asyncio.ensure_future(wait_changed(self.clock, timeout))]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
 
-    async def _release(self, conn: asyncpg.Connection) -> None:
-        try:
-            await conn.remove_listener(self.store.channel, self._on_notify)
-        except Exception:
-            pass
-        try:
-            await self.pool.release(conn)
-        except Exception:
-            pass
+    async def run(self) -> None:
+        await self._loop.run(self.fire_due, self._idle)
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._loop.stop()
 
 
 @dataclass
 class TimedRuntime(ServiceRuntime):
-    """A :class:`ServiceRuntime` with a clock that may have a life of its own and a timer runner.
-
-    The clock is started (simulated: caught up with the clock topic) before Postgres, Kafka and
-    the consumers, so no handler reads a "now" from before a restart; the runner starts with
-    the other background jobs and stops with them.
-    """
+    """A :class:`ServiceRuntime` with a timer runner, started with the other background jobs
+    and stopped with them (the runtime itself starts a simulated clock before anything else)."""
 
     timer_handlers: dict[str, TimerHandler] = field(default_factory=dict)
     timer_poll_interval_s: float = 1.0
@@ -310,15 +276,3 @@ class TimedRuntime(ServiceRuntime):
         self.timers = TimerRunner(self.pool, self.outbox, self.clock, self.settings.db_schema, self.timer_handlers,
                                   poll_interval_s=self.timer_poll_interval_s, max_attempts=self.timer_max_attempts)
         await self.timers.run()
-
-    async def start(self) -> None:
-        if (start := getattr(self.clock, "start", None)) is not None:
-            await start()
-        await super().start()
-
-    async def stop(self) -> None:
-        try:
-            await super().stop()
-        finally:
-            if (stop := getattr(self.clock, "stop", None)) is not None:
-                await stop()

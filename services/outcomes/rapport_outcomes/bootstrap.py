@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,24 +20,6 @@ from .settings import OutcomesSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-@dataclass
-class OutcomesRuntime(ServiceRuntime):
-    """Starts a clock that has a life of its own (simulated: caught up with the clock topic)
-    before anything reads "now", and stops it last."""
-
-    async def start(self) -> None:
-        if (start := getattr(self.clock, "start", None)) is not None:
-            await start()
-        await super().start()
-
-    async def stop(self) -> None:
-        try:
-            await super().stop()
-        finally:
-            if (stop := getattr(self.clock, "stop", None)) is not None:
-                await stop()
-
-
 def make_clock(settings: ServiceSettings) -> Clock:
     if getattr(settings, "clock", "system") == "system":
         return SystemClock()
@@ -49,7 +30,7 @@ def make_clock(settings: ServiceSettings) -> Clock:
 
 def build(settings: ServiceSettings) -> FastAPI:
     policy = settings.policy() if isinstance(settings, OutcomesSettings) else OutcomesPolicy()
-    runtime = OutcomesRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[OUTCOMES],
+    runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[OUTCOMES],
                               register_handlers=partial(consumers.register, policy=policy), clock=make_clock(settings))
     app = create_app(runtime, http.routers, title="Rapport outcomes",
                      description="Scored submissions, change classification, safety and review alerts, cohort "

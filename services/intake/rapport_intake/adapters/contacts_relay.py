@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from rapport_shared.db import ident
 from rapport_shared.faults import crash_point
+from rapport_shared.listen import NotifyLoop
 from rapport_shared.logging import get_logger
 from rapport_shared.private_contacts import Keyring, PrivateRecord, encode_contact, encode_tombstone, ensure_private_topic
 from rapport_shared.topics import PRIVATE_CONTACTS
@@ -37,8 +38,7 @@ class ContactsRelay:
         self.schema = ident(schema)
         self.channel = contacts.notify_channel(schema)
         self.batch_size, self.poll_interval_s = batch_size, poll_interval_s
-        self._wake = asyncio.Event()
-        self._stopping = False
+        self._loop = NotifyLoop(pool, self.channel, poll_interval_s=poll_interval_s, what="contacts relay")
 
     async def publish_batch(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -69,49 +69,11 @@ class ContactsRelay:
                 break
         return total
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
-
     async def run(self) -> None:
-        listener: asyncpg.Connection | None = None
-        backoff = self.poll_interval_s
-        while not self._stopping:
-            try:
-                if listener is None or listener.is_closed():
-                    listener = await self.pool.acquire()
-                    await listener.add_listener(self.channel, self._on_notify)
-                self._wake.clear()
-                await self.drain()
-                backoff = self.poll_interval_s
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
-                except asyncio.TimeoutError:
-                    pass
-            except asyncio.CancelledError:
-                break
-            except Exception as exc:  # Kafka or Postgres away: the queue keeps the work
-                log.warning("contacts relay pass failed; will retry", error=repr(exc), retry_in_s=backoff)
-                if listener is not None:
-                    await self._release(listener)
-                    listener = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-        if listener is not None:
-            await self._release(listener)
-
-    async def _release(self, conn: asyncpg.Connection) -> None:
-        try:
-            await conn.remove_listener(self.channel, self._on_notify)
-        except Exception:
-            pass
-        try:
-            await self.pool.release(conn)
-        except Exception:
-            pass
+        await self._loop.run(self.drain)
 
     def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
+        self._loop.stop()
 
 
 def producer_send(producer: AIOKafkaProducer) -> Send:
