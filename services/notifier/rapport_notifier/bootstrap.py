@@ -1,4 +1,5 @@
-"""Wires the notifier: settings → runtime (Postgres, Kafka, relay, consumers) → HTTP app."""
+"""Wires the notifier: settings → runtime (Postgres, Kafka, relay, consumers, clock, timers,
+contacts reader, sender) → HTTP app."""
 
 from __future__ import annotations
 
@@ -6,17 +7,58 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from rapport_shared.clock import make_clock
 from rapport_shared.http.app import create_app
-from rapport_shared.runtime import ServiceRuntime
-from rapport_shared.settings import ServiceSettings
+from rapport_shared.timers import TimedRuntime, TimerStore
 from rapport_shared.topics import NOTIFICATIONS
 
+from .adapters.channels import EmailChannel, LogChannel, SmsChannel, WebhookChannel
+from .adapters.contacts import run_contacts_reader
+from .domain.rules import Templates
 from .entrypoints import consumers, http
+from .service_layer import handlers
+from .service_layer.sender import Sender
+from .settings import NotifierSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build(settings: ServiceSettings) -> FastAPI:
-    runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[NOTIFICATIONS], register_handlers=consumers.register)
-    return create_app(runtime, [http.router], title="Rapport notifier",
-                      description="Reminders, alerts and partner webhooks, each delivered exactly once; emits rapport.notifications events.")
+def build(settings: NotifierSettings) -> FastAPI:
+    ctx = handlers.Ctx(settings=settings, timers=TimerStore(settings.db_schema))
+    templates = Templates(settings.templates_dir)
+
+    def timer(fn):
+        async def run(uow, t):
+            await fn(uow, t, ctx)
+        return run
+
+    runtime = TimedRuntime(
+        settings=settings, migrations_dir=MIGRATIONS, produces=[NOTIFICATIONS],
+        register_handlers=consumers.make_register(ctx),
+        clock=make_clock(settings.clock, bootstrap=settings.kafka_bootstrap, topic=settings.clock_topic),
+        timer_handlers={handlers.T_REMINDER: timer(handlers.on_session_reminder),
+                        handlers.T_QREQUEST: timer(handlers.on_questionnaire_request),
+                        handlers.T_QREMINDER: timer(handlers.on_questionnaire_reminder),
+                        handlers.T_ESCALATION: timer(handlers.on_alert_escalation)},
+        timer_poll_interval_s=settings.timer_poll_interval_s,
+    )
+    channels = {"log": LogChannel(), "email": EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_from,
+                                                          settings.send_timeout_s),
+                "sms": SmsChannel(settings.sms_url, settings.sms_token.get_secret_value(), settings.send_timeout_s),
+                "webhook": WebhookChannel(settings.send_timeout_s)}
+    sender = Sender(runtime, settings, channels, templates)
+    runtime.background.append(sender.run)
+    if settings.contacts_enabled:
+        keyring = settings.keyring()
+
+        async def contacts(rt):
+            await run_contacts_reader(rt, keyring)
+        runtime.background.append(contacts)
+    app = create_app(runtime, [http.router], title="Rapport notifier",
+                     description="Reminders, questionnaire requests, clinician alerts and partner webhooks, each "
+                                 "delivered once per idempotency key; emits rapport.notifications events.")
+    app.state.settings = settings
+    app.state.templates = templates
+    app.state.ctx = ctx
+    app.state.sender = sender
+    return app

@@ -1,9 +1,78 @@
+"""Notifier settings (env vars ``RAPPORT_*``). Lead times and windows are durations: 90s, 15m, 24h, 2d, 1w."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, field_validator
+
+from rapport_shared.clock import CLOCK_TOPIC, parse_delta
+from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
 from rapport_shared.settings import ServiceSettings
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 
 class NotifierSettings(ServiceSettings):
     service_name: str = "notifier"
     http_port: int = 8084
+
+    # Time: "system" (wall clock) or "simulated" (follows the clock topic; tests and the demo).
+    clock: Literal["system", "simulated"] = "system"
+    clock_topic: str = CLOCK_TOPIC
+    timer_poll_interval_s: float = 1.0
+
+    # What is sent, and when (in service-clock time, so simulated time drives them).
+    session_reminder_lead: str = "24h"          # reminder this long before a session
+    questionnaire_lead: str = "48h"             # questionnaire request this long before a session
+    questionnaire_reminder_after: str = "24h"   # one reminder this long after the request, if unanswered
+    questionnaire_expiry_lead: str = "0s"       # the request expires this long before the session starts
+    escalation_after: str = "15m"               # unacknowledged safety alert → on-call clinician
+    default_instruments: str = "phq9"           # when the episode's instruments are not known
+    default_language: str = "en"
+    templates_dir: str = str(TEMPLATES)
+
+    # Delivery (wall-clock: these are about the outside world, not the simulated course).
+    replay_mode: bool = False                   # suppress every external send (replays, sandboxes)
+    send_concurrency: int = 16
+    send_timeout_s: float = 10.0
+    retry_base_s: float = 1.0
+    retry_max_s: float = 300.0
+    retry_for_s: float = 24 * 3600.0            # give up (failed) after retrying this long
+    sender_poll_interval_s: float = 1.0
+    log_channel_fallback: bool = True           # clinicians with no contact channel: the log channel
+
+    # Channels
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "notifications@rapport.invalid"
+    sms_url: str = ""                           # provider base URL; POST {sms_url}/messages
+    sms_token: SecretStr = SecretStr("")
+    webhook_allow_http: bool = False            # tests: allow http:// and loopback webhook URLs
+
+    # The private contacts topic (rapport_shared.private_contacts)
+    contacts_keys: SecretStr = SecretStr(DEV_KEYS_JSON)
+    contacts_active_key: str = DEV_KEY_ID
+    contacts_enabled: bool = True
+
+    @field_validator("session_reminder_lead", "questionnaire_lead", "questionnaire_reminder_after",
+                     "questionnaire_expiry_lead", "escalation_after")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_delta(v)
+        return v
+
+    def delta(self, name: str) -> timedelta:
+        return parse_delta(getattr(self, name))
+
+    def keyring(self) -> Keyring:
+        return Keyring.from_config(self.contacts_keys.get_secret_value(), self.contacts_active_key)
+
+    @property
+    def instruments(self) -> list[str]:
+        return [i.strip() for i in self.default_instruments.split(",") if i.strip()]
 
 
 def load() -> NotifierSettings:

@@ -1,17 +1,20 @@
-"""Notifier's event subscriptions."""
+"""Notifier's event subscriptions: every event type of the catalogue (partner webhooks may ask
+for any of them); the notifier's own rules act on the ones they need."""
 
 from __future__ import annotations
 
 from rapport_shared.consumer import EventConsumer
-from rapport_shared.contracts import CoursePlannedV1
 
-from ..adapters.channels import LogChannel
 from ..service_layer import handlers
 
 
-def register(runtime, consumer: EventConsumer) -> None:
-    channel = LogChannel()
+def make_register(ctx: handlers.Ctx):
+    def register(runtime, consumer: EventConsumer) -> None:
+        for model in handlers.event_models():
+            async def on_event(uow, event, data, _m=model) -> None:
+                uow.cause = event
+                await handlers.handle_event(uow, event, data, ctx)
 
-    @consumer.on(CoursePlannedV1)
-    async def on_course_planned(uow, event, data: CoursePlannedV1) -> None:
-        await handlers.notify_course_planned(data, uow, cause_id=event.id, channel=channel)
+            consumer.register(model, on_event)
+
+    return register

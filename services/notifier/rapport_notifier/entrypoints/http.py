@@ -1,25 +1,243 @@
-"""Notifier's HTTP API."""
+"""Notifier's HTTP API: recipients (admin), on-call rota (admin), alert acknowledgement
+(clinician), partner webhook subscriptions (partner), delivery log (admin, clinician)."""
 
 from __future__ import annotations
 
-from uuid import UUID
+import json
+import uuid
+from datetime import datetime
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from rapport_shared.http.auth import Role, require
+from rapport_shared.contracts import EVENT_MODELS
+from rapport_shared.http.auth import Principal, Role, require
+from rapport_shared.http.errors import Invalid, NotFound
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+from ..domain.rules import QuietHours, QuietHoursError, WebhookUrlError, check_webhook_url, new_secret
+from ..service_layer import handlers
+
+router = APIRouter(prefix="/v1")
+admin = require(Role.admin)
 auditor = require(Role.admin, Role.clinician)
+clinician = require(Role.clinician, Role.admin)
+partner = require(Role.partner)
 
 
-@router.get("", summary="Delivery log (by reference; no contact details)", dependencies=[Depends(auditor)])
-async def deliveries(request: Request, episode_id: UUID | None = None) -> dict:
-    async with request.app.state.runtime.pool.acquire() as conn:
+def _rt(request: Request):
+    return request.app.state.runtime
+
+
+def _check_language(request: Request, language: str) -> None:
+    if language not in request.app.state.templates.languages():
+        raise Invalid(f"no complete template set for language {language!r} (have: "
+                      f"{', '.join(sorted(request.app.state.templates.languages()))})", field="language")
+
+
+def _check_quiet_hours(raw: dict | None) -> str | None:
+    try:
+        QuietHours.parse(raw)
+    except QuietHoursError as exc:
+        raise Invalid(exc.reason, field=exc.field) from None
+    return json.dumps(raw) if raw is not None else None
+
+
+# ---------------------------------------------------------------- clinicians and on-call
+class ClinicianIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    language: str = "en"
+    channels: list[Literal["email", "sms", "log"]] = Field(default_factory=list, description="in order of preference")
+
+
+@router.put("/clinicians/{clinician_id}", tags=["recipients"], dependencies=[Depends(admin)])
+async def put_clinician(clinician_id: str, body: ClinicianIn, request: Request) -> dict:
+    _check_language(request, body.language)
+    for ch in body.channels:
+        if ch == "email" and not body.email or ch == "sms" and not body.phone:
+            raise Invalid(f"channel {ch} needs its address", field="channels")
+    async with _rt(request).pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO clinicians (clinician_id, email, phone, language, channels, updated_at) VALUES ($1,$2,$3,$4,$5,now())"
+            " ON CONFLICT (clinician_id) DO UPDATE SET email=$2, phone=$3, language=$4, channels=$5, updated_at=now()",
+            clinician_id, body.email, body.phone, body.language, body.channels)
+    return {"clinician_id": clinician_id, **body.model_dump()}
+
+
+@router.get("/clinicians", tags=["recipients"], dependencies=[Depends(admin)])
+async def list_clinicians(request: Request) -> dict:
+    async with _rt(request).pool.acquire() as conn:
+        rows = await conn.fetch("SELECT * FROM clinicians ORDER BY clinician_id")
+    return {"clinicians": [{"clinician_id": r["clinician_id"], "email": r["email"], "phone": r["phone"],
+                            "language": r["language"], "channels": list(r["channels"])} for r in rows]}
+
+
+@router.delete("/clinicians/{clinician_id}", tags=["recipients"], dependencies=[Depends(admin)])
+async def erase_clinician(clinician_id: str, request: Request) -> dict:
+    async with _rt(request).pool.acquire() as conn:
+        n = await conn.execute("DELETE FROM clinicians WHERE clinician_id = $1", clinician_id)
+    return {"clinician_id": clinician_id, "erased": n != "DELETE 0"}
+
+
+class OncallSlot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    clinician_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+    starts_at: datetime
+    ends_at: datetime
+
+
+class OncallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slots: list[OncallSlot]
+
+
+@router.put("/oncall", tags=["recipients"], dependencies=[Depends(admin)], summary="Replace the on-call rota")
+async def put_oncall(body: OncallIn, request: Request) -> dict:
+    for i, s in enumerate(body.slots):
+        if s.starts_at.tzinfo is None or s.ends_at.tzinfo is None:
+            raise Invalid("times need a UTC offset", field=f"slots.{i}")
+        if s.ends_at <= s.starts_at:
+            raise Invalid("ends_at must be after starts_at", field=f"slots.{i}.ends_at")
+    async with _rt(request).pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM oncall")
+        for s in body.slots:
+            await conn.execute("INSERT INTO oncall VALUES ($1,$2,$3,$4)", uuid.uuid4(), s.clinician_id, s.starts_at, s.ends_at)
+    return {"slots": len(body.slots)}
+
+
+@router.get("/oncall", tags=["recipients"], dependencies=[Depends(admin)])
+async def get_oncall(request: Request) -> dict:
+    async with _rt(request).pool.acquire() as conn:
+        rows = await conn.fetch("SELECT * FROM oncall ORDER BY starts_at")
+    return {"slots": [{"clinician_id": r["clinician_id"], "starts_at": r["starts_at"].isoformat(),
+                       "ends_at": r["ends_at"].isoformat()} for r in rows]}
+
+
+# ---------------------------------------------------------------- patients (local preferences, erasure)
+class PatientPreferencesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: str | None = None
+    quiet_hours: dict | None = None
+
+
+@router.put("/patients/{person_id}/preferences", tags=["recipients"], dependencies=[Depends(admin)],
+            summary="Language and quiet hours (override what the private contacts topic says)")
+async def put_patient_preferences(person_id: str, body: PatientPreferencesIn, request: Request) -> dict:
+    if body.language is not None:
+        _check_language(request, body.language)
+    qh = _check_quiet_hours(body.quiet_hours)
+    async with _rt(request).pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO patient_preferences (person_id, language, quiet_hours, updated_at) VALUES ($1,$2,$3::jsonb,now())"
+            " ON CONFLICT (person_id) DO UPDATE SET language=$2, quiet_hours=$3::jsonb, updated_at=now()",
+            person_id, body.language, qh)
+    return {"person_id": person_id, **body.model_dump()}
+
+
+@router.get("/patients/{person_id}", tags=["recipients"], dependencies=[Depends(admin)],
+            summary="What the notifier holds about a person (audit; contact details included)")
+async def get_patient(person_id: str, request: Request) -> dict:
+    async with _rt(request).pool.acquire() as conn:
+        p = await conn.fetchrow("SELECT * FROM patients WHERE person_id = $1", person_id)
+        pref = await conn.fetchrow("SELECT * FROM patient_preferences WHERE person_id = $1", person_id)
+    if p is None and pref is None:
+        raise NotFound("no contact data held for this person", field="person_id")
+    return {"person_id": person_id, "contact": p and {"email": p["email"], "phone": p["phone"],
+            "channel_consent": json.loads(p["channel_consent"]), "preferred_channel": p["preferred_channel"]},
+            "language": pref and pref["language"]}
+
+
+@router.delete("/patients/{person_id}", tags=["recipients"], dependencies=[Depends(admin)],
+               summary="Erase the person's contact data here (the tombstone from intake does the same)")
+async def erase_patient(person_id: str, request: Request) -> dict:
+    async with _rt(request).pool.acquire() as conn, conn.transaction():
+        a = await conn.execute("DELETE FROM patients WHERE person_id = $1", person_id)
+        b = await conn.execute("DELETE FROM patient_preferences WHERE person_id = $1", person_id)
+    return {"person_id": person_id, "erased": a != "DELETE 0" or b != "DELETE 0"}
+
+
+# ---------------------------------------------------------------- alerts
+@router.post("/alerts/{alert_id}/acknowledge", tags=["alerts"], summary="Stop the escalation to on-call")
+async def acknowledge(alert_id: uuid.UUID, request: Request, who: Principal = Depends(clinician)) -> dict:
+    rt = _rt(request)
+    async with rt.uow() as uow:
+        row = await handlers.acknowledge_alert(uow, request.app.state.ctx, alert_id, who.sub)
+    if row is None:
+        raise NotFound("unknown alert", field="alert_id")
+    return {"alert_id": str(alert_id), "acknowledged_at": row["acknowledged_at"].isoformat(),
+            "acknowledged_by": row["acknowledged_by"], "escalated": row["escalated_at"] is not None}
+
+
+# ---------------------------------------------------------------- partner webhooks
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str
+    event_types: list[str] = Field(min_length=1)
+
+
+def _sub(r, secret: str | None = None) -> dict:
+    out = {"subscription_id": str(r["subscription_id"]), "url": r["url"], "event_types": list(r["event_types"]),
+           "created_at": r["created_at"].isoformat()}
+    if secret:
+        out["secret"] = secret
+    return out
+
+
+@router.post("/webhooks/subscriptions", tags=["webhooks"], status_code=201,
+             summary="Subscribe to event types; the signing secret is returned once")
+async def subscribe(body: SubscriptionIn, request: Request, who: Principal = Depends(partner)) -> dict:
+    try:
+        check_webhook_url(body.url, allow_http=request.app.state.settings.webhook_allow_http)
+    except WebhookUrlError as exc:
+        raise Invalid(str(exc), field="url") from None
+    for i, t in enumerate(body.event_types):
+        if t not in EVENT_MODELS:
+            raise Invalid(f"unknown event type {t!r}", field=f"event_types.{i}")
+    secret = new_secret()
+    async with _rt(request).pool.acquire() as conn:
+        r = await conn.fetchrow(
+            "INSERT INTO subscriptions (subscription_id, partner_id, url, secret, event_types, created_at)"
+            " VALUES ($1,$2,$3,$4,$5,now()) RETURNING *", uuid.uuid4(), who.sub, body.url, secret, sorted(set(body.event_types)))
+    return _sub(r, secret)
+
+
+@router.get("/webhooks/subscriptions", tags=["webhooks"])
+async def subscriptions(request: Request, who: Principal = Depends(partner)) -> dict:
+    async with _rt(request).pool.acquire() as conn:
+        rows = await conn.fetch("SELECT * FROM subscriptions WHERE partner_id = $1 AND deleted_at IS NULL"
+                                " ORDER BY created_at", who.sub)
+    return {"subscriptions": [_sub(r) for r in rows]}
+
+
+@router.delete("/webhooks/subscriptions/{subscription_id}", tags=["webhooks"])
+async def unsubscribe(subscription_id: uuid.UUID, request: Request, who: Principal = Depends(partner)) -> dict:
+    async with _rt(request).pool.acquire() as conn:
+        r = await conn.fetchrow("UPDATE subscriptions SET deleted_at = now() WHERE subscription_id = $1 AND partner_id = $2"
+                                " AND deleted_at IS NULL RETURNING *", subscription_id, who.sub)
+    if r is None:
+        raise NotFound("no such subscription", field="subscription_id")
+    return {"subscription_id": str(subscription_id), "deleted": True}
+
+
+# ---------------------------------------------------------------- delivery log
+@router.get("/deliveries", tags=["deliveries"], dependencies=[Depends(auditor)],
+            summary="Delivery log (by reference; no contact details)")
+async def deliveries(request: Request, episode_id: uuid.UUID | None = None, recipient_ref: str | None = None,
+                     channel: str | None = None, status: str | None = None, kind: str | None = None,
+                     limit: int = 1000) -> dict:
+    async with _rt(request).pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT * FROM deliveries WHERE ($1::uuid IS NULL OR episode_id = $1) ORDER BY delivered_at", episode_id
-        )
+            "SELECT * FROM notifications WHERE ($1::uuid IS NULL OR episode_id = $1) AND ($2::text IS NULL OR recipient_ref = $2)"
+            " AND ($3::text IS NULL OR channel = $3) AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR kind = $5)"
+            " ORDER BY created_at, notification_id LIMIT $6",
+            episode_id, recipient_ref, channel, status, kind, min(max(limit, 1), 10000))
     return {"deliveries": [
-        {"notification_id": str(r["notification_id"]), "episode_id": str(r["episode_id"]), "kind": r["kind"],
-         "recipient_ref": r["recipient_ref"], "channel": r["channel"], "status": r["status"],
-         "delivered_at": r["delivered_at"].isoformat() if r["delivered_at"] else None}
+        {"notification_id": str(r["notification_id"]), "idempotency_key": r["idem_key"],
+         "cause_event_id": str(r["cause_event_id"]), "episode_id": str(r["episode_id"]), "kind": r["kind"],
+         "recipient_ref": r["recipient_ref"], "channel": r["channel"], "language": r["language"], "status": r["status"],
+         "attempts": r["attempts"], "in_doubt_resends": r["in_doubt"], "planned_at": r["created_at"].isoformat(),
+         "delivered_at": r["finished_at"].isoformat() if r["finished_at"] and r["status"] == "delivered" else None,
+         "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None, "error": r["last_error"]}
         for r in rows]}

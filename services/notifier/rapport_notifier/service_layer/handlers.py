@@ -1,33 +1,383 @@
-"""Notifier's use cases."""
+"""Notifier use cases: events → projections, durable plans (timers) and deliveries.
+
+A *plan* is a durable timer (``rapport_shared.timers``) in the notifier's schema; when it fires,
+its handler reads the current state (is the session still on? answered? acknowledged?) and, if
+the notification is still wanted, writes one ``notifications`` row per channel, keyed by its
+idempotency key, in the same transaction. The sender (``sender.py``) delivers those rows.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from rapport_shared.contracts import CoursePlannedV1, NotificationDeliveredV1
+from rapport_shared.contracts import EVENT_MODELS
+from rapport_shared.envelope import CloudEvent, format_time
+from rapport_shared.logging import get_logger
+from rapport_shared.timers import Timer, TimerStore
 from rapport_shared.uow import UnitOfWork
 
+from ..domain import rules
+from ..domain.rules import QuietHours, QuietHoursError
+from ..settings import NotifierSettings
 
-async def notify_course_planned(course: CoursePlannedV1, uow: UnitOfWork, cause_id: str, channel) -> None:
-    """Tell the assigned clinician a course was planned — at most once per (event, recipient, channel)."""
-    recipient = f"clinician:{course.clinician_id}"
-    notification_id = uuid.uuid5(uuid.UUID(cause_id), f"{recipient}/{channel.name}")
+log = get_logger("rapport.notifier")
+
+T_REMINDER = "notifier.session_reminder"
+T_QREQUEST = "notifier.questionnaire_request"
+T_QREMINDER = "notifier.questionnaire_reminder"
+T_ESCALATION = "notifier.alert_escalation"
+SESSION_TIMERS = (T_REMINDER, T_QREQUEST, T_QREMINDER)
+SENDER_CHANNEL = "notifier_sender"
+
+
+@dataclass
+class Ctx:
+    settings: NotifierSettings
+    timers: TimerStore
+
+
+def _j(v: Any) -> Any:
+    return json.loads(v) if isinstance(v, str) else v
+
+
+# ---------------------------------------------------------------- recipients and deliveries
+async def _quiet_hours(conn, person_id: str) -> QuietHours | None:
+    raw = await conn.fetchval("SELECT quiet_hours FROM patient_preferences WHERE person_id = $1", person_id)
+    if raw is None:
+        raw = await conn.fetchval("SELECT quiet_hours FROM patients WHERE person_id = $1", person_id)
+    try:
+        return QuietHours.parse(_j(raw)) if raw is not None else None
+    except QuietHoursError:
+        return None
+
+
+async def recipient_channels(conn, ctx: Ctx, recipient_ref: str, urgent: bool) -> tuple[list[str], str]:
+    """(channels, language) for a recipient, honouring consent and preference."""
+    role, _, rid = recipient_ref.partition(":")
+    lang = ctx.settings.default_language
+    if role == "patient":
+        p = await conn.fetchrow("SELECT * FROM patients WHERE person_id = $1", rid)
+        pref = await conn.fetchrow("SELECT language FROM patient_preferences WHERE person_id = $1", rid)
+        if pref and pref["language"]:
+            lang = pref["language"]
+        if p is None:
+            return [], lang
+        consent = _j(p["channel_consent"]) or {}
+        usable = [c for c, addr in (("email", p["email"]), ("sms", p["phone"])) if addr and consent.get(c) is True]
+        if p["preferred_channel"] in usable:
+            usable.remove(p["preferred_channel"])
+            usable.insert(0, p["preferred_channel"])
+        return usable[:1], lang
+    c = await conn.fetchrow("SELECT * FROM clinicians WHERE clinician_id = $1", rid)
+    if c is None:
+        return (["log"] if ctx.settings.log_channel_fallback else []), lang
+    channels = list(c["channels"]) or (["log"] if ctx.settings.log_channel_fallback else [])
+    return (channels if urgent else channels[:1]), c["language"]
+
+
+async def enqueue(uow: UnitOfWork, ctx: Ctx, *, kind: str, cause_event_id: str | uuid.UUID, episode_id: uuid.UUID,
+                  recipient_ref: str, params: dict, alert_id: uuid.UUID | None = None,
+                  channels: list[str] | None = None, language: str | None = None, about: str | None = None) -> int:
+    """Write the deliveries of one notification (one row per channel); an existing key is left alone."""
+    if channels is None:
+        channels, language = await recipient_channels(uow.conn, ctx, recipient_ref, kind in rules.URGENT)
+    language = language or ctx.settings.default_language
+    if not channels:
+        channels = ["none"]  # recorded as failed below: nobody reachable is an outcome to audit
+    n = 0
+    for channel in channels:
+        key = rules.idem_key(cause_event_id, recipient_ref, channel, kind, about)
+        nid = rules.notification_id(key)
+        status = "ready" if channel != "none" else "failed"
+        inserted = await uow.conn.fetchval(
+            "INSERT INTO notifications (notification_id, idem_key, cause_event_id, episode_id, kind, recipient_ref,"
+            " channel, language, params, alert_id, status, created_at, last_error, finished_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9::jsonb,$10,$11,$12,$13,$14) ON CONFLICT (idem_key) DO NOTHING RETURNING true",
+            nid, key, uuid.UUID(str(cause_event_id)), episode_id, kind, recipient_ref, channel, language,
+            json.dumps(params, default=str), alert_id, status, uow.now(),
+            None if status == "ready" else "no_channel", None if status == "ready" else uow.now(),
+        )
+        if inserted and status == "failed":
+            from rapport_shared.contracts import NotificationFailedV1
+            await uow.emit(NotificationFailedV1(episode_id=episode_id, notification_id=nid, kind=kind,
+                                                recipient_ref=recipient_ref, channel="none",
+                                                cause_event_id=uuid.UUID(str(cause_event_id)), error_code="no_channel",
+                                                attempts=1, failed_at=uow.now()))
+        n += bool(inserted)
+    if n:
+        await uow.conn.execute("SELECT pg_notify($1, '')", f"{ctx.settings.db_schema}_{SENDER_CHANNEL}")
+    return n
+
+
+# ---------------------------------------------------------------- sessions and questionnaires
+async def _local(conn, person_id: str | None, t: datetime) -> tuple[str, str]:
+    qh = await _quiet_hours(conn, person_id) if person_id else None
+    tz = qh.tz if qh else None
+    if tz is None:
+        return t.strftime("%Y-%m-%d %H:%M UTC"), "UTC"
+    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M"), str(tz)
+
+
+async def upsert_session(uow: UnitOfWork, ctx: Ctx, *, episode_id, session_id, number, starts_at: datetime,
+                         cause_id: str, moved: bool = False) -> None:
+    row = await uow.conn.fetchrow("SELECT * FROM sessions WHERE session_id = $1", session_id)
+    if row is not None and row["starts_at"] == starts_at and row["status"] == "scheduled":
+        return  # already known at this time (planned, then scheduled): nothing moves
+    if row is not None and row["status"] == "cancelled" and not moved:
+        return
+    await uow.conn.execute(
+        "INSERT INTO sessions (session_id, episode_id, number, starts_at, status, cause_event_id)"
+        " VALUES ($1,$2,$3,$4,'scheduled',$5) ON CONFLICT (session_id) DO UPDATE SET starts_at=$4, number=$3,"
+        " status='scheduled', cause_event_id=$5", session_id, episode_id, number, starts_at, uuid.UUID(cause_id))
+    await arm_session(uow, ctx, session_id, starts_at)
+
+
+async def arm_session(uow: UnitOfWork, ctx: Ctx, session_id, starts_at: datetime) -> None:
+    s, now, key = ctx.settings, uow.now(), f"session:{session_id}"
+    if starts_at <= now:
+        for kind in SESSION_TIMERS:
+            await ctx.timers.cancel(uow.conn, kind, key, now=now)
+        return
+    await ctx.timers.schedule(uow.conn, T_REMINDER, key, max(now, starts_at - s.delta("session_reminder_lead")), now=now,
+                              payload={"session_id": str(session_id)})
+    expires = starts_at - s.delta("questionnaire_expiry_lead")
+    req = await uow.conn.fetchrow("SELECT * FROM questionnaire_requests WHERE session_id = $1", session_id)
+    if req is not None:  # already requested: the request now expires with the moved session
+        await uow.conn.execute("UPDATE questionnaire_requests SET expires_at = $2 WHERE session_id = $1", session_id, expires)
+        return
+    if expires > now:
+        await ctx.timers.schedule(uow.conn, T_QREQUEST, key, max(now, starts_at - s.delta("questionnaire_lead")),
+                                  now=now, payload={"session_id": str(session_id)})
+
+
+async def _defer_for_quiet_hours(uow: UnitOfWork, ctx: Ctx, timer: Timer, person_id: str) -> bool:
+    qh = await _quiet_hours(uow.conn, person_id)
+    if qh is None:
+        return False
+    allowed = qh.next_allowed(uow.now())
+    if allowed <= uow.now():
+        return False
+    await ctx.timers.schedule(uow.conn, timer.kind, timer.key, allowed, now=uow.now(), payload=timer.payload)
+    log.info("deferred for quiet hours", kind=timer.kind, key=timer.key, until=allowed.isoformat())
+    return True
+
+
+async def _session_and_episode(conn, session_id):
+    return await conn.fetchrow(
+        "SELECT s.*, e.person_id, e.instruments, e.ended_at FROM sessions s JOIN episodes e USING (episode_id)"
+        " WHERE s.session_id = $1", uuid.UUID(session_id))
+
+
+async def on_session_reminder(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
+    row = await _session_and_episode(uow.conn, timer.payload["session_id"])
+    if row is None or row["status"] != "scheduled" or row["ended_at"] or row["starts_at"] <= uow.now() or not row["person_id"]:
+        return
+    if await _defer_for_quiet_hours(uow, ctx, timer, row["person_id"]):
+        return
+    starts, tz = await _local(uow.conn, row["person_id"], row["starts_at"])
+    await enqueue(uow, ctx, kind=rules.SESSION_REMINDER, cause_event_id=row["cause_event_id"], episode_id=row["episode_id"],
+                  recipient_ref=f"patient:{row['person_id']}", about=f"session:{row['session_id']}",
+                  params={"session_number": row["number"], "starts_at": starts, "timezone": tz,
+                          "session_id": str(row["session_id"])})
+
+
+async def on_questionnaire_request(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
+    row = await _session_and_episode(uow.conn, timer.payload["session_id"])
+    if row is None or row["status"] != "scheduled" or row["ended_at"] or not row["person_id"]:
+        return
+    expires = row["starts_at"] - ctx.settings.delta("questionnaire_expiry_lead")
+    if expires <= uow.now():
+        return
+    if await _defer_for_quiet_hours(uow, ctx, timer, row["person_id"]):
+        return
     inserted = await uow.conn.fetchval(
-        "INSERT INTO deliveries (notification_id, cause_event_id, episode_id, kind, recipient_ref, channel, status, delivered_at)"
-        " VALUES ($1,$2,$3,'course_planned',$4,$5,'delivered',$6)"
-        " ON CONFLICT (cause_event_id, recipient_ref, channel) DO NOTHING RETURNING true",
-        notification_id, uuid.UUID(cause_id), course.episode_id, recipient, channel.name, uow.now(),
-    )
+        "INSERT INTO questionnaire_requests (session_id, episode_id, requested_at, expires_at) VALUES ($1,$2,$3,$4)"
+        " ON CONFLICT (session_id) DO NOTHING RETURNING true", row["session_id"], row["episode_id"], uow.now(), expires)
     if not inserted:
         return
-    await channel.send(
-        notification_id=str(notification_id), recipient_ref=recipient, kind="course_planned",
-        params={"episode_id": str(course.episode_id), "sessions": course.contracted_sessions,
-                "first_session_at": course.first_session_at.isoformat()},
-    )
-    await uow.emit(
-        NotificationDeliveredV1(
-            episode_id=course.episode_id, notification_id=notification_id, kind="course_planned",
-            recipient_ref=recipient, channel=channel.name, cause_event_id=uuid.UUID(cause_id), delivered_at=uow.now(),
-        )
-    )
+    remind_at = uow.now() + ctx.settings.delta("questionnaire_reminder_after")
+    if remind_at < expires:
+        await ctx.timers.schedule(uow.conn, T_QREMINDER, timer.key, remind_at, now=uow.now(), payload=timer.payload)
+    await _send_questionnaire(uow, ctx, row, expires, rules.QUESTIONNAIRE_REQUEST)
+
+
+async def _send_questionnaire(uow, ctx, row, expires, kind) -> None:
+    starts, tz = await _local(uow.conn, row["person_id"], row["starts_at"])
+    exp, _ = await _local(uow.conn, row["person_id"], expires)
+    instruments = list(row["instruments"] or ctx.settings.instruments)
+    await enqueue(uow, ctx, kind=kind, cause_event_id=row["cause_event_id"], episode_id=row["episode_id"],
+                  recipient_ref=f"patient:{row['person_id']}", about=f"session:{row['session_id']}",
+                  params={"session_number": row["number"], "starts_at": starts, "expires_at": exp, "timezone": tz,
+                          "instruments": ", ".join(instruments), "session_id": str(row["session_id"])})
+
+
+async def on_questionnaire_reminder(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
+    row = await _session_and_episode(uow.conn, timer.payload["session_id"])
+    req = await uow.conn.fetchrow("SELECT * FROM questionnaire_requests WHERE session_id = $1", uuid.UUID(timer.payload["session_id"]))
+    if row is None or req is None or req["answered_at"] or req["expires_at"] <= uow.now() or row["status"] != "scheduled":
+        return
+    if await _defer_for_quiet_hours(uow, ctx, timer, row["person_id"]):
+        return
+    await _send_questionnaire(uow, ctx, row, req["expires_at"], rules.QUESTIONNAIRE_REMINDER)
+
+
+# ---------------------------------------------------------------- alerts
+async def on_alert_escalation(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
+    alert = await uow.conn.fetchrow("SELECT * FROM alerts WHERE alert_id = $1", uuid.UUID(timer.payload["alert_id"]))
+    if alert is None or alert["acknowledged_at"] or alert["resolved_at"]:
+        return
+    now = uow.now()
+    oncall = await uow.conn.fetch(
+        "SELECT DISTINCT clinician_id FROM oncall WHERE starts_at <= $1 AND ends_at > $1 ORDER BY clinician_id", now)
+    await uow.conn.execute("UPDATE alerts SET escalated_at = $2 WHERE alert_id = $1", alert["alert_id"], now)
+    if not oncall:
+        log.error("safety alert unacknowledged and nobody on call", alert_id=str(alert["alert_id"]))
+    for r in oncall:
+        await enqueue(uow, ctx, kind=rules.SAFETY_ESCALATION, cause_event_id=timer.payload["cause_event_id"],
+                      episode_id=alert["episode_id"], recipient_ref=f"oncall:{r['clinician_id']}",
+                      alert_id=alert["alert_id"], params=timer.payload.get("params", {}))
+
+
+async def acknowledge_alert(uow: UnitOfWork, ctx: Ctx, alert_id: uuid.UUID, by: str) -> dict | None:
+    row = await uow.conn.fetchrow(
+        "UPDATE alerts SET acknowledged_at = COALESCE(acknowledged_at, $2), acknowledged_by = COALESCE(acknowledged_by, $3)"
+        " WHERE alert_id = $1 RETURNING *", alert_id, uow.now(), by)
+    if row is None:
+        return None
+    await ctx.timers.cancel(uow.conn, T_ESCALATION, f"alert:{alert_id}", now=uow.now())
+    return dict(row)
+
+
+# ---------------------------------------------------------------- events
+async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> None:
+    t = event.type
+    conn, now = uow.conn, uow.now()
+    if t == "rapport.intake.completed.v1":
+        instruments = sorted({b.instrument for b in data.baseline_scores}) or None
+        await conn.execute(
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments) VALUES ($1,$2,$3,$4)"
+            " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, instruments=COALESCE($4, episodes.instruments)",
+            data.episode_id, data.person_id, data.clinician_id, instruments)
+    elif t == "rapport.course.planned.v1":
+        await conn.execute(
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, course_id) VALUES ($1,$2,$3,$4)"
+            " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, course_id=$4",
+            data.episode_id, data.person_id, data.clinician_id, data.course_id)
+        for s in data.sessions:
+            await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=s.session_id, number=s.number,
+                                 starts_at=s.starts_at, cause_id=event.id)
+        await enqueue(uow, ctx, kind=rules.COURSE_PLANNED, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"clinician:{data.clinician_id}",
+                      params={"episode_id": str(data.episode_id), "sessions": data.contracted_sessions,
+                              "first_session_at": format_time(data.first_session_at)})
+    elif t == "rapport.session.scheduled.v1":
+        await _ensure_episode(conn, data.episode_id)
+        await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
+                             starts_at=data.starts_at, cause_id=event.id)
+    elif t == "rapport.session.rescheduled.v1":
+        await _ensure_episode(conn, data.episode_id)
+        await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
+                             starts_at=data.starts_at, cause_id=event.id, moved=True)
+    elif t in ("rapport.session.cancelled.v1", "rapport.session.attended.v1", "rapport.session.missed.v1"):
+        status = t.split(".")[2]
+        await conn.execute("UPDATE sessions SET status = $2 WHERE session_id = $1", data.session_id, status)
+        for kind in (SESSION_TIMERS if status == "cancelled" else (T_REMINDER, T_QREQUEST, T_QREMINDER)):
+            await ctx.timers.cancel(conn, kind, f"session:{data.session_id}", now=now)
+    elif t == "rapport.course.ended.v1":
+        await conn.execute("UPDATE episodes SET ended_at = $2 WHERE episode_id = $1", data.episode_id, data.ended_at)
+        for r in await conn.fetch("SELECT session_id FROM sessions WHERE episode_id = $1", data.episode_id):
+            for kind in SESSION_TIMERS:
+                await ctx.timers.cancel(conn, kind, f"session:{r['session_id']}", now=now)
+    elif t == "rapport.score.submitted.v1":
+        rows = await conn.fetch(
+            "UPDATE questionnaire_requests SET answered_at = $2 WHERE episode_id = $1 AND answered_at IS NULL"
+            " AND requested_at <= $2 RETURNING session_id", data.episode_id, now)
+        for r in rows:
+            await ctx.timers.cancel(conn, T_QREMINDER, f"session:{r['session_id']}", now=now)
+    elif t == "rapport.alert.raised.v1":
+        await _alert_raised(uow, ctx, event, data)
+    elif t == "rapport.alert.resolved.v1":
+        await conn.execute("UPDATE alerts SET resolved_at = $2 WHERE alert_id = $1", data.alert_id, data.resolved_at)
+        await ctx.timers.cancel(conn, T_ESCALATION, f"alert:{data.alert_id}", now=now)
+        await conn.execute("UPDATE notifications SET status = 'cancelled', finished_at = $2, last_error = 'alert_resolved'"
+                           " WHERE alert_id = $1 AND status = 'ready'", data.alert_id, now)
+    elif t == "rapport.course.review_needed.v1":
+        await enqueue(uow, ctx, kind=rules.REVIEW_NOTICE, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"clinician:{data.clinician_id}",
+                      params={"episode_id": str(data.episode_id), "reason": data.reason.value,
+                              "session_number": data.session_number})
+    elif t == "rapport.course.phase_changed.v1":
+        clinician = await conn.fetchval("SELECT clinician_id FROM episodes WHERE episode_id = $1", data.episode_id)
+        if clinician:
+            await enqueue(uow, ctx, kind=rules.PHASE_CHANGE, cause_event_id=event.id, episode_id=data.episode_id,
+                          recipient_ref=f"clinician:{clinician}",
+                          params={"episode_id": str(data.episode_id), "from_phase": data.from_phase.value,
+                                  "to_phase": data.to_phase.value, "reason": data.reason.value,
+                                  "effective_from_session": data.effective_from_session,
+                                  "sessions_remaining": "-" if data.sessions_remaining is None else data.sessions_remaining})
+    elif t == "rapport.outcome.evaluated.v1":
+        clinician = data.clinician_id or await conn.fetchval(
+            "SELECT clinician_id FROM episodes WHERE episode_id = $1", data.episode_id)
+        if clinician:
+            yn = lambda v: "n/a" if v is None else ("yes" if v else "no")  # noqa: E731
+            await enqueue(uow, ctx, kind=rules.COURSE_SUMMARY, cause_event_id=event.id, episode_id=data.episode_id,
+                          recipient_ref=f"clinician:{clinician}",
+                          params={"episode_id": str(data.episode_id), "end_reason": data.end_reason or "n/a",
+                                  "attended_sessions": data.attended_sessions if data.attended_sessions is not None else "n/a",
+                                  "recovery": yn(data.recovery), "reliable_improvement": yn(data.reliable_improvement),
+                                  "reliable_deterioration": yn(data.reliable_deterioration),
+                                  "baseline_totals": data.baseline_totals, "final_totals": data.final_totals})
+    await fan_out_webhooks(uow, ctx, event, data)
+
+
+async def _ensure_episode(conn, episode_id) -> None:
+    await conn.execute("INSERT INTO episodes (episode_id) VALUES ($1) ON CONFLICT DO NOTHING", episode_id)
+
+
+async def _alert_raised(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> None:
+    conn, now = uow.conn, uow.now()
+    await conn.execute(
+        "INSERT INTO alerts (alert_id, episode_id, kind, clinician_id, raised_at) VALUES ($1,$2,$3,$4,$5)"
+        " ON CONFLICT (alert_id) DO NOTHING", data.alert_id, data.episode_id, data.kind.value, data.clinician_id, data.raised_at)
+    params = {"episode_id": str(data.episode_id), "alert_id": str(data.alert_id), "reason_code": data.reason_code,
+              "raised_at": format_time(data.raised_at), "reason": data.reason_code}
+    if data.kind.value == "safety":
+        # At once, every channel of the clinician, quiet hours ignored; escalation armed in the same transaction.
+        await enqueue(uow, ctx, kind=rules.SAFETY_ALERT, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"clinician:{data.clinician_id}", alert_id=data.alert_id, params=params)
+        await ctx.timers.schedule(conn, T_ESCALATION, f"alert:{data.alert_id}", now + ctx.settings.delta("escalation_after"),
+                                  now=now, payload={"alert_id": str(data.alert_id), "cause_event_id": event.id, "params": params})
+    else:
+        await enqueue(uow, ctx, kind=rules.REVIEW_NOTICE, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"clinician:{data.clinician_id}", alert_id=data.alert_id, params=params)
+
+
+# ---------------------------------------------------------------- partner webhooks
+def structured(event: CloudEvent) -> str:
+    """The body POSTed to partners: the CloudEvent in structured JSON mode (same for every retry)."""
+    return json.dumps({"specversion": "1.0", "id": event.id, "source": event.source, "type": event.type,
+                       "subject": event.subject, "time": format_time(event.time), "dataschema": event.dataschema,
+                       "datacontenttype": "application/json", "data": event.data}, separators=(",", ":"), sort_keys=True)
+
+
+async def fan_out_webhooks(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> None:
+    if event.type.startswith("rapport.notification.") and event.data.get("channel") == "webhook":
+        return  # the record of a webhook delivery is not itself pushed (no feedback loop)
+    subs = await uow.conn.fetch(
+        "SELECT subscription_id FROM subscriptions WHERE deleted_at IS NULL AND $1 = ANY(event_types)"
+        " ORDER BY subscription_id", event.type)
+    if not subs:
+        return
+    body = structured(event)
+    for s in subs:
+        await enqueue(uow, ctx, kind=rules.PARTNER_EVENT, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"partner:{s['subscription_id']}", params={"body": body, "event_type": event.type},
+                      channels=["webhook"], language="none")
+
+
+def event_models():
+    return list(EVENT_MODELS.values())

@@ -1,0 +1,197 @@
+"""The sender: delivers ``notifications`` rows to the outside world, at least once per key and,
+short of a crash in the send→record window, at most once (docs/notifier.md, "Exactly once").
+
+Per row: (1) claim — ``ready`` → ``sending`` with a lease, committed BEFORE the send;
+(2) send over the channel with the idempotency key, bounded by a timeout; (3) record —
+``delivered`` + ``rapport.notification.delivered.v1`` in one transaction. A retryable failure puts
+the row back to ``ready`` with exponential backoff; past ``retry_for_s`` (or a permanent error)
+it is ``failed`` + ``rapport.notification.failed.v1``. A row whose lease expired while ``sending``
+(the process died mid-send) is *in doubt*: it is sent again with the same key, and counted in
+``in_doubt``. Sends run concurrently (``send_concurrency``), each with its own timeout, so an
+endpoint that hangs or fails holds one slot, never the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+
+import asyncpg
+
+from rapport_shared.contracts import NotificationDeliveredV1, NotificationFailedV1
+from rapport_shared.faults import crash_point
+from rapport_shared.logging import get_logger
+from rapport_shared.uow import UnitOfWork
+
+from ..adapters.channels import Outgoing, SendError
+from ..domain.rules import TemplateMissing, Templates
+from .handlers import SENDER_CHANNEL
+
+log = get_logger("rapport.notifier.sender")
+
+
+class Sender:
+    def __init__(self, runtime, settings, channels: dict, templates: Templates) -> None:
+        self.rt, self.s, self.channels, self.templates = runtime, settings, channels, templates
+        self.sem = asyncio.Semaphore(settings.send_concurrency)
+        self.inflight: set[asyncio.Task] = set()
+        self.wake = asyncio.Event()
+        self.lease = timedelta(seconds=max(self.s.send_timeout_s * 3, self.s.send_timeout_s + 5))
+
+    # ------------------------------------------------------------ loop
+    async def run(self, _runtime=None) -> None:
+        listener = None
+        channel = f"{self.s.db_schema}_{SENDER_CHANNEL}"
+        while True:
+            try:
+                if listener is None:
+                    listener = await self.rt.pool.acquire()
+                    await listener.add_listener(channel, lambda *_: self.wake.set())
+                self.wake.clear()
+                await self.reclaim()
+                claimed = await self.claim()
+                for row in claimed:
+                    await self.sem.acquire()
+                    task = asyncio.create_task(self.deliver(row))
+                    self.inflight.add(task)
+                    task.add_done_callback(self._done)
+                if claimed and self.sem._value > 0:
+                    continue
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.s.sender_poll_interval_s)
+                except asyncio.TimeoutError:
+                    pass
+            except asyncio.CancelledError:
+                for t in self.inflight:
+                    t.cancel()
+                if listener is not None:
+                    await self.rt.pool.release(listener)
+                raise
+            except Exception as exc:
+                log.warning("sender pass failed; will retry", error=repr(exc))
+                if listener is not None:
+                    try:
+                        await self.rt.pool.release(listener)
+                    except Exception:
+                        pass
+                    listener = None
+                await asyncio.sleep(1.0)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.inflight.discard(task)
+        self.sem.release()
+        self.wake.set()
+
+    async def reclaim(self) -> None:
+        async with self.rt.pool.acquire() as conn:
+            n = await conn.execute(
+                "UPDATE notifications SET status = 'ready', in_doubt = in_doubt + 1, lease_until = NULL,"
+                " next_attempt_at = now() WHERE status = 'sending' AND lease_until < now()")
+        if n.split()[-1] != "0":
+            log.warning("in-doubt deliveries (died mid-send) will be sent again with the same key", count=n.split()[-1])
+
+    async def claim(self) -> list[asyncpg.Record]:
+        free = self.sem._value
+        if free <= 0:
+            return []
+        async with self.rt.pool.acquire() as conn:
+            return await conn.fetch(
+                "UPDATE notifications SET status = 'sending', attempts = attempts + 1, lease_until = now() + $2::interval,"
+                " first_attempt_at = COALESCE(first_attempt_at, now()) WHERE notification_id IN ("
+                "  SELECT notification_id FROM notifications WHERE status = 'ready' AND next_attempt_at <= now()"
+                "  ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
+                free, self.lease)
+
+    # ------------------------------------------------------------ one delivery
+    async def deliver(self, row: asyncpg.Record) -> None:
+        nid = row["notification_id"]
+        try:
+            if self.s.replay_mode:
+                await self._finish(row, "suppressed", None)
+                return
+            msg = await self.prepare(row)
+            channel = self.channels.get(row["channel"])
+            if channel is None:
+                raise SendError("channel_unconfigured", row["channel"], retryable=False)
+            crash_point("sender.before_send")
+            await asyncio.wait_for(channel.send(msg), self.s.send_timeout_s)
+            crash_point("sender.after_send")
+            await self._finish(row, "delivered", None)
+            crash_point("sender.after_record")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            err = exc if isinstance(exc, SendError) else SendError(
+                "timeout" if isinstance(exc, asyncio.TimeoutError) else "error", repr(exc))
+            try:
+                await self._failed_attempt(row, err)
+            except Exception as exc2:  # the lease will expire and the row come back
+                log.warning("could not record a failed attempt", notification_id=str(nid), error=repr(exc2))
+
+    async def prepare(self, row) -> Outgoing:
+        role, _, rid = row["recipient_ref"].partition(":")
+        params = json.loads(row["params"]) if isinstance(row["params"], str) else dict(row["params"])
+        nid, key = str(row["notification_id"]), row["idem_key"]
+        async with self.rt.pool.acquire() as conn:
+            if row["channel"] == "webhook":
+                sub = await conn.fetchrow("SELECT * FROM subscriptions WHERE subscription_id = $1", uuid.UUID(rid))
+                if sub is None or sub["deleted_at"] is not None:
+                    raise SendError("subscription_deleted", retryable=False)
+                return Outgoing(nid, key, sub["url"], body=params["body"], secret=sub["secret"])
+            if role == "patient":
+                p = await conn.fetchrow("SELECT * FROM patients WHERE person_id = $1", rid)
+                consent = (json.loads(p["channel_consent"]) if p and isinstance(p["channel_consent"], str)
+                           else (dict(p["channel_consent"]) if p else {}))
+                address = p and (p["email"] if row["channel"] == "email" else p["phone"])
+                if not address or consent.get(row["channel"]) is not True:
+                    raise SendError("no_contact_or_consent", retryable=False)  # erased or consent withdrawn
+            else:
+                c = await conn.fetchrow("SELECT * FROM clinicians WHERE clinician_id = $1", rid)
+                address = row["recipient_ref"] if row["channel"] == "log" else (
+                    c and (c["email"] if row["channel"] == "email" else c["phone"]))
+                if not address:
+                    raise SendError("no_contact", retryable=False)
+        try:
+            rendered = self.templates.render(row["kind"], row["language"], params)
+        except TemplateMissing:
+            rendered = self.templates.render(row["kind"], self.s.default_language, params)
+        return Outgoing(nid, key, address, subject=rendered.subject, body=rendered.body)
+
+    async def _finish(self, row, status: str, err: SendError | None) -> None:
+        async with self.rt.pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn, self.rt.outbox, self.rt.clock)
+            done = await conn.fetchval(
+                "UPDATE notifications SET status = $2, finished_at = $3, lease_until = NULL, last_error = $4"
+                " WHERE notification_id = $1 AND status = 'sending' RETURNING true",
+                row["notification_id"], status, uow.now(), err and f"{err.code}: {err.detail}"[:2000])
+            if not done:
+                return
+            common = dict(episode_id=row["episode_id"], notification_id=row["notification_id"], kind=row["kind"],
+                          recipient_ref=row["recipient_ref"], channel=row["channel"], cause_event_id=row["cause_event_id"])
+            if status == "delivered":
+                await uow.emit(NotificationDeliveredV1(**common, delivered_at=uow.now()),
+                               event_id=str(uuid.uuid5(row["notification_id"], "delivered")))
+            elif status == "failed":
+                await uow.emit(NotificationFailedV1(**common, error_code=err.code, attempts=row["attempts"],
+                                                    failed_at=uow.now()),
+                               event_id=str(uuid.uuid5(row["notification_id"], "failed")))
+
+    async def _failed_attempt(self, row, err: SendError) -> None:
+        async with self.rt.pool.acquire() as conn:
+            give_up = not err.retryable or await conn.fetchval(
+                "SELECT first_attempt_at + $2::interval < now() FROM notifications WHERE notification_id = $1",
+                row["notification_id"], timedelta(seconds=self.s.retry_for_s))
+        if give_up:
+            log.error("delivery failed for good", notification_id=str(row["notification_id"]), error=str(err))
+            await self._finish(row, "failed", err)
+            return
+        delay = min(self.s.retry_base_s * 2 ** (row["attempts"] - 1), self.s.retry_max_s)
+        log.warning("delivery attempt failed; will retry", notification_id=str(row["notification_id"]),
+                    attempt=row["attempts"], retry_in_s=delay, error=str(err))
+        async with self.rt.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE notifications SET status = 'ready', lease_until = NULL, last_error = $2,"
+                " next_attempt_at = now() + $3::interval WHERE notification_id = $1 AND status = 'sending'",
+                row["notification_id"], f"{err.code}: {err.detail}"[:2000], timedelta(seconds=delay))
