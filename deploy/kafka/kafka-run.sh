@@ -19,6 +19,15 @@
 #   KAFKA_LIB_DIR          the jars                                   ($KAFKA_HOME/lib)
 #   KAFKA_LOG4J_CONFIG     log4j2 configuration                       ($KAFKA_HOME/log4j2.yaml)
 #   KAFKA_DATA_DIR         log.dirs; formatted on first start only    (/var/lib/kafka/data)
+# Secure profile (opt-in; docs/partners.md "Access"):
+#   KAFKA_SECURE           1 = every listener (client, INTERNAL, CONTROLLER) is SASL_PLAINTEXT with
+#                          mechanism PLAIN, StandardAuthorizer, allow.everyone.if.no.acl.found=false (0)
+#   KAFKA_SASL_USERS       name:password,name:password,...  the client principals (User:<name>);
+#                          required when KAFKA_SECURE=1. A password may contain ':' but not ',', '"',
+#                          '\\' or a newline; names are [A-Za-z0-9._-]
+#   KAFKA_SUPER_USERS      names (comma separated) that bypass ACLs, besides the broker   (admin)
+#   KAFKA_BROKER_PASSWORD  password of User:broker, a super user: inter-broker and broker->controller
+#                          connections and healthcheck.sh; no client needs it  (random per start)
 # Storage is formatted only when $KAFKA_DATA_DIR/meta.properties is absent, so a restart of the
 # same container (or process with the same data dir) keeps topics and offsets.
 set -euo pipefail
@@ -45,14 +54,23 @@ PROPS="$CONF_DIR/server.properties"
 LOG4J="-Dlog4j2.configurationFile=$KAFKA_LOG4J_CONFIG"
 mkdir -p "$KAFKA_DATA_DIR" "$CONF_DIR"
 
-listeners="PLAINTEXT://${KAFKA_LISTEN_HOST}:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}"
-advertised="PLAINTEXT://${KAFKA_ADVERTISED_HOST}:${KAFKA_PORT}"
-inter_broker=PLAINTEXT
+KAFKA_SECURE="${KAFKA_SECURE:-0}"
+case "$KAFKA_SECURE" in 1|true|yes) KAFKA_SECURE=1 ;; *) KAFKA_SECURE=0 ;; esac
+# The client listener is called PLAINTEXT (default) or SASL_PLAINTEXT (secure profile).
+client_listener=PLAINTEXT
+[ "$KAFKA_SECURE" = 1 ] && client_listener=SASL_PLAINTEXT
+listeners="${client_listener}://${KAFKA_LISTEN_HOST}:${KAFKA_PORT},CONTROLLER://127.0.0.1:${KAFKA_CONTROLLER_PORT}"
+advertised="${client_listener}://${KAFKA_ADVERTISED_HOST}:${KAFKA_PORT}"
+inter_broker=$client_listener
 if [ -n "$KAFKA_INTERNAL_PORT" ]; then
   listeners="$listeners,INTERNAL://${KAFKA_LISTEN_HOST}:${KAFKA_INTERNAL_PORT}"
   advertised="$advertised,INTERNAL://${KAFKA_INTERNAL_HOST}:${KAFKA_INTERNAL_PORT}"
   inter_broker=INTERNAL
 fi
+protocol_map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT
+[ "$KAFKA_SECURE" = 1 ] && protocol_map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT
+HEALTH_CREDENTIALS="$CONF_DIR/healthcheck.sasl"  # read by healthcheck.sh in the secure profile
+rm -f "$HEALTH_CREDENTIALS"
 
 # Regenerated on every start so that env changes apply; only the storage is kept.
 cat > "$PROPS" <<PROPS
@@ -64,7 +82,7 @@ controller.listener.names=CONTROLLER
 listeners=${listeners}
 advertised.listeners=${advertised}
 inter.broker.listener.name=${inter_broker}
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT
+listener.security.protocol.map=${protocol_map}
 log.dirs=${KAFKA_DATA_DIR}
 num.network.threads=3
 num.io.threads=4
@@ -83,6 +101,56 @@ log.retention.hours=168
 log.segment.bytes=1073741824
 log.retention.check.interval.ms=300000
 PROPS
+
+if [ "$KAFKA_SECURE" = 1 ]; then
+  # SASL/PLAIN users come from the environment and live only in this (regenerated) file, so
+  # changing KAFKA_SASL_USERS and restarting takes effect; nothing is stored in the metadata log.
+  die() { echo "kafka-run: $*" >&2; exit 2; }
+  [ -n "${KAFKA_SASL_USERS:-}" ] || die "KAFKA_SECURE=1 needs KAFKA_SASL_USERS=name:password,..."
+  broker_pw="${KAFKA_BROKER_PASSWORD:-}"
+  if [ -z "$broker_pw" ]; then
+    broker_pw=$(head -c 24 /dev/urandom | base64 | tr -d '+/=\n')
+  fi
+  case "$broker_pw" in *[\",\\]*|*$'\n'*) die "KAFKA_BROKER_PASSWORD must not contain '\"', ',', '\\' or a newline" ;; esac
+  jaas_users="user_broker=\"${broker_pw}\""
+  IFS=',' read -r -a entries <<< "$KAFKA_SASL_USERS"
+  for entry in "${entries[@]}"; do
+    entry="${entry#"${entry%%[![:space:]]*}"}"; entry="${entry%"${entry##*[![:space:]]}"}"
+    [ -n "$entry" ] || continue
+    name="${entry%%:*}"; pw="${entry#*:}"
+    [ "$name" != "$entry" ] && [ -n "$pw" ] || die "KAFKA_SASL_USERS entry '${name}' has no password (name:password)"
+    [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "KAFKA_SASL_USERS: bad user name '${name}'"
+    [ "$name" != broker ] || die "KAFKA_SASL_USERS: 'broker' is reserved (KAFKA_BROKER_PASSWORD)"
+    case "$pw" in *[\"\\]*|*$'\n'*) die "KAFKA_SASL_USERS: the password of '${name}' contains '\"' or '\\'" ;; esac
+    jaas_users="$jaas_users user_${name}=\"${pw}\""
+  done
+  supers="User:broker"
+  IFS=',' read -r -a names <<< "${KAFKA_SUPER_USERS-admin}"
+  for name in "${names[@]}"; do
+    name="${name//[[:space:]]/}"
+    [ -n "$name" ] && supers="$supers;User:$name"
+  done
+  module="org.apache.kafka.common.security.plain.PlainLoginModule required"
+  login="username=\"broker\" password=\"${broker_pw}\""
+  {
+    echo "# Secure profile (KAFKA_SECURE=1): SASL/PLAIN on every listener, ACLs enforced."
+    echo "sasl.enabled.mechanisms=PLAIN"
+    echo "sasl.mechanism.inter.broker.protocol=PLAIN"
+    echo "sasl.mechanism.controller.protocol=PLAIN"
+    echo "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    echo "allow.everyone.if.no.acl.found=false"
+    echo "super.users=${supers}"
+    # The controller listener (127.0.0.1 only) accepts the broker principal alone.
+    echo "listener.name.controller.plain.sasl.jaas.config=${module} ${login} user_broker=\"${broker_pw}\";"
+    echo "listener.name.sasl_plaintext.plain.sasl.jaas.config=${module} ${login} ${jaas_users};"
+    if [ -n "$KAFKA_INTERNAL_PORT" ]; then
+      echo "listener.name.internal.plain.sasl.jaas.config=${module} ${login} ${jaas_users};"
+    fi
+  } >> "$PROPS"
+  chmod 600 "$PROPS"
+  ( umask 077; printf 'broker\n%s\n' "$broker_pw" > "$HEALTH_CREDENTIALS" )
+  echo "kafka-run: secure profile: SASL_PLAINTEXT/PLAIN, ${#entries[@]} user(s), super users ${supers}"
+fi
 if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
   printf '# KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >> "$PROPS"
 fi

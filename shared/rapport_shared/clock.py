@@ -34,7 +34,7 @@ import json
 import re
 import sys
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from .logging import get_logger
 
@@ -106,9 +106,11 @@ def _parse_tick(value: bytes | None) -> datetime | None:
 class SimulatedClock:
     """``now()`` is the latest tick on the clock topic; see the module docstring."""
 
-    def __init__(self, bootstrap: str, topic: str = CLOCK_TOPIC, fallback: Clock | None = None) -> None:
+    def __init__(self, bootstrap: str, topic: str = CLOCK_TOPIC, fallback: Clock | None = None,
+                 security: Any = None) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.security = security  # a settings.KafkaSecurity; None = from the environment
         self.fallback = fallback or SystemClock()
         self._now: datetime | None = None
         self._changed = asyncio.Event()
@@ -143,11 +145,11 @@ class SimulatedClock:
         """Read the clock topic to its current end (so "now" is caught up), then follow it."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from .kafka import ensure_topics
+        from .kafka import client_kwargs, ensure_topics
 
-        await ensure_topics(self.bootstrap, [self.topic], 1, 1)
+        await ensure_topics(self.bootstrap, [self.topic], 1, 1, security=self.security)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", **client_kwargs(self.security))
         await consumer.start()
         self._consumer = consumer
         try:
@@ -198,29 +200,30 @@ class SimulatedClock:
             self._consumer = None
 
 
-def make_clock(mode: str, *, bootstrap: str, topic: str = CLOCK_TOPIC) -> Clock:
+def make_clock(mode: str, *, bootstrap: str, topic: str = CLOCK_TOPIC, security: Any = None) -> Clock:
     """``system`` (default) or ``simulated`` (follows ``topic`` on the Kafka at ``bootstrap``)."""
     if mode == "system":
         return SystemClock()
     if mode == "simulated":
-        return SimulatedClock(bootstrap, topic)
+        return SimulatedClock(bootstrap, topic, security=security)
     raise ValueError(f"unknown clock mode {mode!r} (system | simulated)")
 
 
-async def publish_tick(bootstrap: str, to: datetime, topic: str = CLOCK_TOPIC) -> None:
+async def publish_tick(bootstrap: str, to: datetime, topic: str = CLOCK_TOPIC, security: Any = None) -> None:
     """The driver's side: announce that simulated time is now ``to`` (acks=all, then return)."""
     from aiokafka import AIOKafkaProducer
 
     from . import envelope
-    from .kafka import ensure_topics
+    from .kafka import client_kwargs, ensure_topics
 
     if to.tzinfo is None:
         raise ValueError("simulated time must be timezone-aware")
-    await ensure_topics(bootstrap, [topic], 1, 1)
+    await ensure_topics(bootstrap, [topic], 1, 1, security=security)
     event = envelope.new_event(type=TICK_TYPE, source=TICK_SOURCE, subject="clock",
                                data={"now": envelope.format_time(to)}, time=to)
     rec = envelope.encode(event)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                                **client_kwargs(security))
     await producer.start()
     try:
         await producer.send_and_wait(topic, rec.value, key=rec.key, headers=[(k, v.encode()) for k, v in rec.headers.items()])

@@ -13,11 +13,24 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from .consumer import EventConsumer
 from .envelope import KafkaRecord
 from .logging import get_logger
+from .settings import KafkaSecurity
 
 log = get_logger(__name__)
 
 
-def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
+def kafka_security(security: KafkaSecurity | None = None) -> KafkaSecurity:
+    """``security`` or, when None, the one from the environment (``RAPPORT_KAFKA_SASL_*``)."""
+    return security if security is not None else KafkaSecurity()
+
+
+def client_kwargs(security: KafkaSecurity | None = None) -> dict[str, Any]:
+    """SASL keyword arguments for any aiokafka client ({} unless the secure profile is on)."""
+    return kafka_security(security).aiokafka_kwargs()
+
+
+def make_broker(bootstrap: str, client_id: str, security: KafkaSecurity | None = None) -> KafkaBroker:
+    sec = kafka_security(security)
+    extra: dict[str, Any] = {"security": sec.faststream_security()} if sec.enabled else {}
     # Idempotent producer with acks=all: a retried send never duplicates or reorders a record.
     return KafkaBroker(
         bootstrap,
@@ -27,6 +40,7 @@ def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
         logger=logging.getLogger("rapport.faststream"),  # propagates to our structlog formatter
         log_level=logging.DEBUG,  # FastStream logs every message at this level; ours are richer
         graceful_timeout=15.0,
+        **extra,
     )
 
 
@@ -77,8 +91,9 @@ def attach(broker: KafkaBroker, consumer: EventConsumer, *, auto_offset_reset: s
         await msg.ack()
 
 
-async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def ensure_topics(bootstrap: str, topics: list[str], partitions: int, replication: int,
+                        security: KafkaSecurity | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs(security))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

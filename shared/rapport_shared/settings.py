@@ -6,10 +6,93 @@ a service-specific subclass may add fields.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class KafkaSecurity(BaseSettings):
+    """How a Kafka client authenticates (the secure profile, docs/partners.md "Access").
+
+    From ``RAPPORT_KAFKA_SECURITY_PROTOCOL``, ``RAPPORT_KAFKA_SASL_MECHANISM``,
+    ``RAPPORT_KAFKA_SASL_USERNAME`` and ``RAPPORT_KAFKA_SASL_PASSWORD``. With no username (the
+    default) it is PLAINTEXT without SASL and every ``*_kwargs()`` is empty, so clients are built
+    exactly as before. With a username the protocol defaults to SASL_PLAINTEXT and the mechanism
+    to PLAIN (what ``deploy/kafka`` enables with ``KAFKA_SECURE=1``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RAPPORT_KAFKA_", extra="ignore")
+
+    security_protocol: str = ""
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _check(self) -> "KafkaSecurity":
+        self.security_protocol = self.security_protocol.strip().upper()
+        self.sasl_mechanism = self.sasl_mechanism.strip().upper()
+        if self.security_protocol and self.security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ValueError(f"kafka security protocol must be one of {KAFKA_SECURITY_PROTOCOLS}")
+        if self.sasl_mechanism and self.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ValueError(f"kafka SASL mechanism must be one of {KAFKA_SASL_MECHANISMS}")
+        if self.protocol.startswith("SASL_") and not self.sasl_username:
+            raise ValueError(f"{self.protocol} needs RAPPORT_KAFKA_SASL_USERNAME")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything differs from plain, unauthenticated PLAINTEXT."""
+        return self.protocol != "PLAINTEXT"
+
+    @property
+    def protocol(self) -> str:
+        return self.security_protocol or ("SASL_PLAINTEXT" if self.sasl_username else "PLAINTEXT")
+
+    @property
+    def mechanism(self) -> str:
+        return self.sasl_mechanism or "PLAIN"
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for AIOKafkaProducer/Consumer/AdminClient ({} by default)."""
+        if not self.enabled:
+            return {}
+        kw: dict[str, Any] = {
+            "security_protocol": self.protocol,
+            "sasl_mechanism": self.mechanism,
+            "sasl_plain_username": self.sasl_username,
+            "sasl_plain_password": self.sasl_password.get_secret_value(),
+        }
+        if self.protocol == "SASL_SSL":
+            import ssl  # noqa: PLC0415
+
+            kw["ssl_context"] = ssl.create_default_context()
+        return kw
+
+    def faststream_security(self) -> Any:
+        """A ``faststream.security`` object for ``KafkaBroker(security=...)``; None by default."""
+        if not self.enabled:
+            return None
+        from faststream.security import SASLPlaintext, SASLScram256, SASLScram512  # noqa: PLC0415
+
+        cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[self.mechanism]
+        return cls(self.sasl_username, self.sasl_password.get_secret_value(), use_ssl=self.protocol == "SASL_SSL")
+
+    def confluent_config(self) -> dict[str, str]:
+        """librdkafka settings for confluent-kafka clients ({} by default)."""
+        if not self.enabled:
+            return {}
+        return {
+            "security.protocol": self.protocol,
+            "sasl.mechanism": self.mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password.get_secret_value(),
+        }
 
 
 class ServiceSettings(BaseSettings):
@@ -33,6 +116,11 @@ class ServiceSettings(BaseSettings):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     topic_partitions: int = 3
     topic_replication: int = 1
+    # Secure profile (SASL); empty = PLAINTEXT, no authentication. See KafkaSecurity.
+    kafka_security_protocol: str = ""
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
 
     # Outbox relay
     relay_enabled: bool = True
@@ -55,6 +143,12 @@ class ServiceSettings(BaseSettings):
     # Logging
     log_format: Literal["json", "console"] = "console"
     log_level: str = "INFO"
+
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            security_protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username, sasl_password=self.kafka_sasl_password,
+        )
 
     @model_validator(mode="after")
     def _defaults(self) -> "ServiceSettings":

@@ -28,6 +28,12 @@ Environment:
     :class:`InfraNotControllable` (use ``handle.skip_unless_controllable()`` in a test).
 ``RAPPORT_TEST_POSTGRES_IMAGE`` / ``RAPPORT_TEST_KAFKA_IMAGE``
     Other image names.
+
+Secure profile: ``start_kafka(secure=True)`` always starts a container (``KAFKA_SECURE=1``:
+SASL/PLAIN, ACLs enforced, see deploy/kafka/kafka-run.sh) with the users of
+:data:`SECURE_USERS` (random passwords) or the ``users`` given; the handle's ``users``,
+``security(name)``, ``aiokafka_kwargs(name)`` and ``confluent_config(name)`` give the credentials.
+``RAPPORT_TEST_KAFKA_BOOTSTRAP`` does not apply to it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import atexit
 import concurrent.futures
 import logging
 import os
+import secrets
 import socket
 import struct
 import subprocess
@@ -53,6 +60,8 @@ __all__ = [
     "InfraNotControllable",
     "KafkaHandle",
     "PostgresHandle",
+    "SECURE_USERS",
+    "docker_available",
     "free_port",
     "start_kafka",
     "start_postgres",
@@ -112,15 +121,18 @@ def _tcp_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _kafka_broker_count(host: str, port: int, timeout: float = 1.0) -> int:
+def _kafka_broker_count(host: str, port: int, timeout: float = 1.0, sasl: tuple[str, str] | None = None) -> int:
     """Raw Kafka Metadata v4 request (no topics): how many live brokers the broker reports.
 
     Cheap and silent (no client library logs) while the broker is starting: it opens its port
-    before it processes requests. The same probe as deploy/kafka/healthcheck.sh.
+    before it processes requests. The same probe as deploy/kafka/healthcheck.sh. ``sasl`` =
+    (user, password): authenticate with SASL/PLAIN first (secure profile).
     """
     body = struct.pack(">hhih", 3, 4, 1, -1) + struct.pack(">ib", 0, 0)
     with socket.create_connection((host, port), timeout=timeout) as s:
         s.settimeout(timeout)
+        if sasl is not None:
+            _sasl_plain_auth(s, *sasl)
         s.sendall(struct.pack(">i", len(body)) + body)
         buf = b""
         while len(buf) < 16:
@@ -132,6 +144,38 @@ def _kafka_broker_count(host: str, port: int, timeout: float = 1.0) -> int:
         return 0
     _size, corr, _throttle, count = struct.unpack(">iiii", buf)
     return count if corr == 1 else 0
+
+
+def _sasl_plain_auth(sock: socket.socket, user: str, password: str) -> None:
+    """SaslHandshake v1 (PLAIN) + SaslAuthenticate v0 on a raw socket; OSError if refused."""
+
+    def call(api_key: int, version: int, corr: int, payload: bytes) -> bytes:
+        body = struct.pack(">hhih", api_key, version, corr, -1) + payload
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        head = _recv_exact(sock, 4)
+        (size,) = struct.unpack(">i", head)
+        answer = _recv_exact(sock, size)
+        if struct.unpack(">i", answer[:4])[0] != corr:
+            raise OSError("kafka: unexpected correlation id")
+        return answer[4:]
+
+    mech = b"PLAIN"
+    if struct.unpack(">h", call(17, 1, 101, struct.pack(">h", len(mech)) + mech)[:2])[0] != 0:
+        raise OSError("kafka: SASL mechanism PLAIN not enabled")
+    token = b"\0" + user.encode() + b"\0" + password.encode()
+    error = struct.unpack(">h", call(36, 0, 102, struct.pack(">i", len(token)) + token)[:2])[0]
+    if error != 0:
+        raise OSError(f"kafka: SASL authentication failed (error {error})")
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise OSError("kafka: connection closed")
+        buf += chunk
+    return buf
 
 
 def _docker_client() -> Any:
@@ -355,10 +399,11 @@ def start_postgres(timeout: float = 60.0, image: str | None = None) -> PostgresH
 # Kafka
 
 
-async def _kafka_metadata_brokers(bootstrap: str) -> int:
+async def _kafka_metadata_brokers(bootstrap: str, client_kwargs: dict[str, Any] | None = None) -> int:
     from aiokafka import AIOKafkaClient  # noqa: PLC0415
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, metadata_max_age_ms=1000)
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000, metadata_max_age_ms=1000,
+                            **(client_kwargs or {}))
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
@@ -367,7 +412,8 @@ async def _kafka_metadata_brokers(bootstrap: str) -> int:
         await client.close()
 
 
-def _wait_kafka(bootstrap: str, timeout: float, container: Any = None) -> None:
+def _wait_kafka(bootstrap: str, timeout: float, container: Any = None,
+                sasl: tuple[str, str] | None = None) -> None:
     host, port = _split_hostport(bootstrap.split(",")[0])
     deadline = time.monotonic() + timeout
     last: Any = "port closed"
@@ -376,7 +422,7 @@ def _wait_kafka(bootstrap: str, timeout: float, container: Any = None) -> None:
         if container is not None:
             _check_running(container, "kafka")
         try:
-            if _tcp_open(host, port) and _kafka_broker_count(host, port) >= 1:
+            if _tcp_open(host, port) and _kafka_broker_count(host, port, sasl=sasl) >= 1:
                 break
             last = "no live broker in metadata yet"
         except OSError as exc:
@@ -388,7 +434,9 @@ def _wait_kafka(bootstrap: str, timeout: float, container: Any = None) -> None:
     # 2) ... then confirm with the client library the services use.
     while True:
         try:
-            if _run_coro(lambda: _kafka_metadata_brokers(bootstrap)) >= 1:
+            kw = None if sasl is None else {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                                            "sasl_plain_username": sasl[0], "sasl_plain_password": sasl[1]}
+            if _run_coro(lambda: _kafka_metadata_brokers(bootstrap, kw)) >= 1:
                 return
             last = "aiokafka: no broker in metadata"
         except Exception as exc:  # noqa: BLE001
@@ -409,6 +457,33 @@ class KafkaHandle:
     restart_cmd: str | None = None
     kill_cmd: str | None = None
     ready_timeout: float = 90.0
+    # Secure profile (start_kafka(secure=True)): SASL/PLAIN users name -> password; admin is a super user.
+    secure: bool = False
+    users: dict[str, str] = field(default_factory=dict, repr=False)
+    admin_user: str = "admin"
+
+    def security(self, user: str | None = None, password: str | None = None) -> Any:
+        """A :class:`rapport_shared.settings.KafkaSecurity` for ``user`` (default the admin);
+        PLAINTEXT for a broker that is not secure. ``password`` overrides the known one."""
+        from rapport_shared.settings import KafkaSecurity  # noqa: PLC0415
+
+        if not self.secure:
+            return KafkaSecurity()
+        user = user or self.admin_user
+        return KafkaSecurity(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username=user,
+                             sasl_password=password if password is not None else self.users[user])
+
+    def aiokafka_kwargs(self, user: str | None = None, password: str | None = None) -> dict[str, Any]:
+        """``bootstrap_servers`` plus the SASL options of ``user``, for any aiokafka client."""
+        return {"bootstrap_servers": self.bootstrap, **self.security(user, password).aiokafka_kwargs()}
+
+    def confluent_config(self, user: str | None = None, password: str | None = None) -> dict[str, Any]:
+        """``bootstrap.servers`` plus the SASL settings of ``user``, for confluent-kafka clients."""
+        return {"bootstrap.servers": self.bootstrap, **self.security(user, password).confluent_config()}
+
+    @property
+    def _sasl(self) -> tuple[str, str] | None:
+        return (self.admin_user, self.users[self.admin_user]) if self.secure else None
 
     @property
     def controllable(self) -> bool:
@@ -445,7 +520,7 @@ class KafkaHandle:
             wrapped.start()
         else:
             subprocess.run(self.restart_cmd, shell=True, check=True)  # noqa: S602
-        _wait_kafka(self.bootstrap, timeout or self.ready_timeout, self.container)
+        _wait_kafka(self.bootstrap, timeout or self.ready_timeout, self.container, sasl=self._sasl)
         took = time.monotonic() - t0
         log.info("kafka: restarted %s in %.1fs", self.bootstrap, took)
         return took
@@ -471,13 +546,32 @@ class KafkaHandle:
         return _container_logs_tail(self.container, tail) if self.container is not None else ""
 
 
-def start_kafka(timeout: float = 90.0, image: str | None = None) -> KafkaHandle:
+# The principals of the secure profile (docs/partners.md "Access"); admin is the super user.
+SECURE_USERS = ("admin", "intake", "scheduler", "outcomes", "notifier", "partner-demo")
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers (start_kafka(secure=True) needs one)."""
+    try:
+        _docker_client().ping()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def start_kafka(timeout: float = 90.0, image: str | None = None, *, secure: bool = False,
+                users: dict[str, str] | None = None) -> KafkaHandle:
     """Start ``rapport/kafka:4.3.1`` (KRaft, one node) on free loopback ports; wait until ready.
 
-    With ``RAPPORT_TEST_KAFKA_BOOTSTRAP`` set, only waits for that broker instead.
+    With ``RAPPORT_TEST_KAFKA_BOOTSTRAP`` set, only waits for that broker instead — unless
+    ``secure``: then a container with ``KAFKA_SECURE=1`` is always started, with ``users``
+    (name -> password; default :data:`SECURE_USERS` with random passwords; ``admin`` is the super
+    user and must be among them).
     """
     t0 = time.monotonic()
     external = os.environ.get("RAPPORT_TEST_KAFKA_BOOTSTRAP")
+    if secure:
+        return _start_secure_kafka(timeout, image, users)
     if external:
         _wait_kafka(external, timeout)
         restart_cmd = os.environ.get("RAPPORT_TEST_KAFKA_RESTART_CMD") or None
@@ -517,4 +611,58 @@ def start_kafka(timeout: float = 90.0, image: str | None = None) -> KafkaHandle:
         bootstrap=bootstrap, startup_seconds=time.monotonic() - t0, container=container, ready_timeout=timeout
     )
     log.info("kafka: %s ready on %s in %.1fs", image or KAFKA_IMAGE, bootstrap, handle.startup_seconds)
+    return handle
+
+
+def _require_secure_image(container: Any, timeout: float) -> None:
+    """Fail fast on an image whose kafka-run.sh predates KAFKA_SECURE (it would start a broker
+    without SASL, and the SASL probe would only time out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _check_running(container, "kafka")
+        text = _container_logs_tail(container, 400)
+        if "kafka-run: secure profile" in text:
+            return
+        if "kafka-run: formatting" in text or "already formatted" in text:
+            raise InfraError(f"{container.image} ignores KAFKA_SECURE=1 (an image from before the secure "
+                             "profile); run: bash deploy/build-images.sh --infra-only")
+        time.sleep(0.2)
+    raise InfraError(f"kafka container did not start its run script within {timeout:.0f}s")
+
+
+def _start_secure_kafka(timeout: float, image: str | None, users: dict[str, str] | None) -> KafkaHandle:
+    t0 = time.monotonic()
+    users = dict(users) if users is not None else {u: secrets.token_urlsafe(12) for u in SECURE_USERS}
+    if "admin" not in users:
+        raise ValueError("the secure profile needs an 'admin' user (the super user)")
+    port = free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    container = _start_container(
+        image or KAFKA_IMAGE,
+        {
+            "KAFKA_PORT": str(port),
+            "KAFKA_CONTROLLER_PORT": str(controller_port),
+            "KAFKA_LISTEN_HOST": LOOPBACK,
+            "KAFKA_ADVERTISED_HOST": LOOPBACK,
+            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+            "KAFKA_SECURE": "1",
+            "KAFKA_SASL_USERS": ",".join(f"{u}:{p}" for u, p in users.items()),
+            "KAFKA_SUPER_USERS": "admin",
+        },
+        "kafka-secure",
+    )
+    bootstrap = f"{LOOPBACK}:{port}"
+    try:
+        _require_secure_image(container, timeout)
+        _wait_kafka(bootstrap, timeout, container, sasl=("admin", users["admin"]))
+    except BaseException:
+        _remove_container(container.get_wrapped_container())
+        raise
+    handle = KafkaHandle(
+        bootstrap=bootstrap, startup_seconds=time.monotonic() - t0, container=container, ready_timeout=timeout,
+        secure=True, users=users,
+    )
+    log.info("kafka (secure): %s ready on %s in %.1fs", image or KAFKA_IMAGE, bootstrap, handle.startup_seconds)
     return handle

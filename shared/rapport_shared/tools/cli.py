@@ -1,6 +1,7 @@
 """``rapport``: inspect, dump, load and repair Rapport's event streams on any Kafka.
 
     rapport [--bootstrap HOST:PORT] topics | tail | dump | load | groups list|reset | dlq list|redrive
+                                    | acls show|apply
 
 The broker comes from ``--bootstrap`` or ``RAPPORT_KAFKA_BOOTSTRAP`` (default ``localhost:9092``);
 SASL credentials (secure profile) from ``--sasl-username``/``--sasl-password`` or
@@ -33,6 +34,8 @@ groups_app = typer.Typer(no_args_is_help=True, help="Consumer groups: list, rese
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics (<topic>.dlq.<group>): list, redrive.")
 app.add_typer(groups_app, name="groups")
 app.add_typer(dlq_app, name="dlq")
+acls_app = typer.Typer(no_args_is_help=True, help="Kafka ACLs of the secure profile (docs/partners.md, Access).")
+app.add_typer(acls_app, name="acls")
 
 # Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -416,6 +419,58 @@ def dlq_redrive(
         err.print(f"[green]{len(res.sent)} record(s) redriven[/green], {len(res.already)} already redriven before{held_note}")
     else:
         err.print(f"dry run: {todo} record(s) would be redriven, {len(res.already)} already were{held_note}; add --apply")
+
+
+# ------------------------------------------------------------------------------------ acls
+
+@acls_app.command("show")
+def acls_show(
+    partner: Optional[List[str]] = typer.Option(None, "--partner", "-p", help="partner name (repeatable; default demo)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """The desired ACL set (rapport_shared.acl): per service and per partner principal."""
+    from .. import acl  # noqa: PLC0415
+
+    acls = acl.desired_acls(partner or list(acl.DEFAULT_PARTNERS))
+    if as_json:
+        typer.echo(json.dumps(acl.table(acls), indent=2))
+        return
+    t = Table("principal", "operation", "resource", "name", "pattern")
+    for a in acls:
+        t.add_row(a.principal, a.operation, a.resource_type.lower(), a.resource_name, a.pattern_type.lower())
+    out.print(t)
+
+
+@acls_app.command("apply")
+def acls_apply(
+    partner: Optional[List[str]] = typer.Option(None, "--partner", "-p", help="partner name (repeatable; default demo)"),
+    prune: bool = typer.Option(False, "--prune", help="also delete ACLs that are not in the set"),
+    no_topics: bool = typer.Option(False, "--no-topics", help="do not create the topics the ACLs name"),
+    partitions: int = typer.Option(3, help="partitions of topics created here"),
+) -> None:
+    """Create the ACL set on the cluster (idempotent), as a super user (--sasl-username admin
+    --sasl-mechanism PLAIN). Creates the topics it names first, so readers never need CREATE."""
+    from .. import acl  # noqa: PLC0415
+    from ..settings import KafkaSecurity  # noqa: PLC0415
+
+    c = State.conn
+    security = KafkaSecurity(security_protocol=c.security_protocol, sasl_mechanism=c.sasl_mechanism or "",
+                             sasl_username=c.sasl_username or "", sasl_password=c.sasl_password or "")
+    try:
+        report = acl.apply_acls(c.bootstrap, security, partners=partner or list(acl.DEFAULT_PARTNERS),
+                                prune=prune, create_topics=not no_topics, partitions=partitions)
+    except (acl.AclError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2)
+    for name in report.topics_created:
+        out.print(f"[green]+ topic[/green] {name}")
+    for a in report.created:
+        out.print(f"[green]+[/green] {a}")
+    for a in report.deleted:
+        out.print(f"[red]-[/red] {a}")
+    for a in report.extra:
+        out.print(f"[yellow]?[/yellow] {a} (not in the set; kept, --prune deletes it)")
+    err.print(report.summary())
 
 
 def main() -> None:
