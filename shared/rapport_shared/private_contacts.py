@@ -74,6 +74,8 @@ DEFAULT_TOPIC_CONFIG = {
 
 _KID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+# What a writer (intake) accepts for ContactRecordV1.language: an ISO 639 code, lower case.
+LanguageCode = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^\s*[A-Za-z]{2,3}\s*$")]
 
 
 class Channel(StrEnum):
@@ -101,6 +103,10 @@ class ContactRecordV1(BaseModel):
     channel_consent: dict[Channel, StrictBool] = Field(default_factory=dict)
     preferred_channel: Channel | None = None
     quiet_hours: QuietHours | None = None
+    # Added after v1 shipped: optional, so records written before it still decode (the format
+    # stays contact.v1). A language code such as "en"; None = the notifier's default language.
+    # Tolerant here (a reader falls back to its default for a language it cannot serve).
+    language: str | None = Field(default=None, max_length=35, description="language code, e.g. en, es")
     updated_at: datetime
 
 
@@ -235,7 +241,9 @@ async def ensure_private_topic(bootstrap: str, partitions: int, replication: int
     from aiokafka.errors import TopicAlreadyExistsError
 
     wanted = dict(config or DEFAULT_TOPIC_CONFIG)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    from .kafka import client_kwargs  # late: kafka.py pulls in FastStream
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await admin.start()
     try:
         if PRIVATE_CONTACTS not in set(await admin.list_topics()):

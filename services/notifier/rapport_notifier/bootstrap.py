@@ -24,8 +24,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def build(settings: NotifierSettings) -> FastAPI:
-    ctx = handlers.Ctx(settings=settings, timers=TimerStore(settings.db_schema))
     templates = Templates(settings.templates_dir)
+    ctx = handlers.Ctx(settings=settings, timers=TimerStore(settings.db_schema), languages=frozenset(templates.languages()))
 
     def timer(fn):
         async def run(uow, t):

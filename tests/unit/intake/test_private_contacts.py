@@ -125,3 +125,31 @@ def test_the_private_topic_is_never_a_shared_topic():
 def test_contact_person_id_is_pseudonymous():
     with pytest.raises(ValidationError):
         ContactRecordV1(person_id="grace@example.org", updated_at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_language_is_carried_and_records_written_before_it_still_decode():
+    kr = ring()
+    with_lang = CONTACT.model_copy(update={"language": "es"})
+    rec = encode_contact(with_lang, kr)
+    assert decode_record(rec.key, rec.value, rec.kafka_headers(), kr).language == "es"
+    # a v1 record from before the field existed: its plaintext has no "language" at all
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    old = json.loads(CONTACT.model_dump_json())
+    old.pop("language")
+    nonce = os.urandom(12)
+    value = nonce + AESGCM(kr.key("k1")).encrypt(nonce, json.dumps(old).encode(), b"rapport.private.contacts/v1|k1|P-42")
+    decoded = decode_record(b"P-42", value, rec.kafka_headers(), kr)
+    assert decoded.language is None and decoded.email == CONTACT.email
+
+
+def test_intake_puts_a_validated_language_on_the_record():
+    from rapport_intake.domain.commands import RecordContact
+    from rapport_intake.domain.model import contact_record
+
+    cmd = RecordContact(email="a@example.org", channel_consent={"email": True}, language=" ES ")
+    assert contact_record(cmd, "P-1", datetime(2026, 3, 1, tzinfo=timezone.utc)).language == "es"
+    assert contact_record(RecordContact(email="a@example.org"), "P-1", datetime(2026, 3, 1, tzinfo=timezone.utc)).language is None
+    for bad in ("english", "e", "en_GB", "12"):
+        with pytest.raises(ValidationError) as e:
+            RecordContact(language=bad)
+        assert e.value.errors()[0]["loc"] == ("language",)

@@ -20,7 +20,8 @@ def _record(row) -> ContactRecordV1:
     return ContactRecordV1(
         person_id=row["person_id"], name=row["name"], email=row["email"], phone=row["phone"],
         channel_consent=json.loads(row["channel_consent"]), preferred_channel=row["preferred_channel"],
-        quiet_hours=json.loads(row["quiet_hours"]) if row["quiet_hours"] else None, updated_at=row["updated_at"],
+        quiet_hours=json.loads(row["quiet_hours"]) if row["quiet_hours"] else None, language=row["language"],
+        updated_at=row["updated_at"],
     )
 
 
@@ -37,13 +38,14 @@ async def get_many(conn: asyncpg.Connection, person_ids: list[str]) -> dict[str,
 async def upsert(conn: asyncpg.Connection, c: ContactRecordV1, by: str) -> None:
     await conn.execute(
         "INSERT INTO contacts (person_id, name, email, phone, channel_consent, preferred_channel, quiet_hours,"
-        " updated_by, updated_at) VALUES ($1,$2,$3,$4,$5::jsonb,$6,$7::jsonb,$8,$9)"
+        " updated_by, updated_at, language) VALUES ($1,$2,$3,$4,$5::jsonb,$6,$7::jsonb,$8,$9,$10)"
         " ON CONFLICT (person_id) DO UPDATE SET name=EXCLUDED.name, email=EXCLUDED.email, phone=EXCLUDED.phone,"
         " channel_consent=EXCLUDED.channel_consent, preferred_channel=EXCLUDED.preferred_channel,"
-        " quiet_hours=EXCLUDED.quiet_hours, updated_by=EXCLUDED.updated_by, updated_at=EXCLUDED.updated_at",
+        " quiet_hours=EXCLUDED.quiet_hours, updated_by=EXCLUDED.updated_by, updated_at=EXCLUDED.updated_at,"
+        " language=EXCLUDED.language",
         c.person_id, c.name, c.email, c.phone, json.dumps({k.value: v for k, v in c.channel_consent.items()}),
         c.preferred_channel.value if c.preferred_channel else None,
-        c.quiet_hours.model_dump_json() if c.quiet_hours else None, by, c.updated_at,
+        c.quiet_hours.model_dump_json() if c.quiet_hours else None, by, c.updated_at, c.language,
     )
 
 

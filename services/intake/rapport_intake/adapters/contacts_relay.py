@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 
 from rapport_shared.db import ident
 from rapport_shared.faults import crash_point
+from rapport_shared.kafka import client_kwargs
 from rapport_shared.listen import NotifyLoop
 from rapport_shared.logging import get_logger
 from rapport_shared.private_contacts import Keyring, PrivateRecord, encode_contact, encode_tombstone, ensure_private_topic
@@ -88,7 +89,7 @@ async def run_contacts_relay(runtime) -> None:
     s = runtime.settings
     while True:  # Kafka may not be reachable yet; the job waits for it rather than dying
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
-                                    client_id=f"rapport-{s.service_name}-contacts")
+                                    client_id=f"rapport-{s.service_name}-contacts", **client_kwargs())
         try:
             await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication)
             await producer.start()

@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, St
 
 from rapport_shared.contracts import Availability, ProblemArea, PseudonymousId, TargetCondition
 from rapport_shared.contracts.base import Code
-from rapport_shared.private_contacts import Channel, QuietHours
+from rapport_shared.private_contacts import Channel, LanguageCode, QuietHours
 
 # Free text: personal data (a name, a clinical note). Stays in intake's schema, is erased on
 # request, never reaches an event.
@@ -58,6 +58,8 @@ class RecordContact(Command):
     channel_consent: dict[Channel, StrictBool] = Field(default_factory=dict, description="consent to each channel")
     preferred_channel: Channel | None = None
     quiet_hours: QuietHours | None = None
+    language: LanguageCode | None = Field(default=None, description="ISO 639 code for messages, e.g. en, es;"
+                                                                    " none = the notifier's default")
 
     @field_validator("email")
     @classmethod

@@ -141,7 +141,7 @@ def contact_record(cmd: commands.RecordContact, person_id: str, now: datetime) -
             raise Invalid("must differ from start", field="quiet_hours.end")
     return ContactRecordV1(person_id=person_id, name=cmd.name, email=cmd.email, phone=cmd.phone,
                            channel_consent=dict(cmd.channel_consent), preferred_channel=cmd.preferred_channel,
-                           quiet_hours=cmd.quiet_hours, updated_at=now)
+                           quiet_hours=cmd.quiet_hours, language=cmd.language, updated_at=now)
 
 
 def score_baseline(cmd: commands.SubmitBaseline, now: datetime) -> BaselineScore:

@@ -198,8 +198,9 @@ async def subscribe(body: SubscriptionIn, request: Request, who: Principal = Dep
     secret = new_secret()
     async with _rt(request).pool.acquire() as conn:
         r = await conn.fetchrow(
-            "INSERT INTO subscriptions (subscription_id, partner_id, url, secret, event_types, created_at)"
-            " VALUES ($1,$2,$3,$4,$5,now()) RETURNING *", uuid.uuid4(), who.sub, body.url, secret, sorted(set(body.event_types)))
+            "INSERT INTO subscriptions (subscription_id, partner_id, url, secret, event_types, created_at, effective_from)"
+            " VALUES ($1,$2,$3,$4,$5,now(),$6) RETURNING *", uuid.uuid4(), who.sub, body.url, secret,
+            sorted(set(body.event_types)), _rt(request).clock.now())
     return _sub(r, secret)
 
 

@@ -38,6 +38,7 @@ SENDER_CHANNEL = "notifier_sender"
 class Ctx:
     settings: NotifierSettings
     timers: TimerStore
+    languages: frozenset[str] = frozenset()  # languages with a complete template set (empty: not checked)
 
 
 def _j(v: Any) -> Any:
@@ -62,8 +63,14 @@ async def recipient_channels(conn, ctx: Ctx, recipient_ref: str, urgent: bool) -
     if role == "patient":
         p = await conn.fetchrow("SELECT * FROM patients WHERE person_id = $1", rid)
         pref = await conn.fetchrow("SELECT language FROM patient_preferences WHERE person_id = $1", rid)
-        if pref and pref["language"]:
-            lang = pref["language"]
+        # An HTTP preference overrides the contact record's language; a language the templates
+        # cannot serve completely falls back to the default.
+        wanted = (pref and pref["language"]) or (p and p["language"])
+        if wanted and (not ctx.languages or wanted in ctx.languages):
+            lang = wanted
+        elif wanted:
+            log.warning("patient language has no complete template set; using the default",
+                        recipient_ref=recipient_ref, language=wanted, default=lang)
         if p is None:
             return [], lang
         consent = _j(p["channel_consent"]) or {}
@@ -101,12 +108,13 @@ async def enqueue(uow: UnitOfWork, ctx: Ctx, *, kind: str, cause_event_id: str |
             json.dumps(params, default=str), alert_id, status, uow.now(),
             None if status == "ready" else "no_channel", None if status == "ready" else uow.now(),
         )
-        if inserted and status == "failed":
+        if inserted and status == "failed" and not ctx.settings.replay_mode:  # replay mode emits nothing
             from rapport_shared.contracts import NotificationFailedV1
             await uow.emit(NotificationFailedV1(episode_id=episode_id, notification_id=nid, kind=kind,
                                                 recipient_ref=recipient_ref, channel="none",
                                                 cause_event_id=uuid.UUID(str(cause_event_id)), error_code="no_channel",
-                                                attempts=1, failed_at=uow.now()))
+                                                attempts=1, failed_at=uow.now()),
+                           event_id=str(uuid.uuid5(nid, "failed")))
         n += bool(inserted)
     if n:
         await uow.conn.execute("SELECT pg_notify($1, '')", f"{ctx.settings.db_schema}_{SENDER_CHANNEL}")
@@ -123,16 +131,29 @@ async def _local(conn, person_id: str | None, t: datetime) -> tuple[str, str]:
 
 
 async def upsert_session(uow: UnitOfWork, ctx: Ctx, *, episode_id, session_id, number, starts_at: datetime,
-                         cause_id: str, moved: bool = False) -> None:
+                         cause_id: str, at: datetime, moved: bool = False) -> None:
+    """Project a session event. Replay-safe: the projection never goes back in time, so a
+    re-processed older event (a replay that bypasses the inbox) cannot re-arm a plan for a time
+    the session has since left (which would send a reminder under the older event's key).
+
+    - ``course.planned`` / ``session.scheduled`` (``moved=False``) only introduce a session: for a
+      known session they are no-ops (a session id's time changes only by ``session.rescheduled``).
+    - ``session.rescheduled`` applies unless the session was changed by a later event
+      (``changed_at``, the event time of the last change, is newer than this event's time).
+    """
     row = await uow.conn.fetchrow("SELECT * FROM sessions WHERE session_id = $1", session_id)
-    if row is not None and row["starts_at"] == starts_at and row["status"] == "scheduled":
-        return  # already known at this time (planned, then scheduled): nothing moves
-    if row is not None and row["status"] == "cancelled" and not moved:
+    if row is not None and not moved:
+        return  # already known (planned, then scheduled; or a re-processed older event)
+    if row is not None and row["changed_at"] is not None and at < row["changed_at"]:
+        log.info("stale session event ignored", session_id=str(session_id), cause_event_id=cause_id)
         return
+    if row is not None and row["starts_at"] == starts_at and row["status"] == "scheduled":
+        return  # already at this time: nothing moves
     await uow.conn.execute(
-        "INSERT INTO sessions (session_id, episode_id, number, starts_at, status, cause_event_id)"
-        " VALUES ($1,$2,$3,$4,'scheduled',$5) ON CONFLICT (session_id) DO UPDATE SET starts_at=$4, number=$3,"
-        " status='scheduled', cause_event_id=$5", session_id, episode_id, number, starts_at, uuid.UUID(cause_id))
+        "INSERT INTO sessions (session_id, episode_id, number, starts_at, status, cause_event_id, changed_at)"
+        " VALUES ($1,$2,$3,$4,'scheduled',$5,$6) ON CONFLICT (session_id) DO UPDATE SET starts_at=$4, number=$3,"
+        " status='scheduled', cause_event_id=$5, changed_at=$6",
+        session_id, episode_id, number, starts_at, uuid.UUID(cause_id), at)
     await arm_session(uow, ctx, session_id, starts_at)
 
 
@@ -269,7 +290,7 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
             data.episode_id, data.person_id, data.clinician_id, data.course_id)
         for s in data.sessions:
             await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=s.session_id, number=s.number,
-                                 starts_at=s.starts_at, cause_id=event.id)
+                                 starts_at=s.starts_at, cause_id=event.id, at=event.time)
         await enqueue(uow, ctx, kind=rules.COURSE_PLANNED, cause_event_id=event.id, episode_id=data.episode_id,
                       recipient_ref=f"clinician:{data.clinician_id}",
                       params={"episode_id": str(data.episode_id), "sessions": data.contracted_sessions,
@@ -277,14 +298,19 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
     elif t == "rapport.session.scheduled.v1":
         await _ensure_episode(conn, data.episode_id)
         await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
-                             starts_at=data.starts_at, cause_id=event.id)
+                             starts_at=data.starts_at, cause_id=event.id, at=event.time)
     elif t == "rapport.session.rescheduled.v1":
         await _ensure_episode(conn, data.episode_id)
         await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
-                             starts_at=data.starts_at, cause_id=event.id, moved=True)
+                             starts_at=data.starts_at, cause_id=event.id, at=event.time, moved=True)
     elif t in ("rapport.session.cancelled.v1", "rapport.session.attended.v1", "rapport.session.missed.v1"):
         status = t.split(".")[2]
-        await conn.execute("UPDATE sessions SET status = $2 WHERE session_id = $1", data.session_id, status)
+        changed = await conn.fetchval(
+            "UPDATE sessions SET status = $2, changed_at = $3 WHERE session_id = $1"
+            " AND (changed_at IS NULL OR changed_at <= $3) RETURNING true", data.session_id, status, event.time)
+        if not changed and await conn.fetchval("SELECT true FROM sessions WHERE session_id = $1", data.session_id):
+            log.info("stale session event ignored", session_id=str(data.session_id), cause_event_id=event.id)
+            return await fan_out_webhooks(uow, ctx, event, data)
         for kind in (SESSION_TIMERS if status == "cancelled" else (T_REMINDER, T_QREQUEST, T_QREMINDER)):
             await ctx.timers.cancel(conn, kind, f"session:{data.session_id}", now=now)
     elif t == "rapport.course.ended.v1":
@@ -295,7 +321,7 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
     elif t == "rapport.score.submitted.v1":
         rows = await conn.fetch(
             "UPDATE questionnaire_requests SET answered_at = $2 WHERE episode_id = $1 AND answered_at IS NULL"
-            " AND requested_at <= $2 RETURNING session_id", data.episode_id, now)
+            " AND requested_at <= $2 RETURNING session_id", data.episode_id, min(now, event.time))
         for r in rows:
             await ctx.timers.cancel(conn, T_QREMINDER, f"session:{r['session_id']}", now=now)
     elif t == "rapport.alert.raised.v1":
@@ -340,9 +366,14 @@ async def _ensure_episode(conn, episode_id) -> None:
 
 async def _alert_raised(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> None:
     conn, now = uow.conn, uow.now()
-    await conn.execute(
+    new = await conn.fetchval(
         "INSERT INTO alerts (alert_id, episode_id, kind, clinician_id, raised_at) VALUES ($1,$2,$3,$4,$5)"
-        " ON CONFLICT (alert_id) DO NOTHING", data.alert_id, data.episode_id, data.kind.value, data.clinician_id, data.raised_at)
+        " ON CONFLICT (alert_id) DO NOTHING RETURNING true", data.alert_id, data.episode_id, data.kind.value,
+        data.clinician_id, data.raised_at)
+    if not new:
+        # Already known: its page and escalation were decided when it first arrived (same
+        # transaction). Re-arming here would page whoever is on call *now* on a replay.
+        return
     params = {"episode_id": str(data.episode_id), "alert_id": str(data.alert_id), "reason_code": data.reason_code,
               "raised_at": format_time(data.raised_at), "reason": data.reason_code}
     if data.kind.value == "safety":
@@ -367,9 +398,11 @@ def structured(event: CloudEvent) -> str:
 async def fan_out_webhooks(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> None:
     if event.type.startswith("rapport.notification.") and event.data.get("channel") == "webhook":
         return  # the record of a webhook delivery is not itself pushed (no feedback loop)
+    # A subscription receives the events that happened from its creation on (service-clock time),
+    # so re-processing history (a replay past the inbox) never pushes old events to a newer subscriber.
     subs = await uow.conn.fetch(
         "SELECT subscription_id FROM subscriptions WHERE deleted_at IS NULL AND $1 = ANY(event_types)"
-        " ORDER BY subscription_id", event.type)
+        " AND (effective_from IS NULL OR effective_from <= $2) ORDER BY subscription_id", event.type, event.time)
     if not subs:
         return
     body = structured(event)

@@ -1,0 +1,143 @@
+"""The notifier in process against a real Postgres: its own throw-away schema and role, migrated
+with the notifier's migrations. No Kafka and no network: events are handed to the handlers
+directly, channels are fakes that record what they were given, emitted events are read back
+from the outbox (what the relay would publish)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import asyncpg
+import pytest
+
+from rapport_notifier import bootstrap
+from rapport_notifier.adapters.channels import Outgoing, SendError
+from rapport_notifier.domain.rules import Templates
+from rapport_notifier.service_layer import handlers
+from rapport_notifier.service_layer.sender import Sender
+from rapport_notifier.settings import NotifierSettings
+from rapport_shared import db, envelope
+from rapport_shared.clock import ManualClock
+from rapport_shared.outbox import Outbox
+from rapport_shared.testing.services import role_dsn
+from rapport_shared.timers import TimerStore
+from rapport_shared.uow import UnitOfWorkFactory
+
+
+@pytest.fixture(scope="module")
+async def notifier_db(postgres):
+    name = f"notifit_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(12)
+    await db.provision(postgres.admin_dsn, "rapport", name, password)
+    dsn = role_dsn(postgres.admin_dsn, name, password)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await db.migrate(conn, name, db.discover(bootstrap.MIGRATIONS))
+    finally:
+        await conn.close()
+    pool = await db.create_pool(dsn, name, 1, 8)
+    yield pool, name
+    await pool.close()
+
+
+class FakeChannel:
+    """Records every message; ``script`` = what each successive send does (None = accept,
+    an exception = raise it); when the script runs out, sends are accepted."""
+
+    def __init__(self, name: str, *script: Exception | None) -> None:
+        self.name, self.script, self.sent = name, list(script), []
+
+    async def send(self, msg: Outgoing) -> None:
+        self.sent.append(msg)
+        step = self.script.pop(0) if self.script else None
+        if step is not None:
+            raise step
+
+
+class Harness:
+    def __init__(self, pool, schema, **settings) -> None:
+        self.pool, self.schema = pool, schema
+        self.clock = ManualClock(datetime(2031, 3, 3, 12, 0, tzinfo=timezone.utc))
+        self.settings = NotifierSettings(**{"service_name": "notifier", "db_schema": schema, "retry_base_s": 30,
+                                            "retry_max_s": 100, "retry_for_s": 3600, **settings})
+        self.templates = Templates(self.settings.templates_dir)
+        self.ctx = handlers.Ctx(settings=self.settings, timers=TimerStore(schema),
+                                languages=frozenset(self.templates.languages()))
+        self.outbox = Outbox("/rapport/notifier", schema)
+        self.uow = UnitOfWorkFactory(pool, self.outbox, self.clock)
+        self.email, self.sms = FakeChannel("email"), FakeChannel("sms")
+        self.channels = {"email": self.email, "sms": self.sms, "log": FakeChannel("log"), "webhook": FakeChannel("webhook")}
+
+    def sender(self) -> Sender:
+        rt = SimpleNamespace(pool=self.pool, outbox=self.outbox, clock=self.clock)
+        return Sender(rt, self.settings, self.channels, self.templates)
+
+    async def fetch(self, sql, *args):
+        async with self.pool.acquire() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def row(self, sql, *args):
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def val(self, sql, *args):
+        async with self.pool.acquire() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def exec(self, sql, *args):
+        async with self.pool.acquire() as conn:
+            return await conn.execute(sql, *args)
+
+    async def handle(self, data, *, event_id: str | None = None, at: datetime | None = None) -> envelope.CloudEvent:
+        """Apply one event as the consumer would (minus the inbox: the tests re-apply on purpose)."""
+        event = envelope.new_event(type=data.event_type, source="/rapport/test", subject=str(data.episode_id), data=data,
+                                   time=at or self.clock.now(), id=event_id)
+        async with self.uow() as uow:
+            uow.cause = event
+            await handlers.handle_event(uow, event, data, self.ctx)
+        return event
+
+    async def fire_due(self) -> int:
+        """Fire every due timer through the notifier's timer handlers (as TimedRuntime would)."""
+        from rapport_shared.timers import TimerRunner
+
+        def timer(fn):
+            async def run(uow, t):
+                await fn(uow, t, self.ctx)
+            return run
+
+        runner = TimerRunner(pool=self.pool, outbox=self.outbox, clock=self.clock, schema=self.schema,
+                             handlers={handlers.T_REMINDER: timer(handlers.on_session_reminder),
+                                       handlers.T_QREQUEST: timer(handlers.on_questionnaire_request),
+                                       handlers.T_QREMINDER: timer(handlers.on_questionnaire_reminder),
+                                       handlers.T_ESCALATION: timer(handlers.on_alert_escalation)})
+        return await runner.fire_due()
+
+    async def outbox_events(self, event_type: str | None = None) -> list[dict]:
+        rows = await self.fetch("SELECT event_id, event_type, value FROM outbox WHERE $1::text IS NULL OR event_type = $1"
+                                " ORDER BY seq", event_type)
+        return [{"id": str(r["event_id"]), "type": r["event_type"], **json.loads(r["value"])} for r in rows]
+
+
+@pytest.fixture
+async def h(notifier_db):
+    pool, schema = notifier_db
+    harness = Harness(pool, schema)
+    async with pool.acquire() as conn:  # each test starts from an empty schema
+        await conn.execute("TRUNCATE notifications, patients, patient_preferences, clinicians, oncall, episodes, sessions,"
+                           " questionnaire_requests, alerts, subscriptions, timers, outbox, inbox")
+    return harness
+
+
+@pytest.fixture
+def make_harness(notifier_db, h):  # after h: the schema is emptied first
+    def make(**settings) -> Harness:
+        return Harness(*notifier_db, **settings)
+    return make
+
+
+__all__ = ["FakeChannel", "Harness", "SendError"]
