@@ -142,9 +142,12 @@ class Demo:
                 print(f"{r.headers['ce_time'][:19]}  {r.headers['ce_type']:<36} {line}")
         r = await self.http.get(f"{self.a.notifier}/v1/deliveries", params={"episode_id": episode}, headers=self.admin)
         deliveries = r.json().get("deliveries", []) if r.status_code == 200 else []
-        print(f"\n== notifier delivery log ({len(deliveries)})")
-        for d in deliveries:
-            print(f"{str(d.get('delivered_at'))[:19]}  {d.get('kind')} -> {d.get('recipient_ref')} via {d.get('channel')}: {d.get('status')}")
+        print(f"\n== notifier delivery log ({len(deliveries)} deliveries, by kind, recipient and outcome)")
+        for (kind, who, channel, status), n in sorted(Counter(
+                (d.get("kind"), str(d.get("recipient_ref")).split(":")[0], d.get("channel"), d.get("status")) for d in deliveries).items()):
+            print(f"  {n:>3}  {kind:<22} -> {who:<10} via {channel:<6} {status}")
+        if any(d.get("channel") in (None, "none") for d in deliveries):
+            print("  (the demo patient gave no contact details, so patient reminders are recorded as failed: no_channel)")
         return bool(counts["rapport.course.planned.v1"] and deliveries)
 
     async def main(self) -> int:
