@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -78,3 +79,18 @@ async def admin_conn(postgres):
     conn = await asyncpg.connect(postgres.admin_dsn)
     yield conn
     await conn.close()
+
+
+async def scratch_schema(admin_dsn: str, prefix: str, migrations_dir: Path | None = None) -> tuple[str, str]:
+    """A throwaway schema and role, provisioned as ``rapport-admin provision`` would and migrated
+    with the shared messaging tables (+ a service's migrations). Returns (schema name, role DSN)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    password = secrets.token_urlsafe(12)
+    await db.provision(admin_dsn, "rapport", name, password)
+    dsn = role_dsn(admin_dsn, name, password)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await db.migrate(conn, name, db.discover(migrations_dir or Path("/nonexistent")))
+    finally:
+        await conn.close()
+    return name, dsn

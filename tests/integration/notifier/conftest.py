@@ -6,12 +6,9 @@ from the outbox (what the relay would publish)."""
 from __future__ import annotations
 
 import json
-import secrets
-import uuid
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-import asyncpg
 import pytest
 
 from rapport_notifier import bootstrap
@@ -23,22 +20,14 @@ from rapport_notifier.settings import NotifierSettings
 from rapport_shared import db, envelope
 from rapport_shared.clock import ManualClock
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.services import role_dsn
+from rapport_shared.testing.fixtures import scratch_schema
 from rapport_shared.timers import TimerStore
 from rapport_shared.uow import UnitOfWorkFactory
 
 
 @pytest.fixture(scope="module")
 async def notifier_db(postgres):
-    name = f"notifit_{uuid.uuid4().hex[:8]}"
-    password = secrets.token_urlsafe(12)
-    await db.provision(postgres.admin_dsn, "rapport", name, password)
-    dsn = role_dsn(postgres.admin_dsn, name, password)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await db.migrate(conn, name, db.discover(bootstrap.MIGRATIONS))
-    finally:
-        await conn.close()
+    name, dsn = await scratch_schema(postgres.admin_dsn, "notifit", bootstrap.MIGRATIONS)
     pool = await db.create_pool(dsn, name, 1, 8)
     yield pool, name
     await pool.close()

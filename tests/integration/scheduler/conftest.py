@@ -5,11 +5,8 @@ back from the outbox, as the relay would publish them."""
 from __future__ import annotations
 
 import json
-import secrets
-import uuid
 from datetime import datetime, timezone
 
-import asyncpg
 import httpx
 import pytest
 
@@ -17,8 +14,7 @@ from rapport_shared import db
 from rapport_shared.clock import ManualClock
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.fixtures import TEST_SECRET
-from rapport_shared.testing.services import role_dsn
+from rapport_shared.testing.fixtures import TEST_SECRET, scratch_schema
 from rapport_shared.uow import UnitOfWorkFactory
 from rapport_scheduler import bootstrap
 from rapport_scheduler.service_layer.handlers import Deps
@@ -27,15 +23,7 @@ from rapport_scheduler.settings import SchedulerSettings
 
 @pytest.fixture(scope="module")
 async def sched_db(postgres):
-    name = f"schedit_{uuid.uuid4().hex[:8]}"
-    password = secrets.token_urlsafe(12)
-    await db.provision(postgres.admin_dsn, "rapport", name, password)
-    dsn = role_dsn(postgres.admin_dsn, name, password)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await db.migrate(conn, name, db.discover(bootstrap.MIGRATIONS))
-    finally:
-        await conn.close()
+    name, dsn = await scratch_schema(postgres.admin_dsn, "schedit", bootstrap.MIGRATIONS)
     pool = await db.create_pool(dsn, name, 1, 5)
     yield pool, name
     await pool.close()
