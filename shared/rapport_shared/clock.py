@@ -54,14 +54,30 @@ class SystemClock:
         return datetime.now(timezone.utc)
 
 
-class ManualClock:
+class _MovingClock:
+    """A clock that moves by itself; the timer runner waits on ``wait_changed``."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    async def wait_changed(self, timeout: float) -> None:
+        # Not cleared before waiting: a change since the last wait returns at once.
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._changed.clear()
+
+
+class ManualClock(_MovingClock):
     """A clock tests move by hand."""
 
     def __init__(self, start: datetime) -> None:
+        super().__init__()
         if start.tzinfo is None:
             raise ValueError("ManualClock needs an aware datetime")
         self._now = start
-        self._changed = asyncio.Event()
 
     def now(self) -> datetime:
         return self._now
@@ -76,14 +92,6 @@ class ManualClock:
         self._now = to
         self._changed.set()
 
-    async def wait_changed(self, timeout: float) -> None:
-        # Not cleared before waiting: a change since the last wait returns at once.
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._changed.clear()
 
 
 async def wait_changed(clock: Clock, timeout: float) -> None:
@@ -103,17 +111,17 @@ def _parse_tick(value: bytes | None) -> datetime | None:
     return t if t.tzinfo is not None else None
 
 
-class SimulatedClock:
+class SimulatedClock(_MovingClock):
     """``now()`` is the latest tick on the clock topic; see the module docstring."""
 
     def __init__(self, bootstrap: str, topic: str = CLOCK_TOPIC, fallback: Clock | None = None,
                  security: Any = None) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.topic = topic
         self.security = security  # a settings.KafkaSecurity; None = from the environment
         self.fallback = fallback or SystemClock()
         self._now: datetime | None = None
-        self._changed = asyncio.Event()
         self._consumer = None
         self._task: asyncio.Task | None = None
 
@@ -132,14 +140,6 @@ class SimulatedClock:
         self._changed.set()
         return True
 
-    async def wait_changed(self, timeout: float) -> None:
-        # Not cleared before waiting: a change since the last wait returns at once.
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._changed.clear()
 
     async def start(self, timeout: float = 60.0) -> None:
         """Read the clock topic to its current end (so "now" is caught up), then follow it."""

@@ -18,6 +18,16 @@ from .logging import get_logger
 log = get_logger(__name__)
 
 
+async def drain_batches(batch: Callable[[], Awaitable[int]], batch_size: int) -> int:
+    """Run ``batch`` until it handles nothing or less than a full batch; returns the total."""
+    total = 0
+    while n := await batch():
+        total += n
+        if n < batch_size:
+            break
+    return total
+
+
 class NotifyLoop:
     def __init__(self, pool: asyncpg.Pool, channel: str, *, poll_interval_s: float, what: str,
                  max_backoff_s: float = 30.0) -> None:

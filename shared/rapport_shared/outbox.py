@@ -28,7 +28,7 @@ from .contracts.base import EventData
 from .db import ident
 from .envelope import CloudEvent, KafkaRecord
 from .faults import crash_point
-from .listen import NotifyLoop
+from .listen import NotifyLoop, drain_batches
 from .logging import get_logger
 from .metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED, RELAY_LAG_SECONDS
 
@@ -143,12 +143,7 @@ class OutboxRelay:
         return len(rows)
 
     async def drain(self) -> int:
-        total = 0
-        while n := await self.publish_batch():
-            total += n
-            if n < self.batch_size:
-                break
-        return total
+        return await drain_batches(self.publish_batch, self.batch_size)
 
     async def prune(self) -> int:
         res = await self.pool.execute(

@@ -586,18 +586,11 @@ def start_kafka(timeout: float = 90.0, image: str | None = None, *, secure: bool
             ready_timeout=timeout,
         )
 
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
+    port, controller_port = _two_free_ports()
     container = _start_container(
         image or KAFKA_IMAGE,
         {
-            "KAFKA_PORT": str(port),
-            "KAFKA_CONTROLLER_PORT": str(controller_port),
-            "KAFKA_LISTEN_HOST": LOOPBACK,
-            "KAFKA_ADVERTISED_HOST": LOOPBACK,
-            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+            **_kafka_env(port, controller_port),
         },
         "kafka",
     )
@@ -612,6 +605,25 @@ def start_kafka(timeout: float = 90.0, image: str | None = None, *, secure: bool
     )
     log.info("kafka: %s ready on %s in %.1fs", image or KAFKA_IMAGE, bootstrap, handle.startup_seconds)
     return handle
+
+
+def _two_free_ports() -> tuple[int, int]:
+    port = free_port()
+    controller_port = free_port()
+    while controller_port == port:
+        controller_port = free_port()
+    return port, controller_port
+
+
+def _kafka_env(port: int, controller_port: int) -> dict[str, str]:
+    """The loopback, host-network broker every test Kafka container runs (plain or secure)."""
+    return {
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller_port),
+        "KAFKA_LISTEN_HOST": LOOPBACK,
+        "KAFKA_ADVERTISED_HOST": LOOPBACK,
+        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+    }
 
 
 def _require_secure_image(container: Any, timeout: float) -> None:
@@ -635,18 +647,11 @@ def _start_secure_kafka(timeout: float, image: str | None, users: dict[str, str]
     users = dict(users) if users is not None else {u: secrets.token_urlsafe(12) for u in SECURE_USERS}
     if "admin" not in users:
         raise ValueError("the secure profile needs an 'admin' user (the super user)")
-    port = free_port()
-    controller_port = free_port()
-    while controller_port == port:
-        controller_port = free_port()
+    port, controller_port = _two_free_ports()
     container = _start_container(
         image or KAFKA_IMAGE,
         {
-            "KAFKA_PORT": str(port),
-            "KAFKA_CONTROLLER_PORT": str(controller_port),
-            "KAFKA_LISTEN_HOST": LOOPBACK,
-            "KAFKA_ADVERTISED_HOST": LOOPBACK,
-            "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+            **_kafka_env(port, controller_port),
             "KAFKA_SECURE": "1",
             "KAFKA_SASL_USERS": ",".join(f"{u}:{p}" for u, p in users.items()),
             "KAFKA_SUPER_USERS": "admin",

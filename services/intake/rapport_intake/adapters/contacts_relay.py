@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from rapport_shared.db import ident
 from rapport_shared.faults import crash_point
 from rapport_shared.kafka import client_kwargs
-from rapport_shared.listen import NotifyLoop
+from rapport_shared.listen import NotifyLoop, drain_batches
 from rapport_shared.logging import get_logger
 from rapport_shared.private_contacts import Keyring, PrivateRecord, encode_contact, encode_tombstone, ensure_private_topic
 from rapport_shared.topics import PRIVATE_CONTACTS
@@ -63,12 +63,7 @@ class ContactsRelay:
             return len(rows)
 
     async def drain(self) -> int:
-        total = 0
-        while n := await self.publish_batch():
-            total += n
-            if n < self.batch_size:
-                break
-        return total
+        return await drain_batches(self.publish_batch, self.batch_size)
 
     async def run(self) -> None:
         await self._loop.run(self.drain)
