@@ -111,3 +111,22 @@ async def wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float 
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def validate_partner_view(record: Record) -> dict:
+    """Check a record as a partner would: CloudEvents binary-mode headers, the topic and key the
+    published schema names, and the value against that committed JSON Schema. Returns the data."""
+    import json
+
+    import jsonschema  # a test dependency; this module is only imported by tests and tools
+
+    from ..contracts.export import SCHEMA_DIR
+
+    h = record.headers
+    assert h["ce_specversion"] == "1.0" and h["content-type"] == "application/json"
+    schema = json.loads((SCHEMA_DIR / f"{h['ce_type']}.json").read_text())
+    assert h["ce_dataschema"] == schema["$id"] and schema["x-kafka-topic"] == record.topic
+    data = json.loads(record.value)
+    jsonschema.validate(data, schema)
+    assert record.key.decode() == h["ce_subject"] == data["episode_id"]
+    return data

@@ -11,24 +11,20 @@ rapport.course events itself, as properly encoded CloudEvents keyed by the episo
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 
 import httpx
-import jsonschema
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from rapport_shared import envelope
 from rapport_shared.contracts.course import CourseEndedV1, SessionAttendedV1
 from rapport_shared.testing.flows import intake_completion
-from rapport_shared.testing.kafka import read_all, wait_for_records
+from rapport_shared.testing.kafka import read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, OUTCOMES
 
 pytestmark = pytest.mark.e2e
-SCHEMAS = Path(__import__("rapport_shared.contracts", fromlist=["x"]).__file__).parent / "schemas"
 
 PHQ9_18 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 0}
 GAD7_12 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1, 7: 1}
@@ -48,18 +44,6 @@ def gad7(total: int) -> dict[str, int]:
         out[str(n)] = min(3, rest)
         rest -= out[str(n)]
     return out
-
-
-def validate(record) -> dict:
-    """As a partner would: CloudEvents binary-mode headers, the value against the published schema."""
-    h = record.headers
-    assert h["ce_specversion"] == "1.0" and h["content-type"] == "application/json"
-    schema = json.loads((SCHEMAS / f"{h['ce_type']}.json").read_text())
-    assert h["ce_dataschema"] == schema["$id"] and schema["x-kafka-topic"] == record.topic
-    data = json.loads(record.value)
-    jsonschema.validate(data, schema)
-    assert record.key.decode() == h["ce_subject"] == data["episode_id"]
-    return data
 
 
 def of(episode: str, ce_type: str | None = None):
@@ -110,10 +94,10 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
     http.post(f"{system['intake'].url}/v1/referrals/{episode}/complete", headers=intake_auth, json=completion).raise_for_status()
 
     baselines = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.score.submitted.v1"), count=2)
-    assert sorted((d["instrument"], d["total"], d["timepoint"], d["caseness"]) for d in map(validate, baselines)) == [
+    assert sorted((d["instrument"], d["total"], d["timepoint"], d["caseness"]) for d in map(validate_partner_view, baselines)) == [
         ("gad7", 12, "baseline", True), ("phq9", 18, "baseline", True)]
     [planned] = await wait_for_records(kafka.bootstrap, COURSE, of(episode, "rapport.course.planned.v1"))
-    plan = validate(planned)
+    plan = validate_partner_view(planned)
     course_id, contracted = plan["course_id"], plan["contracted_sessions"]
 
     submitted: list[dict] = []
@@ -145,7 +129,7 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
                 [alert_id] = phq["alert_ids"]
                 # 3. The alert reaches rapport.outcomes, urgent, for the assigned clinician.
                 [raised] = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.alert.raised.v1"))
-                alert = validate(raised)
+                alert = validate_partner_view(raised)
                 assert (alert["alert_id"], alert["kind"], alert["urgency"], alert["reason_code"], alert["clinician_id"],
                         alert["submission_id"]) == (alert_id, "safety", "urgent", "safety_item_positive", clinician_id,
                                                     phq["submission_id"])
@@ -158,7 +142,7 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
                               json={"action": "safety_plan", "action_text": "safety plan agreed in session"})
                 assert r.status_code == 200, r.text
                 [resolved] = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.alert.resolved.v1"))
-                res = validate(resolved)
+                res = validate_partner_view(resolved)
                 assert (res["alert_id"], res["action"], res["resolved_by"], res["linked_submission_ids"]) == (
                     alert_id, "safety_plan", clinician_id, [phq["submission_id"]])
                 assert http.get(f"{outcomes_url}/v1/alerts", headers=clinician).json()["alerts"] == []
@@ -175,7 +159,7 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
             contracted_sessions=contracted, ended_at=now()))
 
     [evaluated] = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.outcome.evaluated.v1"), timeout=120)
-    ev = validate(evaluated)
+    ev = validate_partner_view(evaluated)
     assert (ev["finished_course"], ev["caseness_at_baseline"], ev["caseness_at_end"], ev["recovery"],
             ev["reliable_improvement"], ev["reliable_deterioration"], ev["reliable_recovery"], ev["response"],
             ev["remission"]) == (True, True, False, True, True, False, True, True, True)
@@ -184,7 +168,7 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
 
     # Everything outcomes said about the episode, read by a plain consumer and schema-validated.
     records = [r for r in await read_all(kafka.bootstrap, OUTCOMES) if of(episode)(r)]
-    events = [(r.headers["ce_type"], validate(r)) for r in records]
+    events = [(r.headers["ce_type"], validate_partner_view(r)) for r in records]
     types = [t for t, _ in events]
     assert types.count("rapport.score.submitted.v1") == 2 + len(submitted)
     assert types.count("rapport.alert.raised.v1") == 1  # no review alert: reliable improvement by session 8

@@ -14,16 +14,14 @@ import json
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import asyncpg
 import httpx
-import jsonschema
 import pytest
 
 from rapport_shared.clock import publish_tick
 from rapport_shared.envelope import encode, new_event
-from rapport_shared.testing.kafka import produce_raw, read_all, wait_for_records
+from rapport_shared.testing.kafka import produce_raw, read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, INTAKE
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_scheduler.adapters import repository as repo
@@ -31,21 +29,8 @@ from rapport_scheduler.domain.course import fold
 from rapport_scheduler.testing import intake_completed
 
 pytestmark = pytest.mark.e2e
-SCHEMAS = Path(__import__("rapport_shared.contracts", fromlist=["x"]).__file__).parent / "schemas"
 CHECKLIST = ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "focus_confirmed", "contract_set")
 SIM_ENV = {"RAPPORT_CLOCK": "simulated", "RAPPORT_TIMER_POLL_INTERVAL_S": "0.5"}
-
-
-def validate(record) -> dict:
-    """As a partner would: CloudEvents headers, and the value against the committed schema."""
-    h = record.headers
-    assert h["ce_specversion"] == "1.0" and h["content-type"] == "application/json"
-    schema = json.loads((SCHEMAS / f"{h['ce_type']}.json").read_text())
-    assert h["ce_dataschema"] == schema["$id"]
-    data = json.loads(record.value)
-    jsonschema.validate(data, schema)
-    assert record.key.decode() == h["ce_subject"] == data["episode_id"]
-    return data
 
 
 class Sim:
@@ -126,7 +111,7 @@ async def test_sixteen_sessions_in_simulated_time_phase_changes_and_end_in_order
     await wait_for_records(sim.kafka.bootstrap, COURSE, lambda r: r.headers.get("ce_subject") == episode
                            and r.headers["ce_type"] == "rapport.course.ended.v1")
     records = await sim.episode_records(episode)
-    data = [(r.headers["ce_type"], validate(r)) for r in records]  # every record, against its committed schema
+    data = [(r.headers["ce_type"], validate_partner_view(r)) for r in records]  # every record, against its committed schema
     types = [t for t, _ in data]
     assert types[0] == "rapport.course.planned.v1"
     assert types.count("rapport.session.scheduled.v1") == 16
@@ -178,7 +163,7 @@ async def test_review_notice_timer_survives_a_crash_and_fires_in_simulated_time(
     await sim.advance_to(datetime.fromisoformat(s2["ends_at"]))
     [notice] = await wait_for_records(sim.kafka.bootstrap, COURSE, lambda r: r.headers.get("ce_subject") == episode
                                       and r.headers["ce_type"] == "rapport.course.review_needed.v1")
-    body = validate(notice)
+    body = validate_partner_view(notice)
     assert (body["reason"], body["session_number"], body["phase"]) == ("initial_checklist_incomplete", 2, "initial")
     assert len(body["missing_items"]) == 6
     conn = await asyncpg.connect(service_dsns["scheduler"])
