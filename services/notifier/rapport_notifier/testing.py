@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import json
 import threading
 import time
 import uuid

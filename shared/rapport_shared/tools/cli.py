@@ -17,7 +17,6 @@ import fnmatch
 import json
 import sys
 from contextlib import aclosing, contextmanager
-from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 import typer

@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from rapport_notifier.bootstrap import MIGRATIONS
-from rapport_notifier.testing import HttpSink, SimTime, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import SimTime, api, notifier_env, publish, publish_contact, until
 from rapport_shared import db
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession, SessionRescheduledV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1

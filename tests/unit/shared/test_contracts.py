@@ -1,7 +1,6 @@
 """The committed JSON Schemas are the partner contract: they must match the models exactly."""
 
 import uuid
-from datetime import datetime, timezone
 
 import jsonschema
 import pytest
