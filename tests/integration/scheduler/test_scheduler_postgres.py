@@ -230,3 +230,22 @@ async def test_maintenance_after_remission_reported_by_outcomes(h, client):
     assert r.json()["events"][:2] == ["rapport.course.phase_changed.v1", "rapport.course.contract_changed.v1"]
     kinds = [s["kind"] for s in r.json()["course"]["sessions"] if s["number"] > 8]
     assert kinds == ["maintenance"] * 4
+
+
+async def test_an_evaluation_read_before_its_course_is_applied_when_the_course_is_planned(h):
+    """A replay reads rapport.outcomes and rapport.intake in no set order across topics; the result
+    must not depend on it. Course ids derive from the episode, so the evaluation names the course
+    the replay will plan."""
+    ik = intake_completed(completed_at=h.clock.now(), clinician_id=clinician())
+    course_id = handlers.planned_ids(ik.episode_id)()
+    async with h.uow() as uow:
+        await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=course_id,
+                                                         finished_course=True, remission=True,
+                                                         evaluated_at=h.clock.now()), uow, h.deps)
+    assert await h.val("SELECT count(*) FROM early_outcomes WHERE episode_id = $1", ik.episode_id) == 1
+    async with h.uow() as uow:
+        await handlers.plan_course(ik, uow, h.deps)
+    async with h.uow() as uow:
+        course = await repo.get_by_episode(uow.conn, ik.episode_id)
+    assert course.course_id == course_id and course.remission is True
+    assert await h.val("SELECT count(*) FROM early_outcomes WHERE episode_id = $1", ik.episode_id) == 0

@@ -248,7 +248,8 @@ async def session_attended(data: SessionAttendedV1, uow: UnitOfWork, policy: Out
                                   await repo.open_alerts(uow.conn, episode.episode_id))
     alert_id = None
     if isinstance(decision, rules.Raise):
-        alert_id = uuid.uuid4()
+        # From the attended-session event: re-processing it names the same alert.
+        alert_id = uuid.uuid5(uuid.UUID(uow.cause.id), "review-alert") if uow.cause else uuid.uuid4()
         await _raise_alert_with_id(uow, episode, decision, alert_id, submission=None,
                                    cause_event_id=uow.cause.id if uow.cause else None, correlation_id=None)
     elif isinstance(decision, rules.Link):

@@ -3,10 +3,11 @@ in the caller's unit of work (one transaction)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from itertools import count
 from typing import Callable
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from rapport_shared.contracts import IntakeCompletedV1
 from rapport_shared.contracts.intake import Availability
@@ -53,6 +54,12 @@ class Deps:
                          disengagement_misses=self.disengagement_misses)
 
 
+def planned_ids(episode_id: UUID) -> Callable[[], UUID]:
+    """Course id, then session ids in booking order, all derived from the episode id."""
+    n = count()
+    return lambda: uuid5(episode_id, f"course-plan/{next(n)}")
+
+
 def timer_key(course_id: UUID) -> str:
     return f"course:{course_id}"
 
@@ -92,8 +99,13 @@ async def plan_course(intake: IntakeCompletedV1, uow: UnitOfWork, deps: Deps) ->
         return None  # the same intake re-sent under a new id (the inbox catches the same id)
     rules = await booking_rules(uow, deps, clinician_id=intake.clinician_id, availability=intake.availability,
                                 exclude_course=None)
-    d = D.plan(intake, deps.context(uow.now(), rules))
+    # Ids derived from the episode (one course per episode): a replay plans the same course id.
+    d = D.plan(intake, replace(deps.context(uow.now(), rules), new_id=planned_ids(intake.episode_id)))
     await _commit(uow, deps, d, availability=intake.availability)
+    early = await uow.conn.fetchval("DELETE FROM early_outcomes WHERE episode_id = $1 RETURNING evaluation",
+                                    intake.episode_id)
+    if early is not None:  # its evaluation was read first (topics replayed in another order)
+        await record_outcome(OutcomeEvaluatedV1.model_validate_json(early), uow, deps)
     return d
 
 
@@ -129,7 +141,16 @@ async def on_timer(uow: UnitOfWork, timer: Timer, *, deps: Deps) -> None:
 async def record_outcome(evaluated: OutcomeEvaluatedV1, uow: UnitOfWork, deps: Deps) -> None:
     """Outcomes' end-of-course classification: remission decides whether maintenance can be offered."""
     course = await repo.get_by_episode(uow.conn, evaluated.episode_id, for_update=True)
-    if course is None or (evaluated.course_id is not None and evaluated.course_id != course.course_id):
+    if course is None:
+        # Not planned yet here: kept until the intake event is read (plan_course applies it).
+        await uow.conn.execute(
+            "INSERT INTO early_outcomes (episode_id, evaluation, received_at) VALUES ($1, $2::jsonb, $3)"
+            " ON CONFLICT (episode_id) DO UPDATE SET evaluation = EXCLUDED.evaluation, received_at = EXCLUDED.received_at",
+            evaluated.episode_id, evaluated.model_dump_json(), uow.now())
+        log.info("outcome evaluation before its course; kept until the course is planned",
+                 episode_id=str(evaluated.episode_id))
+        return
+    if evaluated.course_id is not None and evaluated.course_id != course.course_id:
         log.info("outcome evaluation for an episode without this course; ignored", episode_id=str(evaluated.episode_id))
         return
     await repo.save(uow.conn, evolve(course, evaluated), before=course, now=uow.now())
