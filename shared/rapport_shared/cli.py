@@ -24,11 +24,16 @@ def service_main(name: str, load_settings: Callable[[], ServiceSettings], build_
     sub.add_parser("migrate", help="apply this service's SQL migrations to its schema, then exit")
     sub.add_parser("run", help="run the service (HTTP API, consumers, outbox relay)")
     sub.add_parser("openapi", help="print the OpenAPI document")
+    _replay_parser(sub)
     args = p.parse_args(argv)
     settings = load_settings()
     configure_logging(name, settings.log_format, settings.log_level)
     if args.cmd == "migrate":
         return asyncio.run(_migrate(settings, build_app))
+    if args.cmd == "replay":
+        from .replay_cli import main as replay_main
+
+        return replay_main(name, settings, build_app, args)
     app = build_app(settings)
     if args.cmd == "openapi":
         print(json.dumps(app.openapi(), indent=2))
@@ -37,6 +42,30 @@ def service_main(name: str, load_settings: Callable[[], ServiceSettings], build_
 
     uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
     return 0
+
+
+def _replay_parser(sub) -> None:
+    rp = sub.add_parser("replay", help="rebuild this service's projection from Kafka into a shadow schema (docs/replay.md)")
+    rsub = rp.add_subparsers(dest="replay_cmd", required=True)
+    admin = {"default": os.environ.get("RAPPORT_ADMIN_DSN"), "help": "Postgres admin DSN (or RAPPORT_ADMIN_DSN)"}
+    run = rsub.add_parser("run", help="replay into a shadow schema with a fresh consumer group (resumes an existing shadow)")
+    run.add_argument("--shadow", help="shadow schema (default <schema>_replay_<UTC timestamp>)")
+    run.add_argument("--group", help="consumer group (default <group>-replay-<UTC timestamp>; a resumed shadow keeps its own)")
+    run.add_argument("--since", help="start at this time (RFC 3339 or epoch ms) instead of the beginning")
+    run.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
+    run.add_argument("--no-verify", action="store_true", help="do not compare with the live projection at the end")
+    run.add_argument("--admin-dsn", **admin)
+    ver = rsub.add_parser("verify", help="content hash per projection table, shadow against live (exit 1 if any differ)")
+    ver.add_argument("--shadow", required=True)
+    ver.add_argument("--json", action="store_true")
+    sw = rsub.add_parser("swap", help="replace the live projection with the shadow's (dry run unless --apply)")
+    sw.add_argument("--shadow", required=True)
+    sw.add_argument("--apply", action="store_true")
+    sw.add_argument("--admin-dsn", **admin)
+    dr = rsub.add_parser("drop", help="drop a shadow schema")
+    dr.add_argument("--shadow", required=True)
+    dr.add_argument("--admin-dsn", **admin)
+    rsub.add_parser("describe", help="print what this service's projection is")
 
 
 async def _migrate(settings: ServiceSettings, build_app: Callable) -> int:

@@ -133,6 +133,10 @@ class ServiceSettings(BaseSettings):
     handler_backoff_s: float = 0.2
     handler_backoff_max_s: float = 10.0
 
+    # Set by `rapport-<svc> replay run` (shared/rapport_shared/replay.py): the process rebuilds a
+    # shadow projection; external side effects are suppressed (the notifier sends nothing).
+    replay_mode: bool = False
+
     # HTTP
     http_host: str = "0.0.0.0"
     http_port: int = 8080

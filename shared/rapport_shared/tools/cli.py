@@ -478,3 +478,18 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def replay(ctx: typer.Context, service: str = typer.Argument(..., help="scheduler | outcomes | notifier | intake")) -> None:
+    """Rebuild a service's projection by replay: hands over to `rapport-<service> replay ...`
+    (run | verify | swap | drop | describe), which runs the service's own code with its settings
+    from the environment (docs/replay.md, "Rebuilding projections")."""
+    import importlib
+
+    try:
+        cli = importlib.import_module(f"rapport_{service}.entrypoints.cli")
+    except ModuleNotFoundError:
+        err.print(f"[red]error:[/red] service {service!r} is not installed here (run this where rapport-{service} is)")
+        raise typer.Exit(2)
+    raise typer.Exit(cli.main(["replay", *ctx.args]))
