@@ -43,7 +43,8 @@ def build(settings: NotifierSettings) -> FastAPI:
         timer_poll_interval_s=settings.timer_poll_interval_s,
     )
     channels = {"log": LogChannel(), "email": EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_from,
-                                                          settings.send_timeout_s),
+                                                          settings.send_timeout_s, settings.email_status_url,
+                                                          settings.email_status_token.get_secret_value()),
                 "sms": SmsChannel(settings.sms_url, settings.sms_token.get_secret_value(), settings.send_timeout_s),
                 "webhook": WebhookChannel(settings.send_timeout_s)}
     sender = Sender(runtime, settings, channels, templates)

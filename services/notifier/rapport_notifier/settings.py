@@ -48,6 +48,12 @@ class NotifierSettings(ServiceSettings):
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_from: str = "notifications@rapport.invalid"
+    # Optional: the mail provider's message status endpoint, asked before an in-doubt email is
+    # sent again: GET {email_status_url}?message_id=<Message-ID> (Authorization: Bearer
+    # <email_status_token> if set) → 200 {"accepted": true|false}. Unset: an in-doubt email is
+    # resent with the same Message-ID (at least once). docs/notifier.md, "Exactly once".
+    email_status_url: str = ""
+    email_status_token: SecretStr = SecretStr("")
     sms_url: str = ""                           # provider base URL; POST {sms_url}/messages
     sms_token: SecretStr = SecretStr("")
     webhook_allow_http: bool = False            # tests: allow http:// and loopback webhook URLs

@@ -5,6 +5,7 @@ from the outbox (what the relay would publish)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -35,16 +36,37 @@ async def notifier_db(postgres):
 
 class FakeChannel:
     """Records every message; ``script`` = what each successive send does (None = accept,
-    an exception = raise it); when the script runs out, sends are accepted."""
+    an exception = raise it, a number = hang that many seconds); when the script runs out,
+    sends are accepted.
+
+    With ``has_status_lookup`` set it also answers the sender's in-doubt question
+    (``was_accepted``): each step of ``status_script`` is an answer (True/False), an exception
+    to raise, or a number of seconds to hang; when the script runs out, it answers from what
+    it accepted. ``lookups`` lists the notification ids asked about."""
 
     def __init__(self, name: str, *script: Exception | None) -> None:
-        self.name, self.script, self.sent = name, list(script), []
+        self.name, self.script, self.sent, self.accepted = name, list(script), [], []
+        self.has_status_lookup = False
+        self.status_script: list = []
+        self.lookups: list[str] = []
 
     async def send(self, msg: Outgoing) -> None:
         self.sent.append(msg)
         step = self.script.pop(0) if self.script else None
-        if step is not None:
+        if isinstance(step, (int, float)):
+            await asyncio.sleep(step)
+        elif step is not None:
             raise step
+        self.accepted.append(msg.notification_id)
+
+    async def was_accepted(self, notification_id: str) -> bool:
+        self.lookups.append(notification_id)
+        step = self.status_script.pop(0) if self.status_script else notification_id in self.accepted
+        if isinstance(step, Exception):
+            raise step
+        if not isinstance(step, bool):
+            await asyncio.sleep(step)
+        return bool(step)
 
 
 class Harness:

@@ -186,8 +186,154 @@ async def test_a_delivery_whose_sender_died_mid_send_is_resent_in_doubt_with_the
     # The first process was not dead after all and finishes late: no second record, no second event.
     await sender.deliver(claimed)
     assert len(await h.outbox_events("rapport.notification.delivered.v1")) == 1
-    log = await h.fetch("SELECT status, in_doubt FROM notifications")
-    assert [(x["status"], x["in_doubt"]) for x in log] == [("delivered", 1)]
+    log = await h.fetch("SELECT status, in_doubt, in_doubt_resends, in_doubt_resolved FROM notifications")
+    assert [tuple(x.values()) for x in log] == [("delivered", 1, 1, 0)]  # no status lookup: resent blindly
+
+
+async def in_doubt_after(h, sender, *, sent: bool):
+    """Claim the one row; the process then dies, having handed the message to the provider
+    (``sent``) or not; the lease expires and the row is reclaimed as in doubt. Returns the new claim."""
+    [claimed] = await sender.claim()
+    if sent:
+        await h.email.send(await sender.prepare(claimed))
+    await h.exec("UPDATE notifications SET lease_until = now() - interval '1 second'")
+    await sender.reclaim()
+    r = await h.row("SELECT * FROM notifications")
+    assert r["status"] == "ready" and r["in_doubt"] == 1 and r["doubt_since"] is not None
+    [again] = await sender.claim()
+    return again
+
+
+async def test_an_in_doubt_email_the_provider_accepted_is_recorded_delivered_not_sent_again(h):
+    await clinician(h, "c1")
+    await notice(h)
+    h.email.has_status_lookup = True
+    sender = h.sender()
+    again = await in_doubt_after(h, sender, sent=True)
+    await sender.deliver(again)
+    r = await h.row("SELECT * FROM notifications")
+    assert len(h.email.sent) == 1  # only the dead process's send: the provider said it had it
+    assert h.email.lookups == [str(r["notification_id"])]
+    assert (r["status"], r["attempts"], r["in_doubt"], r["in_doubt_resolved"], r["in_doubt_resends"],
+            r["status_lookups"], r["doubt_since"]) == ("delivered", 1, 1, 1, 0, 1, None)
+    [ev] = await h.outbox_events("rapport.notification.delivered.v1")  # exactly as a normal delivery
+    assert ev["id"] == str(uuid.uuid5(r["notification_id"], "delivered")) and ev["channel"] == "email"
+    assert await sender.claim() == []
+
+
+async def test_an_in_doubt_email_the_provider_did_not_accept_is_sent(h):
+    await clinician(h, "c1")
+    await notice(h)
+    h.email.has_status_lookup = True
+    sender = h.sender()
+    again = await in_doubt_after(h, sender, sent=False)  # died before the message left
+    await sender.deliver(again)
+    r = await h.row("SELECT * FROM notifications")
+    assert [m.notification_id for m in h.email.sent] == [str(r["notification_id"])] and len(h.email.lookups) == 1
+    assert (r["status"], r["attempts"], r["in_doubt_resolved"], r["in_doubt_resends"]) == ("delivered", 2, 1, 0)
+    assert len(await h.outbox_events("rapport.notification.delivered.v1")) == 1
+
+
+async def test_a_failing_status_lookup_sends_nothing_and_is_retried_then_falls_back_to_a_resend(make_harness):
+    h = make_harness(send_timeout_s=0.3)
+    await clinician(h, "c1")
+    await notice(h)
+    h.email.has_status_lookup = True
+    h.email.status_script = [SendError("status_lookup_failed", "HTTP 503"), 5.0]  # an error, then a hang
+    sender = h.sender()
+    again = await in_doubt_after(h, sender, sent=True)
+    for n, error in ((1, "status_lookup_failed"), (2, "status_lookup_timeout")):
+        before = await h.val("SELECT clock_timestamp()")
+        await sender.deliver(again)
+        r = await h.row("SELECT * FROM notifications")
+        assert len(h.email.sent) == 1 and len(h.email.lookups) == n  # nothing sent blindly
+        assert (r["status"], r["attempts"], r["status_lookups"], r["in_doubt"]) == ("ready", 1, n, 1)
+        assert r["doubt_since"] is not None and r["last_error"].startswith(error)
+        assert r["next_attempt_at"] >= before + timedelta(seconds=30 * 2 ** (n - 1))  # backoff
+        assert await sender.claim() == []
+        await h.exec("UPDATE notifications SET next_attempt_at = now()")
+        [again] = await sender.claim()
+    # RETRY_FOR_S (3600 s) of doubt without an answer: sent again with the same key, counted
+    h.email.status_script = [SendError("status_lookup_failed", "HTTP 503")]
+    await h.exec("UPDATE notifications SET doubt_since = now() - interval '3601 seconds'")
+    await sender.deliver(again)
+    r = await h.row("SELECT * FROM notifications")
+    assert [m.idem_key for m in h.email.sent] == [r["idem_key"]] * 2  # the same Message-ID, twice
+    assert (r["status"], r["in_doubt"], r["in_doubt_resolved"], r["in_doubt_resends"]) == ("delivered", 1, 0, 1)
+    assert len(await h.outbox_events("rapport.notification.delivered.v1")) == 1
+
+
+async def test_with_a_status_lookup_a_send_that_broke_off_is_in_doubt_and_asked_about_first(make_harness):
+    h = make_harness(send_timeout_s=0.3)
+    await clinician(h, "c1")
+    await notice(h)
+    h.email.has_status_lookup = True
+    h.email.script = [5.0]  # the send hangs past SEND_TIMEOUT_S ...
+    sender = h.sender()
+    [row] = await sender.claim()
+    before = await h.val("SELECT clock_timestamp()")
+    await sender.deliver(row)
+    r = await h.row("SELECT * FROM notifications")
+    assert (r["status"], r["in_doubt"], r["last_error"].split(":")[0]) == ("ready", 1, "timeout")
+    assert r["doubt_since"] is not None
+    assert r["next_attempt_at"] >= before + sender.lease  # not before an abandoned send could have finished
+    h.email.accepted.append(str(r["notification_id"]))  # ... and had in fact reached the provider
+    await h.exec("UPDATE notifications SET next_attempt_at = now()")
+    [again] = await sender.claim()
+    await sender.deliver(again)
+    r = await h.row("SELECT * FROM notifications")
+    assert len(h.email.sent) == 1 and len(h.email.lookups) == 1
+    assert (r["status"], r["in_doubt_resolved"], r["in_doubt_resends"]) == ("delivered", 1, 0)
+    # A definite refusal is no doubt: plain retry, nobody asked.
+    await notice(h)
+    h.email.script = [SendError("smtp_error", "451")]
+    [row] = await sender.claim()
+    await sender.deliver(row)
+    r = await h.row("SELECT * FROM notifications WHERE status = 'ready'")
+    assert r["in_doubt"] == 0 and r["doubt_since"] is None
+
+
+async def test_without_a_status_lookup_a_send_that_broke_off_is_a_plain_retry(make_harness):
+    h = make_harness(send_timeout_s=0.3)
+    await clinician(h, "c1")
+    await notice(h)
+    h.email.script = [5.0]
+    sender = h.sender()
+    [row] = await sender.claim()
+    await sender.deliver(row)
+    r = await h.row("SELECT * FROM notifications")
+    assert (r["status"], r["in_doubt"], r["doubt_since"]) == ("ready", 0, None)
+
+
+async def test_a_process_dying_while_settling_a_doubt_leaves_one_doubt(h):
+    await clinician(h, "c1")
+    await notice(h)
+    h.email.has_status_lookup = True
+    sender = h.sender()
+    await in_doubt_after(h, sender, sent=True)  # claimed for the lookup; the process dies again
+    await h.exec("UPDATE notifications SET lease_until = now() - interval '1 second'")
+    await sender.reclaim()
+    [again] = await sender.claim()
+    await sender.deliver(again)
+    r = await h.row("SELECT * FROM notifications")
+    assert (r["status"], r["in_doubt"], r["in_doubt_resolved"], r["in_doubt_resends"]) == ("delivered", 1, 1, 0)
+    assert len(h.email.sent) == 1
+
+
+async def test_sms_has_no_status_lookup_and_is_resent_with_the_same_key(h):
+    await clinician(h, "c1", ("sms",))
+    await notice(h)
+    h.email.has_status_lookup = True  # email's lookup is not asked about an SMS
+    sender = h.sender()
+    [claimed] = await sender.claim()
+    await h.sms.send(await sender.prepare(claimed))
+    await h.exec("UPDATE notifications SET lease_until = now() - interval '1 second'")
+    await sender.reclaim()
+    [again] = await sender.claim()
+    await sender.deliver(again)
+    r = await h.row("SELECT * FROM notifications")
+    assert [m.idem_key for m in h.sms.sent] == [r["idem_key"]] * 2 and h.email.lookups == []
+    assert (r["status"], r["in_doubt"], r["in_doubt_resends"]) == ("delivered", 1, 1)
 
 
 # ---------------------------------------------------------------- replay mode

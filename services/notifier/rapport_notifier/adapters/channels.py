@@ -4,6 +4,11 @@ Every send carries the delivery's idempotency key to the outside world: email as
 ``Message-ID`` (derived from the notification id) and an ``X-Rapport-Idempotency-Key`` header,
 SMS as the provider's ``Idempotency-Key`` header, webhooks as ``webhook-id``. A channel raises
 ``SendError`` (``retryable`` or not); anything else is treated as retryable.
+
+A channel may also answer "did the provider accept this message?" (``has_status_lookup`` and
+``was_accepted``): the sender asks before re-sending a delivery that is *in doubt* (the process
+died mid-send). Only email has one (``EMAIL_STATUS_URL``); SMS relies on the provider
+deduplicating by ``Idempotency-Key`` and webhooks on receivers deduplicating by ``webhook-id``.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ log = get_logger("rapport.notifier.channel")
 
 
 class SendError(Exception):
-    def __init__(self, code: str, detail: str = "", retryable: bool = True) -> None:
+    """``maybe_delivered``: the attempt broke off where the provider may already have accepted the
+    message (e.g. the connection dropped during the SMTP transaction), unlike a definite refusal."""
+
+    def __init__(self, code: str, detail: str = "", retryable: bool = True, maybe_delivered: bool = False) -> None:
         super().__init__(f"{code}: {detail}")
-        self.code, self.detail, self.retryable = code, detail, retryable
+        self.code, self.detail, self.retryable, self.maybe_delivered = code, detail, retryable, maybe_delivered
 
 
 @dataclass
@@ -53,8 +61,42 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, host: str, port: int, sender: str, timeout_s: float) -> None:
+    def __init__(self, host: str, port: int, sender: str, timeout_s: float, status_url: str = "",
+                 status_token: str = "") -> None:
         self.host, self.port, self.sender, self.timeout_s = host, port, sender, timeout_s
+        self.status_url, self.status_token = status_url, status_token
+
+    @staticmethod
+    def message_id(notification_id: str) -> str:
+        return f"<{notification_id}@rapport.notifier>"
+
+    @property
+    def has_status_lookup(self) -> bool:
+        return bool(self.status_url)
+
+    async def was_accepted(self, notification_id: str) -> bool:
+        """Ask the provider whether it accepted the message with this delivery's Message-ID.
+
+        Contract (docs/notifier.md): ``GET {EMAIL_STATUS_URL}?message_id=<Message-ID, with its
+        angle brackets>``, ``Authorization: Bearer <EMAIL_STATUS_TOKEN>`` when a token is set →
+        ``200 {"accepted": true|false}``. Anything else (unreachable, timeout, another status, a
+        body without a boolean ``accepted``) is a retryable ``SendError``: we do not know."""
+        headers = {"Authorization": f"Bearer {self.status_token}"} if self.status_token else {}
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout_s) as client:
+                r = await client.get(self.status_url, params={"message_id": self.message_id(notification_id)},
+                                     headers=headers)
+        except httpx.HTTPError as exc:
+            raise SendError("status_lookup_unreachable", repr(exc)) from exc
+        if r.status_code != 200:
+            raise SendError("status_lookup_failed", f"HTTP {r.status_code}")
+        try:
+            accepted = r.json()["accepted"]
+        except (ValueError, KeyError, TypeError):
+            accepted = None
+        if not isinstance(accepted, bool):
+            raise SendError("status_lookup_failed", "answer without a boolean 'accepted'")
+        return accepted
 
     def _send(self, m: EmailMessage) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
@@ -67,7 +109,7 @@ class EmailChannel:
         m["From"] = self.sender
         m["To"] = msg.address
         m["Subject"] = msg.subject
-        m["Message-ID"] = f"<{msg.notification_id}@rapport.notifier>"
+        m["Message-ID"] = self.message_id(msg.notification_id)
         m["X-Rapport-Idempotency-Key"] = msg.idem_key
         m["X-Rapport-Notification-Id"] = msg.notification_id
         m.set_content(msg.body)
@@ -78,12 +120,14 @@ class EmailChannel:
         except smtplib.SMTPResponseException as exc:
             raise SendError("smtp_error", f"{exc.smtp_code}", retryable=500 > exc.smtp_code >= 400 or exc.smtp_code >= 500 and exc.smtp_code not in (550, 551, 553)) from exc
         except (OSError, smtplib.SMTPException) as exc:
-            raise SendError("smtp_unreachable", repr(exc)) from exc
+            raise SendError("smtp_unreachable", repr(exc), maybe_delivered=True) from exc
 
 
 class SmsChannel:
     """The one SMS provider adapter: ``POST {base}/messages`` JSON ``{to, body, reference}``,
-    ``Authorization: Bearer <token>``, ``Idempotency-Key: <key>``; 2xx = accepted."""
+    ``Authorization: Bearer <token>``, ``Idempotency-Key: <key>``; 2xx = accepted. No status
+    lookup: an in-doubt SMS is sent again with the same ``Idempotency-Key``, and the provider is
+    relied on to deduplicate by it (exactly once only where it does)."""
 
     name = "sms"
 

@@ -238,7 +238,9 @@ async def deliveries(request: Request, episode_id: uuid.UUID | None = None, reci
         {"notification_id": str(r["notification_id"]), "idempotency_key": r["idem_key"],
          "cause_event_id": str(r["cause_event_id"]), "episode_id": str(r["episode_id"]), "kind": r["kind"],
          "recipient_ref": r["recipient_ref"], "channel": r["channel"], "language": r["language"], "status": r["status"],
-         "attempts": r["attempts"], "in_doubt_resends": r["in_doubt"], "planned_at": r["created_at"].isoformat(),
+         "attempts": r["attempts"], "in_doubt": r["in_doubt"],
+         "in_doubt_resolved": r["in_doubt_resolved"], "in_doubt_resends": r["in_doubt_resends"],
+         "status_lookups": r["status_lookups"], "planned_at": r["created_at"].isoformat(),
          "delivered_at": r["finished_at"].isoformat() if r["finished_at"] and r["status"] == "delivered" else None,
          "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None, "error": r["last_error"]}
         for r in rows]}
