@@ -1,17 +1,20 @@
-"""Test support (loopback outside world) for the notifier's tests: a real SMTP server (aiosmtpd), a tiny SMS
-provider and webhook receivers (stdlib HTTP servers), plus helpers to publish events exactly as
+"""Test support (loopback outside world) for the notifier's tests: a real SMTP server (aiosmtpd) with its
+provider's message status endpoint, a tiny SMS provider that deduplicates by ``Idempotency-Key`` and
+webhook receivers (stdlib HTTP servers), plus helpers to publish events exactly as
 the services would (rapport_shared.envelope) and to drive simulated time."""
 
 from __future__ import annotations
 
 import asyncio
 import email
+import json
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from aiosmtpd.controller import Controller
@@ -32,18 +35,90 @@ class _Inbox:
 
     async def handle_DATA(self, server, session, envelope_):
         msg = email.message_from_bytes(envelope_.content, policy=policy.default)
-        with self.lock:
+        with self.lock:  # stored before the 250 reply: "accepted" from the moment it could have been delivered
             self.messages.append(msg)
         return "250 OK"
 
 
-class SmtpServer:
-    """A real SMTP server on loopback; ``messages`` is everything it accepted (no dedupe)."""
+def _bare_message_id(value: str) -> str:
+    return value.strip().removeprefix("<").removesuffix(">")
 
-    def __init__(self) -> None:
+
+class SmtpServer:
+    """A real SMTP server on loopback; ``messages`` is everything it accepted (no dedupe).
+
+    Alongside it, the mail provider's message status endpoint (docs/notifier.md, "Exactly once"):
+    ``GET {status_url}?message_id=<Message-ID>`` with ``Authorization: Bearer <status_token>`` →
+    ``200 {"accepted": true|false}``, answered from what the SMTP server has accepted.
+    ``status_behaviour`` = ok | fail (503) | hang; ``lookups`` lists (Message-ID, answer) asked
+    about (answer None when the endpoint failed)."""
+
+    def __init__(self, status_token: str = "email-status-token") -> None:
         self.inbox = _Inbox()
         self.port = free_port()
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.status_token = status_token
+        self.status_behaviour = "ok"
+        self.lookups: list[tuple[str, bool | None]] = []
+        self.status_server: ThreadingHTTPServer | None = None
+
+    def start(self) -> "SmtpServer":
+        self.controller.start()
+        smtp = self
+
+        class Status(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                parts = urlsplit(self.path)
+                ids = parse_qs(parts.query).get("message_id", [])
+                if parts.path != "/v1/messages/status":
+                    return self._answer(404, {"error": "not found"})
+                if self.headers.get("Authorization") != f"Bearer {smtp.status_token}":
+                    return self._answer(401, {"error": "unauthorized"})
+                if len(ids) != 1:
+                    return self._answer(400, {"error": "message_id required"})
+                if smtp.status_behaviour == "hang":
+                    time.sleep(30)
+                if smtp.status_behaviour != "ok":
+                    smtp.lookups.append((ids[0], None))
+                    return self._answer(503, {"error": "unavailable"})
+                accepted = smtp.accepted(ids[0])
+                smtp.lookups.append((ids[0], accepted))
+                self._answer(200, {"accepted": accepted})
+
+            def _answer(self, code: int, body: dict) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *a):
+                pass
+
+        self.status_server = ThreadingHTTPServer(("127.0.0.1", free_port()), Status)
+        self.status_server.daemon_threads = True
+        threading.Thread(target=self.status_server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.status_server is not None:
+            self.status_server.shutdown()
+            self.status_server.server_close()
+        self.controller.stop()
+
+    @property
+    def status_url(self) -> str:
+        assert self.status_server is not None, "start() first"
+        return f"http://127.0.0.1:{self.status_server.server_address[1]}/v1/messages/status"
+
+    def status_env(self) -> dict[str, str]:
+        """The notifier settings that point its email status lookup here."""
+        return {"RAPPORT_EMAIL_STATUS_URL": self.status_url, "RAPPORT_EMAIL_STATUS_TOKEN": self.status_token}
+
+    def accepted(self, message_id: str) -> bool:
+        want = _bare_message_id(message_id)
+        return any(_bare_message_id(m["Message-ID"] or "") == want for m in self.messages)
 
     @property
     def messages(self):
@@ -60,19 +135,22 @@ class HttpSink:
     def __init__(self, behaviour: str = "ok") -> None:
         self.behaviour = behaviour
         self.requests: list[tuple[str, dict, bytes]] = []
+        self.lock = threading.Lock()
         sink = self
 
         class H(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                sink.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with sink.lock:
+                    sink.requests.append((self.path, headers, body))
                 if sink.behaviour == "hang":
                     time.sleep(30)
-                code = 500 if sink.behaviour == "fail" else 200
+                code, answer = (500, b"{}") if sink.behaviour == "fail" else sink.accept(self.path, headers, body)
                 self.send_response(code)
-                self.send_header("content-length", "2")
+                self.send_header("content-length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"{}")
+                self.wfile.write(answer)
 
             def log_message(self, *a):
                 pass
@@ -82,6 +160,9 @@ class HttpSink:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def accept(self, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        return 200, b"{}"
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -90,6 +171,27 @@ class HttpSink:
         self.server.shutdown()
 
 
+class SmsProvider(HttpSink):
+    """The loopback SMS provider: like a real one that honours ``Idempotency-Key``, a repeated key
+    is answered as the first time and is not a second message. ``requests`` is every attempt;
+    ``messages`` the distinct accepted messages, one per key."""
+
+    def __init__(self, behaviour: str = "ok") -> None:
+        self.accepted: dict[str, tuple[str, dict, bytes]] = {}
+        super().__init__(behaviour)
+
+    def accept(self, path: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        key = headers.get("idempotency-key")
+        if not key:
+            return 400, b'{"error": "Idempotency-Key required"}'
+        with self.lock:
+            self.accepted.setdefault(key, (path, headers, body))
+        return 200, json.dumps({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, key))}).encode()
+
+    @property
+    def messages(self) -> list[tuple[str, dict, bytes]]:
+        with self.lock:
+            return list(self.accepted.values())
 
 
 def notifier_env(smtp: SmtpServer, **extra: str) -> dict[str, str]:

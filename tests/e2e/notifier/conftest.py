@@ -5,21 +5,20 @@ from rapport_notifier.testing import HttpSink, SmtpServer
 
 @pytest.fixture
 def smtp():
-    s = SmtpServer()
-    s.controller.start()
+    s = SmtpServer().start()  # the SMTP server and its message status endpoint
     yield s
-    s.controller.stop()
+    s.stop()
 
 
 @pytest.fixture
 def sinks():
+    """``sinks(behaviour)`` → an HttpSink; ``sinks(behaviour, SmsProvider)`` → the SMS provider."""
     made: list[HttpSink] = []
 
-    def make(behaviour: str = "ok") -> HttpSink:
-        made.append(HttpSink(behaviour))
+    def make(behaviour: str = "ok", cls: type[HttpSink] = HttpSink) -> HttpSink:
+        made.append(cls(behaviour))
         return made[-1]
 
     yield make
     for s in made:
         s.close()
-

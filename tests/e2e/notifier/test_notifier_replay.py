@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from rapport_notifier.bootstrap import MIGRATIONS
-from rapport_notifier.testing import SimTime, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import SimTime, SmsProvider, api, notifier_env, publish, publish_contact, until
 from rapport_shared import db
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession, SessionRescheduledV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
@@ -66,7 +66,7 @@ async def settled(dsn: str, episodes: list) -> bool:
 async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres, tokens, service_dsns, smtp,
                                                         sinks, tmp_path):
     bootstrap, dsn = kafka.bootstrap, service_dsns["notifier"]
-    sms, hook = sinks("ok"), sinks("ok")
+    sms, hook = sinks("ok", SmsProvider), sinks("ok")
     sim = SimTime(bootstrap)
     t0 = await sim.start()
     env = notifier_env(smtp, RAPPORT_SMS_URL=sms.url, RAPPORT_SMS_TOKEN="sms-test-token")
@@ -151,7 +151,8 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
         assert any("/sms/" in k for k in live_keys) and any("/email/" in k for k in live_keys)
         sms_hdr = {r[1]["idempotency-key"] for r in sms.requests}
         assert sms_hdr <= set(live_keys)  # the provider is given the delivery's key
-        before = (len(smtp.messages), len(sms.requests), len(hook.requests))
+        assert len(sms.messages) == len(sms_hdr)  # one accepted message per key
+        before = (len(smtp.messages), len(sms.requests), len(hook.requests), len(sms.messages))
         print(f"live run: smtp={before[0]} sms={before[1]} webhooks={before[2]} keys={len(live_keys)}")
 
         # ---------------------------------------------------------------- 1. sandbox in replay mode
@@ -192,7 +193,7 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
             assert again & set(live_keys), (kind, again)
         assert all(s in ("suppressed", "cancelled", "failed") for s in rows.values()), rows
         assert (await q(sandbox_dsn, "SELECT count(*) FROM outbox"))[0][0] == 0  # nothing to publish
-        assert (len(smtp.messages), len(sms.requests), len(hook.requests)) == before
+        assert (len(smtp.messages), len(sms.requests), len(hook.requests), len(sms.messages)) == before
         sandbox.stop()
         sandbox = None
 
@@ -212,7 +213,7 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
             after_keys = {r["idem_key"]: r["status"] for r in await q(
                 dsn, "SELECT idem_key, status FROM notifications WHERE episode_id = ANY($1::uuid[])", episodes)}
             assert after_keys == live_keys, (round_, set(after_keys) ^ set(live_keys))
-            assert (len(smtp.messages), len(sms.requests), len(hook.requests)) == before, round_
+            assert (len(smtp.messages), len(sms.requests), len(hook.requests), len(sms.messages)) == before, round_
     finally:
         if sandbox is not None:
             sandbox.kill()

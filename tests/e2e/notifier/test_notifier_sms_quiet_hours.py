@@ -12,7 +12,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import SimTime, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import SimTime, SmsProvider, api, notifier_env, publish, publish_contact, until
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession
 from rapport_shared.private_contacts import ContactRecordV1
 
@@ -36,7 +36,7 @@ async def pending_due(dsn: str, kind: str, session_id) -> object:
 
 async def test_sms_with_idempotency_key_and_quiet_hours_postponement(system, kafka, tokens, service_dsns, smtp, sinks):
     bootstrap, dsn = kafka.bootstrap, service_dsns["notifier"]
-    provider = sinks("fail")  # answers 500 until told otherwise
+    provider = sinks("fail", SmsProvider)  # answers 500 until told otherwise; dedupes by Idempotency-Key
     sim = SimTime(bootstrap)
     t0 = await sim.start()  # 06:00 UTC
     day = t0.replace(hour=0)
@@ -88,6 +88,7 @@ async def test_sms_with_idempotency_key_and_quiet_hours_postponement(system, kaf
             msg = json.loads(body)
             assert msg["to"] == phone and msg["reference"] == req["notification_id"]
             assert "sesión 1" in msg["body"] and "phq9" in msg["body"]  # Spanish: the contact record's language
+        assert [m[1]["idempotency-key"] for m in provider.messages] == [req["idempotency_key"]]  # one message
         attempts = len(provider.requests)
 
         # The reminder falls at 23:00 the next day: postponed to 08:00 the day after.
