@@ -24,6 +24,12 @@ async def test_bad_input_is_refused_and_nothing_is_stored(system, tokens, servic
             (admin, "PUT", "/v1/patients/P-bad/preferences", {"language": "fr"}, "language"),  # fr templates incomplete
             (admin, "PUT", "/v1/clinicians/clin-bad", {"email": "c@clinic.test", "language": "de", "channels": ["email"]}, "language"),
             (admin, "PUT", "/v1/clinicians/clin-bad", {"language": "en", "channels": ["sms"]}, "channels"),
+            (admin, "PUT", "/v1/clinicians/clin-bad", {"email": "c@clinic.test", "channels": ["email"], "working_hours": {
+                "timezone": "Nowhere/City", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"}]}},
+             "working_hours.timezone"),
+            (admin, "PUT", "/v1/clinicians/clin-bad", {"email": "c@clinic.test", "channels": ["email"], "working_hours": {
+                "timezone": "Europe/London", "slots": [{"day": "mon", "start": "09:00", "end": "5pm"}]}},
+             "working_hours.slots.0.end"),
         ]
         for token, method, path, body, field in cases:
             r = api(url, token, method, path, json=body)

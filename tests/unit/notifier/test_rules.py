@@ -1,4 +1,5 @@
-"""Pure notifier rules: idempotency keys, quiet hours, webhook signatures, URL checks, templates."""
+"""Pure notifier rules: idempotency keys, quiet hours, working hours, webhook signatures, URL checks,
+templates."""
 
 import base64
 import hashlib
@@ -42,6 +43,44 @@ def test_quiet_hours_wrap_midnight_and_defer_to_their_end():
 def test_quiet_hours_that_do_not_parse_name_the_field(raw, field):
     with pytest.raises(rules.QuietHoursError) as e:
         rules.QuietHours.parse(raw)
+    assert e.value.field == field
+
+
+def test_working_hours_are_wall_clock_slots_in_the_clinicians_time_zone():
+    wh = rules.WorkingHours.parse({"timezone": "Europe/London", "slots": [
+        {"day": d, "start": "09:00", "end": "17:30"} for d in ("mon", "tue", "wed", "thu", "fri")] + [
+        {"day": "sat", "start": "22:00", "end": "24:00"}]})
+    monday = datetime(2026, 1, 12, 9, 0, tzinfo=timezone.utc)  # GMT: 09:00 London
+    assert monday.weekday() == 0 and wh.within(monday)
+    assert not wh.within(monday.replace(hour=8, minute=59))
+    assert wh.within(monday.replace(hour=17, minute=29)) and not wh.within(monday.replace(hour=17, minute=30))
+    assert not wh.within(datetime(2026, 1, 11, 12, 0, tzinfo=timezone.utc))  # Sunday
+    assert wh.within(datetime(2026, 1, 10, 23, 59, tzinfo=timezone.utc))  # Saturday 23:59, up to 24:00
+    summer = datetime(2026, 7, 13, 8, 30, tzinfo=timezone.utc)  # Monday 09:30 BST
+    assert wh.within(summer) and not wh.within(summer.replace(hour=16, minute=45))  # 17:45 BST
+    assert rules.WorkingHours.parse(None) is None
+
+
+@pytest.mark.parametrize("raw,field", [
+    ({"timezone": "Mars/Olympus", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"}]}, "working_hours.timezone"),
+    ({"timezone": "", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"}]}, "working_hours.timezone"),
+    ({"slots": [{"day": "mon", "start": "09:00", "end": "17:00"}]}, "working_hours.timezone"),
+    ({"timezone": "UTC", "slots": []}, "working_hours.slots"),
+    ({"timezone": "UTC", "slots": "mon 9-5"}, "working_hours.slots"),
+    ({"timezone": "UTC", "slots": [{"day": "monday", "start": "09:00", "end": "17:00"}]}, "working_hours.slots.0.day"),
+    ({"timezone": "UTC", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"},
+                                   {"day": "tue", "start": "9am", "end": "17:00"}]}, "working_hours.slots.1.start"),
+    ({"timezone": "UTC", "slots": [{"day": "mon", "start": "09:00", "end": "24:30"}]}, "working_hours.slots.0.end"),
+    ({"timezone": "UTC", "slots": [{"day": "mon", "start": "17:00", "end": "09:00"}]}, "working_hours.slots.0.end"),
+    ({"timezone": "UTC", "slots": [{"day": "mon", "start": "09:00", "end": "17:00", "note": "x"}]},
+     "working_hours.slots.0.note"),
+    ({"timezone": "UTC", "slots": ["mon"]}, "working_hours.slots.0"),
+    ({"timezone": "UTC", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"}], "tz": "UTC"}, "working_hours.tz"),
+    ("9-5", "working_hours"),
+])
+def test_working_hours_that_do_not_parse_name_the_field(raw, field):
+    with pytest.raises(rules.WorkingHoursError) as e:
+        rules.WorkingHours.parse(raw)
     assert e.value.field == field
 
 

@@ -100,6 +100,76 @@ class QuietHours:
         return end.astimezone(at.tzinfo)
 
 
+# ---------------------------------------------------------------- clinicians' working hours
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
+_HHMM_END = re.compile(r"^(?:([01][0-9]|2[0-3]):([0-5][0-9])|(24):(00))$")
+
+
+class WorkingHoursError(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def _minutes(raw: object, field: str, *, end: bool) -> int:
+    m = (_HHMM_END if end else _HHMM).match(raw) if isinstance(raw, str) else None
+    if not m:
+        raise WorkingHoursError(field, "must be HH:MM (24 h)" + (", or 24:00" if end else ""))
+    h, mm = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+    return int(h) * 60 + int(mm)
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """Weekly working hours in a time zone: ``{"timezone": "Europe/London", "slots": [{"day": "mon",
+    "start": "09:00", "end": "17:00"}, ...]}``. A slot lies within one day (``end`` after ``start``,
+    ``24:00`` allowed); a night shift is two slots. Times are wall-clock times in the zone."""
+
+    tz: ZoneInfo
+    slots: tuple[tuple[int, int, int], ...]  # (weekday, start minute, end minute)
+
+    @classmethod
+    def parse(cls, raw: object) -> "WorkingHours | None":
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise WorkingHoursError("working_hours", "must be an object {timezone, slots}")
+        extra = sorted(set(raw) - {"timezone", "slots"})
+        if extra:
+            raise WorkingHoursError(f"working_hours.{extra[0]}", "unknown field")
+        tz_name = raw.get("timezone")
+        try:
+            if not isinstance(tz_name, str) or not tz_name:
+                raise ValueError
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise WorkingHoursError("working_hours.timezone", "must be an IANA time zone, e.g. Europe/London") from None
+        slots_raw = raw.get("slots")
+        if not isinstance(slots_raw, list) or not slots_raw:
+            raise WorkingHoursError("working_hours.slots", "must be a non-empty list of {day, start, end}")
+        slots = []
+        for i, slot in enumerate(slots_raw):
+            at = f"working_hours.slots.{i}"
+            if not isinstance(slot, dict):
+                raise WorkingHoursError(at, "must be an object {day, start, end}")
+            extra = sorted(set(slot) - {"day", "start", "end"})
+            if extra:
+                raise WorkingHoursError(f"{at}.{extra[0]}", "unknown field")
+            if slot.get("day") not in DAYS:
+                raise WorkingHoursError(f"{at}.day", f"must be one of {', '.join(DAYS)}")
+            start = _minutes(slot.get("start"), f"{at}.start", end=False)
+            end = _minutes(slot.get("end"), f"{at}.end", end=True)
+            if end <= start:
+                raise WorkingHoursError(f"{at}.end", "must be after start (a slot lies within one day)")
+            slots.append((DAYS.index(slot["day"]), start, end))
+        return cls(tz, tuple(slots))
+
+    def within(self, at: datetime) -> bool:
+        local = at.astimezone(self.tz)
+        minute = local.hour * 60 + local.minute
+        return any(day == local.weekday() and start <= minute < end for day, start, end in self.slots)
+
+
 # ---------------------------------------------------------------- webhooks (Standard Webhooks)
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()

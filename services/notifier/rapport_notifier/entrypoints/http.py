@@ -15,7 +15,8 @@ from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.http.auth import Principal, Role, require
 from rapport_shared.http.errors import Invalid, NotFound
 
-from ..domain.rules import QuietHours, QuietHoursError, WebhookUrlError, check_webhook_url, new_secret
+from ..domain.rules import (QuietHours, QuietHoursError, WebhookUrlError, WorkingHours, WorkingHoursError,
+                            check_webhook_url, new_secret)
 from ..service_layer import handlers
 
 router = APIRouter(prefix="/v1")
@@ -50,6 +51,9 @@ class ClinicianIn(BaseModel):
     phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
     language: str = "en"
     channels: list[Literal["email", "sms", "log"]] = Field(default_factory=list, description="in order of preference")
+    working_hours: dict | None = Field(
+        default=None, description='{"timezone": "Europe/London", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"}]};'
+                                  " a safety alert outside them also pages the on-call clinician(s) at once")
 
 
 @router.put("/clinicians/{clinician_id}", tags=["recipients"], dependencies=[Depends(admin)])
@@ -58,11 +62,17 @@ async def put_clinician(clinician_id: str, body: ClinicianIn, request: Request) 
     for ch in body.channels:
         if ch == "email" and not body.email or ch == "sms" and not body.phone:
             raise Invalid(f"channel {ch} needs its address", field="channels")
+    try:
+        WorkingHours.parse(body.working_hours)
+    except WorkingHoursError as exc:
+        raise Invalid(exc.reason, field=exc.field) from None
+    hours = json.dumps(body.working_hours) if body.working_hours is not None else None
     async with _rt(request).pool.acquire() as conn:
         await conn.execute(
-            "INSERT INTO clinicians (clinician_id, email, phone, language, channels, updated_at) VALUES ($1,$2,$3,$4,$5,now())"
-            " ON CONFLICT (clinician_id) DO UPDATE SET email=$2, phone=$3, language=$4, channels=$5, updated_at=now()",
-            clinician_id, body.email, body.phone, body.language, body.channels)
+            "INSERT INTO clinicians (clinician_id, email, phone, language, channels, working_hours, updated_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6::jsonb,now()) ON CONFLICT (clinician_id) DO UPDATE SET email=$2, phone=$3,"
+            " language=$4, channels=$5, working_hours=$6::jsonb, updated_at=now()",
+            clinician_id, body.email, body.phone, body.language, body.channels, hours)
     return {"clinician_id": clinician_id, **body.model_dump()}
 
 
@@ -71,7 +81,9 @@ async def list_clinicians(request: Request) -> dict:
     async with _rt(request).pool.acquire() as conn:
         rows = await conn.fetch("SELECT * FROM clinicians ORDER BY clinician_id")
     return {"clinicians": [{"clinician_id": r["clinician_id"], "email": r["email"], "phone": r["phone"],
-                            "language": r["language"], "channels": list(r["channels"])} for r in rows]}
+                            "language": r["language"], "channels": list(r["channels"]),
+                            "working_hours": handlers._j(r["working_hours"])}
+                           for r in rows]}
 
 
 @router.delete("/clinicians/{clinician_id}", tags=["recipients"], dependencies=[Depends(admin)])

@@ -21,7 +21,7 @@ from rapport_shared.timers import Timer, TimerStore
 from rapport_shared.uow import UnitOfWork
 
 from ..domain import rules
-from ..domain.rules import QuietHours, QuietHoursError
+from ..domain.rules import QuietHours, QuietHoursError, WorkingHours, WorkingHoursError
 from ..settings import NotifierSettings
 
 log = get_logger("rapport.notifier")
@@ -377,14 +377,46 @@ async def _alert_raised(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> N
     params = {"episode_id": str(data.episode_id), "alert_id": str(data.alert_id), "reason_code": data.reason_code,
               "raised_at": format_time(data.raised_at), "reason": data.reason_code}
     if data.kind.value == "safety":
-        # At once, every channel of the clinician, quiet hours ignored; escalation armed in the same transaction.
+        # At once, every channel of the clinician, quiet hours ignored; out of the clinician's working
+        # hours the on-call clinician(s) too; escalation armed in the same transaction.
         await enqueue(uow, ctx, kind=rules.SAFETY_ALERT, cause_event_id=event.id, episode_id=data.episode_id,
                       recipient_ref=f"clinician:{data.clinician_id}", alert_id=data.alert_id, params=params)
+        await _page_oncall_out_of_hours(uow, ctx, event, data, params)
         await ctx.timers.schedule(conn, T_ESCALATION, f"alert:{data.alert_id}", now + ctx.settings.delta("escalation_after"),
                                   now=now, payload={"alert_id": str(data.alert_id), "cause_event_id": event.id, "params": params})
     else:
         await enqueue(uow, ctx, kind=rules.REVIEW_NOTICE, cause_event_id=event.id, episode_id=data.episode_id,
                       recipient_ref=f"clinician:{data.clinician_id}", alert_id=data.alert_id, params=params)
+
+
+async def _page_oncall_out_of_hours(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data, params: dict) -> None:
+    """A safety alert raised outside the assigned clinician's working hours (when they have some)
+    also pages whoever is on call at that moment, at once (kind ``safety_alert``, recipient
+    ``oncall:<id>``). Decided on the alert's own time (``raised_at``) so the same event and
+    configuration always give the same recipients and keys; the escalation still follows if
+    nobody acknowledges."""
+    raw = await uow.conn.fetchval("SELECT working_hours FROM clinicians WHERE clinician_id = $1", data.clinician_id)
+    if raw is None:
+        return  # no working hours configured: the clinician, then the escalation
+    at = data.raised_at
+    try:
+        hours = WorkingHours.parse(_j(raw))
+        if hours is None or hours.within(at):
+            return
+    except WorkingHoursError:  # validated on the way in; never lose a page over it
+        log.error("unreadable working hours; treating the alert as out of hours", clinician_id=data.clinician_id)
+    oncall = await uow.conn.fetch(
+        "SELECT DISTINCT clinician_id FROM oncall WHERE starts_at <= $1 AND ends_at > $1 AND clinician_id <> $2"
+        " ORDER BY clinician_id", at, data.clinician_id)
+    await uow.conn.execute("UPDATE alerts SET out_of_hours = true WHERE alert_id = $1", data.alert_id)
+    if not oncall:
+        log.error("safety alert out of the assigned clinician's working hours and nobody else on call",
+                  alert_id=str(data.alert_id), clinician_id=data.clinician_id)
+    for r in oncall:
+        await enqueue(uow, ctx, kind=rules.SAFETY_ALERT, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"oncall:{r['clinician_id']}", alert_id=data.alert_id, params=params)
+    log.info("safety alert out of hours: on-call paged at once", alert_id=str(data.alert_id),
+             oncall=[r["clinician_id"] for r in oncall])
 
 
 # ---------------------------------------------------------------- partner webhooks
