@@ -98,10 +98,16 @@ class TimerStore:
         if due_at.tzinfo is None:
             raise ValueError("due_at must be timezone-aware")
         body = json.dumps(dict(payload or {}), sort_keys=True, default=str)
+        # Always an UPDATE of the pending row, even when nothing changes: it takes the row's lock,
+        # so a runner firing this very timer (it holds the lock) finishes first and the row is then
+        # no longer pending — a new timer is inserted below and fires with the state this
+        # transaction writes. (A no-op that skipped the lock let the firing runner read the state
+        # from before this transaction while this re-arm found "already armed" and did nothing.)
         moved = await conn.fetchval(
-            f"UPDATE {self.schema}.timers SET due_at = $3, payload = $4::jsonb, updated_at = $5, attempts = 0,"
-            f" last_error = NULL WHERE kind = $1 AND key = $2 AND {_PENDING}"
-            " AND (due_at <> $3 OR payload <> $4::jsonb) RETURNING true",
+            f"UPDATE {self.schema}.timers SET due_at = $3, payload = $4::jsonb, updated_at = $5,"
+            " attempts = CASE WHEN due_at <> $3 OR payload <> $4::jsonb THEN 0 ELSE attempts END,"
+            " last_error = CASE WHEN due_at <> $3 OR payload <> $4::jsonb THEN NULL ELSE last_error END"
+            f" WHERE kind = $1 AND key = $2 AND {_PENDING} RETURNING true",
             kind, key, due_at, body, now,
         )
         if not moved:

@@ -190,6 +190,10 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
         # replay mode they are suppressed like the rest.)
         for kind in ("safety_alert", "session_reminder"):
             again = {k for k in suppressed if k.split("/")[3] == kind}
+            if not again & set(live_keys):  # say what the sandbox saw
+                print("DIAG timers", [dict(r) for r in await q(sandbox_dsn, "SELECT kind, key, due_at, fired_at, cancelled_at, created_at FROM timers ORDER BY created_at")])
+                print("DIAG sessions", [dict(r) for r in await q(sandbox_dsn, "SELECT * FROM sessions WHERE episode_id = $1", ep_a)])
+                print("DIAG rows", rows, "sim", sim.now, "s2", s2, "new_at2", new_at2)
             assert again & set(live_keys), (kind, again)
         assert all(s in ("suppressed", "cancelled", "failed") for s in rows.values()), rows
         assert (await q(sandbox_dsn, "SELECT count(*) FROM outbox"))[0][0] == 0  # nothing to publish
