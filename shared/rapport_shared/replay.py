@@ -154,16 +154,33 @@ async def create_shadow(admin_dsn: str, service_dsn: str, shadow: str) -> str:
     return role
 
 
-async def drop_shadow(admin_dsn: str, shadow: str, live: str) -> None:
+async def drop_shadow(admin_dsn: str, shadow: str, live: str, kc=None) -> list[str]:
+    """Drop the shadow schema and the replay group's dead-letter topics that stayed empty; returns
+    the DLQ topics kept because they hold records (look at them with `rapport dlq list`)."""
     if shadow == live:
         raise ReplayError("refusing to drop the live schema")
     admin = await asyncpg.connect(admin_dsn)
     try:
-        if not await admin.fetchval(f"SELECT to_regclass('{shadow}.{META}') IS NOT NULL"):
-            raise ReplayError(f"{shadow} is not a replay shadow (no {META} table)")
+        meta = await read_meta(admin, shadow)
         await admin.execute(f"DROP SCHEMA {_q(shadow)} CASCADE")
     finally:
         await admin.close()
+    if kc is None:
+        return []
+    from .tools.kafka_ops import list_topic_names, topic_infos
+
+    group = meta["group"]
+    mine = [t for t in await list_topic_names(kc) if t.endswith(f".dlq.{group}") or t.endswith(f".dlq.{group}-contacts")]
+    infos = await topic_infos(kc, mine) if mine else []
+    empty = [i.name for i in infos if i.records == 0]
+    if empty:
+        client = kc.admin()
+        await client.start()
+        try:
+            await client.delete_topics(empty)
+        finally:
+            await client.close()
+    return [i.name for i in infos if i.records]
 
 
 async def prepare(conn: asyncpg.Connection, settings: ServiceSettings, migrations: list, projection: Projection,

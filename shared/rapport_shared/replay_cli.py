@@ -83,11 +83,15 @@ def main(service: str, settings: ServiceSettings, build_app: Callable, args: Any
             return 0
         if args.replay_cmd == "drop":
             _need_admin(args)
-            asyncio.run(R.drop_shadow(args.admin_dsn, args.shadow, settings.db_schema))
-            out.print(f"dropped {args.shadow}")
+            kept = asyncio.run(R.drop_shadow(args.admin_dsn, args.shadow, settings.db_schema, R.kafka_conn(settings)))
+            out.print(f"dropped {args.shadow} and its replay group's empty dead-letter topics"
+                      + (f"; kept (not empty): {', '.join(kept)}" if kept else ""))
             return 0
     except R.ReplayError as exc:
         err.print(f"[red]error:[/red] {exc}")
+        return 2
+    except asyncpg.PostgresError as exc:  # e.g. another service's shadow: its role has no rights there
+        err.print(f"[red]error:[/red] Postgres refused: {exc}")
         return 2
     raise AssertionError(args.replay_cmd)
 

@@ -23,7 +23,7 @@ from rapport_shared.testing.flows import run_intake, run_intake_steps
 from rapport_shared.testing.kafka import wait_caught_up, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
 from rapport_shared.replay import end_offsets
-from rapport_shared.tools.kafka_ops import Conn
+from rapport_shared.tools.kafka_ops import Conn, list_topic_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -65,6 +65,7 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
     http = httpx.Client(timeout=30)
     auth = lambda sub, role: {"Authorization": f"Bearer {tokens.issue(sub, [role])}"}
     shadows: dict[str, str] = {}
+    done_groups: dict[str, str] = {}
     try:
         assert http.put(f"{system['notifier'].url}/v1/clinicians/{clin}", headers=auth("admin", "admin"), json={
             "email": f"{clin}@clinic.test", "language": "en", "channels": ["email"]}).status_code == 200
@@ -119,6 +120,7 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
             print(f"--- rapport-{svc} replay run\n{done.stdout}")
             assert done.returncode == 0, (svc, done.stdout, done.stderr[-3000:])
             assert "DIFFERENT" not in done.stdout and "equal" in done.stdout, done.stdout
+            done_groups[svc] = done.stdout.split(" with group ")[1].split()[0]
             checks = json.loads(replay(system, admin_dsn, svc, "verify", "--shadow", shadows[svc], "--json").stdout)
             assert checks and all(c["equal"] for c in checks), checks
             assert all(c["live_rows"] == c["shadow_rows"] > 0 for c in checks), checks
@@ -168,6 +170,15 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
         ok = replay(system, admin_dsn, "outcomes", "verify", "--shadow", shadows["outcomes"])
         assert ok.returncode == 0, ok.stdout
         await fetchval(admin_dsn, f"DROP SCHEMA {backup} CASCADE")
+
+        # drop: the shadow schema and the replay group's (empty) dead-letter topics go
+        group = done_groups["scheduler"]
+        assert any(t.endswith(f".dlq.{group}") for t in await list_topic_names(conn))
+        gone = replay(system, admin_dsn, "scheduler", "drop", "--shadow", shadows.pop("scheduler"))
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert not any(t.endswith(f".dlq.{group}") for t in await list_topic_names(conn))
+        assert await fetchval(admin_dsn, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+                              f"scheduler_replay_e2e_{tag}") == 0
     finally:
         for svc, shadow in shadows.items():
             replay(system, admin_dsn, svc, "drop", "--shadow", shadow)
