@@ -221,28 +221,15 @@ def kafka_conn(settings: ServiceSettings):
 
 
 async def end_offsets(conn, topics: Sequence[str]) -> dict[tuple[str, int], int]:
-    from .tools.kafka_ops import partitions_of
-    from aiokafka import TopicPartition
+    from .tools.kafka_ops import topic_end_offsets
 
-    parts = await partitions_of(conn, topics)
-    tps = [TopicPartition(t, p) for t in topics for p in parts.get(t, [])]
-    consumer = conn.consumer()
-    await consumer.start()
-    try:
-        end = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return {(tp.topic, tp.partition): off for tp, off in end.items()}
+    return await topic_end_offsets(conn, topics)
 
 
 async def committed(conn, group: str) -> dict[tuple[str, int], int]:
-    admin = conn.admin()
-    await admin.start()
-    try:
-        got = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return {(tp.topic, tp.partition): om.offset for tp, om in got.items() if om.offset >= 0}
+    from .tools.kafka_ops import committed_offsets
+
+    return await committed_offsets(conn, group)
 
 
 def behind(target: dict[tuple[str, int], int], have: dict[tuple[str, int], int]) -> int:

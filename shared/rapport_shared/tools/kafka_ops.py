@@ -211,6 +211,33 @@ async def describe_group(conn: Conn, group: str, admin: AIOKafkaAdminClient | No
             await admin.close()
 
 
+async def end_offsets_of(conn: Conn, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = conn.consumer()
+    await consumer.start()
+    try:
+        return await consumer.end_offsets(list(tps))
+    finally:
+        await consumer.stop()
+
+
+async def topic_end_offsets(conn: Conn, topics: Sequence[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) → end offset, for every partition of ``topics``."""
+    parts = await partitions_of(conn, topics)
+    end = await end_offsets_of(conn, [TopicPartition(t, p) for t in topics for p in parts.get(t, [])])
+    return {(tp.topic, tp.partition): off for tp, off in end.items()}
+
+
+async def committed_offsets(conn: Conn, group: str) -> dict[tuple[str, int], int]:
+    """(topic, partition) → the group's committed offset (partitions it never committed are absent)."""
+    admin = conn.admin()
+    await admin.start()
+    try:
+        got = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): om.offset for tp, om in got.items() if om.offset >= 0}
+
+
 async def groups(conn: Conn, only: Sequence[str] | None = None) -> list[GroupInfo]:
     admin = conn.admin()
     await admin.start()
@@ -227,12 +254,7 @@ async def groups(conn: Conn, only: Sequence[str] | None = None) -> list[GroupInf
         await admin.close()
     tps = sorted({tp for gi in out for tp in gi.offsets})
     if tps:
-        consumer = conn.consumer()
-        await consumer.start()
-        try:
-            end = await consumer.end_offsets(tps)
-        finally:
-            await consumer.stop()
+        end = await end_offsets_of(conn, tps)
         for gi in out:
             gi.lag = {tp: max(0, end[tp] - off) for tp, off in gi.offsets.items()}
     return out
