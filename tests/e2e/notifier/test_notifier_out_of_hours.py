@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from rapport_notifier.testing import SimTime, api, notifier_env, publish, until
-from rapport_shared.contracts.outcomes import AlertRaisedV1
+from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +26,16 @@ async def rows(dsn: str, alert_id) -> list[tuple[str, str, str]]:
     try:
         return [tuple(r.values()) for r in await conn.fetch(
             "SELECT recipient_ref, kind, status FROM notifications WHERE alert_id = $1 ORDER BY recipient_ref", alert_id)]
+    finally:
+        await conn.close()
+
+
+async def no_escalation_armed(dsn: str, alerts) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return not await conn.fetchval(
+            "SELECT count(*) FROM timers WHERE kind = 'notifier.alert_escalation' AND key = ANY($1::text[])"
+            " AND fired_at IS NULL AND cancelled_at IS NULL", [f"alert:{a}" for a in alerts])
     finally:
         await conn.close()
 
@@ -78,5 +88,12 @@ async def test_a_safety_alert_out_of_hours_pages_on_call_at_once(system, kafka, 
         await until(lambda: [m for m in smtp.to(clin_mail) if str(day) in m.get_content()], what="clinician paged")
         assert await rows(dsn, day) == [(f"clinician:{clin}", "safety_alert", "delivered")]
         assert not [m for m in smtp.to(oncall_mail) if str(day) in m.get_content()]
+
+        # Resolved: no escalation is left armed to page a later test's on-call rota.
+        for alert in (night, day):
+            await publish(bootstrap, AlertResolvedV1(episode_id=episode, alert_id=alert, kind="safety", resolved_by=clin,
+                                                     action="assessment", resolved_at=sim.now),
+                          source="/rapport/outcomes", at=sim.now)
+        await until(lambda: no_escalation_armed(dsn, [night, day]), what="escalations stopped")
     finally:
         system.restart("notifier")
