@@ -47,6 +47,14 @@ async def caught_up(bootstrap: str) -> None:
             await wait_caught_up(bootstrap, group, topic, timeout=180)
 
 
+async def fetch_col(dsn: str, sql: str, *args) -> list:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+
+
 async def fetchval(dsn: str, sql: str, *args):
     conn = await asyncpg.connect(dsn)
     try:
@@ -144,6 +152,17 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
         for svc in REPLAYED:  # the shadows' outboxes were never relayed
             assert await fetchval(service_dsns[svc], f"SELECT count(*) FROM {shadows[svc]}.outbox WHERE sent_at IS NOT NULL") == 0
 
+        # --since: a fresh group starts at the first offsets stamped at or after T, so the shadow
+        # holds the projection of that window only (here: the last intake and what followed it).
+        [last] = await wait_for_records(bootstrap, INTAKE, lambda r: r.headers.get("ce_subject") == episodes[4])
+        window = f"outcomes_replay_since_{tag}"
+        shadows["outcomes-since"] = window
+        since = replay(system, admin_dsn, "outcomes", "run", "--shadow", window, "--since", str(last.timestamp),
+                       "--no-verify")
+        assert since.returncode == 0, since.stdout + since.stderr
+        in_window = {str(r) for r in await fetch_col(service_dsns["outcomes"], f"SELECT episode_id FROM {window}.episodes")}
+        assert in_window == {episodes[4]}, in_window
+
         # Intake has no projection to rebuild, and says why.
         r = replay(system, admin_dsn, "intake", "run")
         assert r.returncode == 2 and "consumes no topic" in r.stderr.replace("\n", " "), r.stderr
@@ -181,7 +200,7 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
                               f"scheduler_replay_e2e_{tag}") == 0
     finally:
         for svc, shadow in shadows.items():
-            replay(system, admin_dsn, svc, "drop", "--shadow", shadow)
+            replay(system, admin_dsn, svc.split("-")[0], "drop", "--shadow", shadow)
         if not system["outcomes"].running():
             system["outcomes"].start()
         system.restart("notifier")
