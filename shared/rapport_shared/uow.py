@@ -7,8 +7,10 @@ from ``uow.clock``. Committing the unit commits both, or neither.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Awaitable, Callable, TypeVar
 
 import asyncpg
 
@@ -16,6 +18,8 @@ from .clock import Clock
 from .contracts.base import EventData
 from .envelope import CloudEvent
 from .outbox import Outbox
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,3 +68,23 @@ class _Scope:
                 await self._tx.rollback()
         finally:
             await self._conn_cm.__aexit__(exc_type, exc, tb)
+
+
+# Postgres gave up on the transaction, not on the work: running it again is safe and usually works.
+RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def run_retrying(factory: UnitOfWorkFactory, work: Callable[[UnitOfWork], Awaitable[T]], *,
+                       attempts: int = 3, backoff_s: float = 0.05) -> T:
+    """``work`` in a unit of work, run again from the start if Postgres aborts it as a deadlock
+    victim or a serialization failure (e.g. an HTTP command on a course whose timer fires at that
+    moment: the two lock the course and the timer in opposite orders)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with factory() as uow:
+                return await work(uow)
+        except RETRYABLE:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(backoff_s * attempt)
+    raise AssertionError("unreachable")

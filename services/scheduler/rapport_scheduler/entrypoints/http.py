@@ -18,6 +18,7 @@ from rapport_shared.contracts.course import ChecklistItem, PhaseChangeReason
 from rapport_shared.http.auth import Principal, Role, require
 from rapport_shared.http.errors import Conflict, Invalid, NotFound
 from rapport_shared.logging import get_logger
+from rapport_shared.uow import run_retrying
 
 from ..adapters import repository as repo
 from ..domain import commands
@@ -90,8 +91,8 @@ def course_view(c: Course) -> dict:
 async def _run(request: Request, who: Principal, course_id: UUID, action: str, decide, *, books: bool = True) -> dict:
     rt = request.app.state.runtime
     with refusals():
-        async with rt.uow() as uow:
-            d = await handlers.run(uow, request.app.state.scheduler, course_id, decide, books=books)
+        d = await run_retrying(rt.uow, lambda uow: handlers.run(uow, request.app.state.scheduler, course_id, decide,
+                                                                books=books))
     log.info("course command", action=action, course_id=str(course_id), by=who.sub, events=[e.event_type for e in d.events])
     return {"course": course_view(d.course), "events": [e.event_type for e in d.events]}
 
