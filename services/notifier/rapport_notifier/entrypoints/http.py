@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.http.auth import Principal, Role, require
 from rapport_shared.http.errors import Invalid, NotFound
+from rapport_shared.uow import run_retrying
 
 from ..domain.rules import (QuietHours, QuietHoursError, WebhookUrlError, WorkingHours, WorkingHoursError,
                             check_webhook_url, new_secret)
@@ -174,8 +175,9 @@ async def erase_patient(person_id: str, request: Request) -> dict:
 @router.post("/alerts/{alert_id}/acknowledge", tags=["alerts"], summary="Stop the escalation to on-call")
 async def acknowledge(alert_id: uuid.UUID, request: Request, who: Principal = Depends(clinician)) -> dict:
     rt = _rt(request)
-    async with rt.uow() as uow:
-        row = await handlers.acknowledge_alert(uow, request.app.state.ctx, alert_id, who.sub)
+    # The escalation timer may be firing right now (it locks the timer, then the alert; we lock the
+    # alert, then the timer): if Postgres picks us as the deadlock victim, acknowledge again.
+    row = await run_retrying(rt.uow, lambda uow: handlers.acknowledge_alert(uow, request.app.state.ctx, alert_id, who.sub))
     if row is None:
         raise NotFound("unknown alert", field="alert_id")
     return {"alert_id": str(alert_id), "acknowledged_at": row["acknowledged_at"].isoformat(),
