@@ -337,6 +337,14 @@ async def run(settings: ServiceSettings, build_app: Callable, projection: Projec
 
 # ------------------------------------------------------------------------------------ swap
 
+def offsets_differ(mine: dict[tuple[str, int], int], theirs: dict[tuple[str, int], int]) -> list[str]:
+    """Partitions (of the topics the replay read) where the two groups stand at different offsets."""
+    topics = {t for t, _ in mine}
+    parts = set(mine) | {tp for tp in theirs if tp[0] in topics}
+    return sorted(f"{t}:{p} replay={mine.get((t, p), 0)} live={theirs.get((t, p), 0)}"
+                  for t, p in parts if mine.get((t, p), 0) != theirs.get((t, p), 0))
+
+
 @dataclass
 class SwapPlan:
     table: str
@@ -359,10 +367,9 @@ async def swap(settings: ServiceSettings, projection: Projection, *, admin_dsn: 
         active = await groups_with_members(kc, [live_group, *(live_group + s for s in projection.extra_groups)])
         if active:
             raise ReplayError(f"stop the live service first: {', '.join(active)}")
-        mine, theirs = await committed(kc, group), await committed(kc, live_group)
-        differ = sorted(f"{t}:{p} replay={mine.get((t, p), 0)} live={theirs.get((t, p), 0)}"
-                        for (t, p) in set(mine) | {tp for tp in theirs if tp[0] in {x for x, _ in mine}}
-                        if mine.get((t, p), 0) != theirs.get((t, p), 0))
+        differ: list[str] = []
+        for sfx in ("", *projection.extra_groups):  # e.g. the notifier's contacts reader too
+            differ += offsets_differ(await committed(kc, group + sfx), await committed(kc, live_group + sfx))
         if differ:
             raise ReplayError("the replay and the live group are at different offsets (" + "; ".join(differ) +
                               f"): let the live service catch up and stop it, then `replay run --shadow {shadow}`"
