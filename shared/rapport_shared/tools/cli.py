@@ -6,7 +6,7 @@
 The broker comes from ``--bootstrap`` or ``RAPPORT_KAFKA_BOOTSTRAP`` (default ``localhost:9092``);
 SASL credentials (secure profile) from ``--sasl-username``/``--sasl-password`` or
 ``RAPPORT_KAFKA_SASL_USERNAME``/``_PASSWORD`` (mechanism ``RAPPORT_KAFKA_SASL_MECHANISM``, default
-SCRAM-SHA-256). Anything that changes state (``groups reset``, ``dlq redrive``) is a dry run unless
+PLAIN like the services and the secure profile; SCRAM-SHA-256/512 for other clusters). Anything that changes state (``groups reset``, ``dlq redrive``) is a dry run unless
 ``--apply`` is given. See docs/replay.md.
 """
 

@@ -53,7 +53,7 @@ class Conn:
             security_protocol=over.pop("security_protocol", None) or env.get(
                 "RAPPORT_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT" if user else "PLAINTEXT"),
             sasl_mechanism=over.pop("sasl_mechanism", None) or env.get("RAPPORT_KAFKA_SASL_MECHANISM",
-                                                                        "SCRAM-SHA-256" if user else None),
+                                                                        "PLAIN" if user else None),  # as the services' KafkaSecurity and deploy/kafka's secure profile
             sasl_username=user,
             sasl_password=over.pop("sasl_password", None) or env.get("RAPPORT_KAFKA_SASL_PASSWORD"),
             **over,
