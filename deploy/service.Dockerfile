@@ -10,7 +10,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv \
- && useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin rapport
+ && groupadd --system --gid 999 rapport \
+ && useradd --system --uid 999 --gid 999 --home-dir /nonexistent --shell /usr/sbin/nologin rapport
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # Third-party dependencies first: this layer is shared by the four service images.
 COPY requirements.txt /tmp/wheels/requirements.txt
