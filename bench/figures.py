@@ -69,9 +69,12 @@ def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
 def table(figures: Sequence[Figure], markdown: bool = False) -> str:
     """The figures as an aligned text table, or a Markdown table (for docs/performance.md)."""
     body = rows(figures)
+    notes = [(i, f) for i, f in enumerate(figures, 1) if f.note]
     if markdown:
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" if i < 2 else "---:" for i in range(len(COLUMNS))) + "|"]
         lines += ["| " + " | ".join(r) + " |" for r in body]
+        if notes:
+            lines += ["", *(f"- row {i} ({f.benchmark} / {f.measure}): {f.note}" for i, f in notes)]
         return "\n".join(lines)
     widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(COLUMNS)]
     right = [False, False, True, True, True, True, True]
@@ -81,7 +84,6 @@ def table(figures: Sequence[Figure], markdown: bool = False) -> str:
 
     lines = [fmt(COLUMNS), "  ".join("-" * w for w in widths)]
     lines += [fmt(r) for r in body]
-    notes = [f"  [{i}] {f.benchmark} / {f.measure}: {f.note}" for i, f in enumerate(figures, 1) if f.note]
     if notes:
-        lines += ["", "notes:", *notes]
+        lines += ["", "notes (by row):", *(f"  [{i}] {f.benchmark} / {f.measure}: {f.note}" for i, f in notes)]
     return "\n".join(lines)

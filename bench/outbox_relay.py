@@ -9,7 +9,8 @@ share one loop):
    first BEGIN to last COMMIT.
 2. **backlog drain**: ``OutboxRelay.run()`` started on those N unsent rows. Timed: start of the
    relay task to the commit of the transaction that marked the last row sent (measured when
-   ``publish_batch`` returns).
+   ``publish_batch`` returns). Per batch, the split between locking + reading + handing the
+   records to the producer, waiting for the last acknowledgement, and marking + committing.
 3. **latency**: the relay running and idle; single-event transactions committed at a steady rate.
    Per event: client time just after COMMIT → the broker's acknowledgement of that record (the
    aiokafka send future resolving) and → the relay's marking transaction committed. Once with the
@@ -32,7 +33,7 @@ from rapport_shared.outbox import Outbox, OutboxRelay
 from rapport_shared.testing.fixtures import scratch_schema
 
 from events import episodes, model_on, phase_changed
-from figures import Figure, distribution, rate
+from figures import Figure, distribution, percentile, rate
 
 NAME = "relay"
 DEFAULT_N = 5000
@@ -46,12 +47,15 @@ POLL_EVENTS = 100
 
 
 class Timings:
-    """When each record was acknowledged by the broker and when its row was marked sent."""
+    """When each record was acknowledged by the broker and when its row was marked sent; per batch,
+    how long the relay spent locking + reading + sending, waiting for acks, and marking + committing."""
 
     def __init__(self) -> None:
         self.acked: dict[str, float] = {}
         self.marked: dict[str, float] = {}
         self.in_batch: list[str] = []
+        self.batch_began = self.last_sent = 0.0
+        self.phases: list[tuple[float, float, float]] = []  # (read + send, wait for acks, mark + commit)
         self.changed = asyncio.Event()
 
     def wrap(self, publish):
@@ -59,15 +63,22 @@ class Timings:
             ack = await publish(topic, record)  # an asyncio future: resolves on the broker's ack
             event_id = record.headers["ce_id"]
             self.in_batch.append(event_id)
+            self.last_sent = time.perf_counter()
             ack.add_done_callback(lambda _f, e=event_id: self.acked.setdefault(e, time.perf_counter()))
             return ack
 
         return timed
 
+    def batch_begins(self) -> None:
+        self.in_batch.clear()
+        self.batch_began = time.perf_counter()
+
     def batch_done(self) -> None:
         now = time.perf_counter()
         for event_id in self.in_batch:
             self.marked.setdefault(event_id, now)
+        last_ack = max(self.acked[e] for e in self.in_batch)
+        self.phases.append((self.last_sent - self.batch_began, last_ack - self.last_sent, now - last_ack))
         self.in_batch.clear()
         self.changed.set()
 
@@ -95,7 +106,7 @@ class TimedRelay(OutboxRelay):
                                     what="outbox relay (polling only)")
 
     async def publish_batch(self) -> int:
-        self.timings.in_batch.clear()
+        self.timings.batch_begins()
         n = await super().publish_batch()
         if n:
             self.timings.batch_done()
@@ -159,18 +170,21 @@ async def run(stack, n: int | None = None) -> list[Figure]:
         relay = TimedRelay(pool, timings.wrap(publisher(broker)), schema, batch_size=BATCH, poll_interval_s=POLL_S,
                            timings=timings)
         ids = {str(r["event_id"]) for r in await pool.fetch("SELECT event_id FROM outbox WHERE sent_at IS NULL")}
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         task = asyncio.create_task(relay.run())
         try:
             await timings.wait_marked(ids, timeout=600)
-            drained = time.perf_counter() - started
+            drained, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
             relay.stop()
             await task
         unsent = await pool.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
         assert unsent == 0 and len(ids) == n, (unsent, len(ids))
+        read_send, wait_acks, mark = (percentile([p[i] * 1000 for p in timings.phases], 50) for i in range(3))
         figures.append(rate(NAME, f"backlog drain: publish (acks=all) + mark, batch {BATCH}", n, drained,
-                            note=f"{-(-n // BATCH)} batches; each waits for all its acks, then one UPDATE"))
+                            note=f"{len(timings.phases)} batches; per batch (median) {read_send:.0f} ms to lock, read"
+                                 f" and send, {wait_acks:.0f} ms more until the last ack, {mark:.0f} ms to UPDATE and"
+                                 f" COMMIT; the relay's process busy on a CPU {cpu / drained:.0%} of the time"))
 
         # 3. latency, woken by NOTIFY, then by polling only
         to_ack, to_mark = await latency_run(pool, schema, broker, outbox, model, keys, deaf=False,
