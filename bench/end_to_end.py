@@ -33,6 +33,7 @@ from rapport_shared.testing.flows import run_intake
 from rapport_shared.testing.kafka import Record, read_all
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, dlq_topic
 
+import cpu
 from figures import Figure, distribution, rate
 
 NAME = "e2e"
@@ -118,14 +119,17 @@ async def wait_notified(running, episodes: list[Episode], timeout: float) -> Non
         await asyncio.sleep(0.5)
 
 
-async def cohort(running, count: int, interval_s: float) -> list[Episode]:
-    """A warm-up episode (waited for, not returned), then ``count`` measured ones, all notified."""
+async def cohort(running, count: int, interval_s: float) -> tuple[list[Episode], str]:
+    """A warm-up episode (waited for, not returned), then ``count`` measured ones, all notified;
+    with where the CPU went from the first measured intake until all were seen notified."""
     tag = uuid.uuid4().hex[:6]
     warm = await asyncio.to_thread(intakes, running, 1, 0, f"{tag}w")
     await wait_notified(running, warm, timeout=120)
+    pids = {name: svc.proc.pid for name, svc in running.system.services.items() if svc.proc}
+    before, began = cpu.snapshot(pids), time.perf_counter()
     episodes = await asyncio.to_thread(intakes, running, count, interval_s, tag)
     await wait_notified(running, episodes, timeout=120 + count)
-    return episodes
+    return episodes, cpu.summary(before, cpu.snapshot(pids), time.perf_counter() - began)
 
 
 def first_stamp(records: list[Record], episode_id: str, match) -> float:
@@ -138,7 +142,7 @@ def first_stamp(records: list[Record], episode_id: str, match) -> float:
 async def run(running, n: int | None = None, interval_s: float | None = None) -> tuple[list[Figure], list[Episode]]:
     count = n or DEFAULT_EPISODES
     interval_s = DEFAULT_INTERVAL_S if interval_s is None else interval_s
-    episodes = await cohort(running, count, interval_s)
+    episodes, cpu_use = await cohort(running, count, interval_s)
     course, outcomes, notes = [await read_all(running.bootstrap, t) for t in (COURSE, OUTCOMES, NOTIFICATIONS)]
     is_notice = notice_for(episodes)
     ids = {e.episode_id for e in episodes}
@@ -159,6 +163,7 @@ async def run(running, n: int | None = None, interval_s: float | None = None) ->
                      note="course_planned notice sent by email to a loopback SMTP server"),
         rate(NAME, "episodes through: first intake start → last clinician notice", count,
              max(noticed.values()) - first_began, unit="episodes/s",
-             note="the system's throughput only when intakes come back to back (--interval 0); paced, it is the pace"),
+             note="the system's throughput only when intakes come back to back (--interval 0); paced, it is the"
+                  f" pace. {cpu_use}"),
     ]
     return figures, episodes

@@ -91,7 +91,7 @@ async def run_selected(args: argparse.Namespace, stack, log_dir: Path) -> list[F
                 e2e_figures, cohort = await end_to_end.run(running, args.n, args.interval)
                 figures += e2e_figures
             else:  # a cohort to replay, as fast as it goes, not measured
-                cohort = await end_to_end.cohort(running, args.n or end_to_end.DEFAULT_EPISODES, 0)
+                cohort, _ = await end_to_end.cohort(running, args.n or end_to_end.DEFAULT_EPISODES, 0)
             if "replay" in args.selected:
                 figures += await replay_run.run(running, len(cohort))
     return figures
