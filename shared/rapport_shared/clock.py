@@ -209,6 +209,12 @@ def make_clock(mode: str, *, bootstrap: str, topic: str = CLOCK_TOPIC, security:
     raise ValueError(f"unknown clock mode {mode!r} (system | simulated)")
 
 
+def clock_for(settings: Any) -> Clock:
+    """The clock a service's settings ask for (``RAPPORT_CLOCK``, ``RAPPORT_CLOCK_TOPIC``)."""
+    return make_clock(settings.clock, bootstrap=settings.kafka_bootstrap, topic=settings.clock_topic,
+                      security=settings.kafka_security())
+
+
 async def publish_tick(bootstrap: str, to: datetime, topic: str = CLOCK_TOPIC, security: Any = None) -> None:
     """The driver's side: announce that simulated time is now ``to`` (acks=all, then return)."""
     from aiokafka import AIOKafkaProducer

@@ -133,6 +133,11 @@ class ServiceSettings(BaseSettings):
     handler_backoff_s: float = 0.2
     handler_backoff_max_s: float = 10.0
 
+    # Time (architecture.md "Time"): "system" (wall clock) or "simulated" (follow the clock topic, so
+    # "now" means the same in every service of a simulation: tests and the demo).
+    clock: Literal["system", "simulated"] = "system"
+    clock_topic: str = "rapport.clock"
+
     # Set by `rapport-<svc> replay run` (shared/rapport_shared/replay.py): the process rebuilds a
     # shadow projection; external side effects are suppressed (the notifier sends nothing).
     replay_mode: bool = False

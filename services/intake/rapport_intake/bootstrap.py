@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from rapport_shared.clock import clock_for
 from rapport_shared.http.app import create_app
 from rapport_shared.instruments import load_catalogue
 from rapport_shared.runtime import ServiceRuntime
@@ -31,7 +32,7 @@ def build(settings: IntakeSettings) -> FastAPI:
     if unknown:
         raise ValueError(f"intake rules require unknown instruments: {sorted(unknown)}")
     runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[INTAKE],
-                             background=[run_contacts_relay])
+                             background=[run_contacts_relay], clock=clock_for(settings))
     app = create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION)
     app.state.intake_config = IntakeConfig(rules=rules, session_minutes=settings.session_minutes,
                                            allow_secondary_focus=settings.allow_secondary_focus,

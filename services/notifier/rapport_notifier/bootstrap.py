@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rapport_shared.clock import make_clock
+from rapport_shared.clock import clock_for
 from rapport_shared.http.app import create_app
 from rapport_shared.timers import TimedRuntime, TimerStore
 from rapport_shared.topics import NOTIFICATIONS
@@ -35,7 +35,7 @@ def build(settings: NotifierSettings) -> FastAPI:
     runtime = TimedRuntime(
         settings=settings, migrations_dir=MIGRATIONS, produces=[NOTIFICATIONS],
         register_handlers=consumers.make_register(ctx),
-        clock=make_clock(settings.clock, bootstrap=settings.kafka_bootstrap, topic=settings.clock_topic),
+        clock=clock_for(settings),
         timer_handlers={handlers.T_REMINDER: timer(handlers.on_session_reminder),
                         handlers.T_QREQUEST: timer(handlers.on_questionnaire_request),
                         handlers.T_QREMINDER: timer(handlers.on_questionnaire_reminder),

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
 
 from pydantic import SecretStr, field_validator
 
-from rapport_shared.clock import CLOCK_TOPIC, parse_delta
+from rapport_shared.clock import parse_delta
 from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
 from rapport_shared.settings import ServiceSettings
 
@@ -19,9 +18,6 @@ class NotifierSettings(ServiceSettings):
     service_name: str = "notifier"
     http_port: int = 8084
 
-    # Time: "system" (wall clock) or "simulated" (follows the clock topic; tests and the demo).
-    clock: Literal["system", "simulated"] = "system"
-    clock_topic: str = CLOCK_TOPIC
     timer_poll_interval_s: float = 1.0
 
     # What is sent, and when (in service-clock time, so simulated time drives them).

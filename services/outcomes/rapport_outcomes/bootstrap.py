@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rapport_shared.clock import Clock, SystemClock
+from rapport_shared.clock import clock_for
 from rapport_shared.http.app import create_app
 from rapport_shared.runtime import ServiceRuntime
 from rapport_shared.settings import ServiceSettings
@@ -20,18 +20,11 @@ from .settings import OutcomesSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_clock(settings: ServiceSettings) -> Clock:
-    if getattr(settings, "clock", "system") == "system":
-        return SystemClock()
-    from rapport_shared.clock import SimulatedClock  # only needed in simulation mode
-
-    return SimulatedClock(settings.kafka_bootstrap, settings.clock_topic)
-
 
 def build(settings: ServiceSettings) -> FastAPI:
     policy = settings.policy() if isinstance(settings, OutcomesSettings) else OutcomesPolicy()
     runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[OUTCOMES],
-                              register_handlers=partial(consumers.register, policy=policy), clock=make_clock(settings))
+                              register_handlers=partial(consumers.register, policy=policy), clock=clock_for(settings))
     app = create_app(runtime, http.routers, title="Rapport outcomes",
                      description="Scored submissions, change classification, safety and review alerts, cohort "
                                  "reports and FHIR export; emits rapport.outcomes events.")

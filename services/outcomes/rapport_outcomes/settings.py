@@ -1,5 +1,4 @@
 from datetime import timedelta
-from typing import Literal
 
 from pydantic import Field
 
@@ -22,10 +21,6 @@ class OutcomesSettings(ServiceSettings):
     paired_measures_by_condition: dict[str, list[str]] = Field(default_factory=dict)
     finished_course_min_sessions: int = Field(default=2, ge=0)
     submission_max_clock_skew_s: int = Field(default=300, ge=0)
-    # Time (architecture.md "Time"): "system", or "simulated" = follow the clock topic like the
-    # other services in a simulation, so "in the future" means the same thing everywhere.
-    clock: Literal["system", "simulated"] = "system"
-    clock_topic: str = "rapport.clock"
 
     def policy(self) -> OutcomesPolicy:
         return OutcomesPolicy(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from rapport_shared.clock import make_clock
+from rapport_shared.clock import clock_for
 from rapport_shared.http.app import create_app
 from rapport_shared.timers import TimedRuntime
 from rapport_shared.topics import COURSE
@@ -24,7 +24,7 @@ def build(settings: SchedulerSettings) -> FastAPI:
     deps = handlers.Deps.from_settings(settings)
     runtime = TimedRuntime(
         settings=settings, migrations_dir=MIGRATIONS, produces=[COURSE], register_handlers=consumers.registrar(deps),
-        clock=make_clock(settings.clock, bootstrap=settings.kafka_bootstrap, topic=settings.clock_topic),
+        clock=clock_for(settings),
         timer_handlers={kind: partial(handlers.on_timer, deps=deps) for kind in TIMER_KINDS},
         timer_poll_interval_s=settings.timer_poll_interval_s,
     )

@@ -3,11 +3,9 @@ these are the clinic's operational choices."""
 
 from __future__ import annotations
 
-from typing import Literal
 
 from pydantic import Field
 
-from rapport_shared.clock import CLOCK_TOPIC
 from rapport_shared.settings import ServiceSettings
 
 # Clinicians without their own working hours (PUT /v1/clinicians/{id}/working-hours) get these.
@@ -29,9 +27,6 @@ class SchedulerSettings(ServiceSettings):
     booking_step_minutes: int = Field(default=15, ge=5)
     # Bounds the search for a free slot only: a full calendar pushes the first session later.
     booking_horizon_days: int = Field(default=1095, ge=7)
-    # Time: "system" (wall clock) or "simulated" (follows the clock topic; tests and the demo).
-    clock: Literal["system", "simulated"] = "system"
-    clock_topic: str = CLOCK_TOPIC
     timer_poll_interval_s: float = 1.0
 
 
