@@ -131,6 +131,18 @@ async def test_reminders_questionnaires_alerts_and_webhooks(system, kafka, token
 
         log = api(notifier.url, admin, "GET", "/v1/deliveries", params={"episode_id": str(episode)}).json()["deliveries"]
         assert all("@" not in json.dumps(d) for d in log)  # by reference only
+        # The log in pages of 2 (keyset cursor): the same rows, in the same order, none twice.
+        paged, after = [], None
+        while True:
+            page = api(notifier.url, admin, "GET", "/v1/deliveries", params={
+                "episode_id": str(episode), "limit": 2, **({"after": after} if after else {})}).json()
+            paged += page["deliveries"]
+            if not (after := page["next"]):
+                break
+        ids = [d["notification_id"] for d in paged]
+        assert ids[:len(log)] == [d["notification_id"] for d in log] and len(log) > 2 and len(set(ids)) == len(ids)
+        bad = api(notifier.url, admin, "GET", "/v1/deliveries", params={"after": "yesterday"})
+        assert bad.status_code == 422 and bad.json()["field"] == "after"
         kinds = sorted(d["kind"] for d in log if d["recipient_ref"] == f"patient:{person}")
         assert kinds == ["questionnaire_reminder", "questionnaire_request", "session_reminder"]
         failed = await until(lambda: [d for d in api(notifier.url, admin, "GET", "/v1/deliveries",

@@ -237,18 +237,32 @@ async def unsubscribe(subscription_id: uuid.UUID, request: Request, who: Princip
 
 
 # ---------------------------------------------------------------- delivery log
+def _cursor(after: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, _, nid = after.rpartition("/")
+        return datetime.fromisoformat(at), uuid.UUID(nid)
+    except ValueError:
+        raise Invalid("not a cursor from a previous page's `next`", field="after") from None
+
+
 @router.get("/deliveries", tags=["deliveries"], dependencies=[Depends(auditor)],
             summary="Delivery log (by reference; no contact details)")
 async def deliveries(request: Request, episode_id: uuid.UUID | None = None, recipient_ref: str | None = None,
                      channel: str | None = None, status: str | None = None, kind: str | None = None,
-                     limit: int = 1000) -> dict:
+                     limit: int = 1000, after: str | None = None) -> dict:
+    """Oldest first; a full page carries ``next``, the ``after`` of the following page (keyset:
+    stable while new deliveries are written)."""
+    limit = min(max(limit, 1), 10000)
+    since_at, since_id = _cursor(after) if after else (None, None)
     async with _rt(request).pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT * FROM notifications WHERE ($1::uuid IS NULL OR episode_id = $1) AND ($2::text IS NULL OR recipient_ref = $2)"
             " AND ($3::text IS NULL OR channel = $3) AND ($4::text IS NULL OR status = $4) AND ($5::text IS NULL OR kind = $5)"
+            " AND ($7::timestamptz IS NULL OR (created_at, notification_id) > ($7, $8::uuid))"
             " ORDER BY created_at, notification_id LIMIT $6",
-            episode_id, recipient_ref, channel, status, kind, min(max(limit, 1), 10000))
-    return {"deliveries": [
+            episode_id, recipient_ref, channel, status, kind, limit, since_at, since_id)
+    last = rows[-1] if len(rows) == limit else None
+    return {"next": f"{last['created_at'].isoformat()}/{last['notification_id']}" if last else None, "deliveries": [
         {"notification_id": str(r["notification_id"]), "idempotency_key": r["idem_key"],
          "cause_event_id": str(r["cause_event_id"]), "episode_id": str(r["episode_id"]), "kind": r["kind"],
          "recipient_ref": r["recipient_ref"], "channel": r["channel"], "language": r["language"], "status": r["status"],
