@@ -4,11 +4,11 @@ gate and the refusals — each read back by a plain aiokafka consumer, as a part
 
 import uuid
 
-import asyncpg
 import pytest
 
 from rapport_shared.testing.flows import AVAILABILITY, FOCUS, INVENTORY, PHQ9_BASELINE, intake_parts, open_referral
 from rapport_shared.testing.kafka import read_all, wait_caught_up
+from rapport_shared.testing.db import fetchval
 from rapport_shared.topics import COURSE, INTAKE
 
 from intake_e2e_helpers import headers, validate_event
@@ -19,13 +19,6 @@ pytestmark = pytest.mark.e2e
 def by_episode(episode: str, ce_type: str | None = None):
     return lambda m: m.key == episode.encode() and (ce_type is None or headers(m).get("ce_type") == ce_type)
 
-
-async def fetch(dsn: str, sql: str, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
 
 
 def steps(api, episode: str, parts: dict, contact: dict | None = None) -> None:
@@ -72,8 +65,8 @@ async def test_a_referral_through_every_step_to_intake_completed(system, kafka, 
     assert again.status_code == 200 and again.json()["completed_event_id"] == done.json()["completed_event_id"]
     ep = uuid.UUID(episode)
     await plain.first(COURSE, by_episode(episode))  # downstream acted on it: a course was planned
-    assert await fetch(service_dsns["intake"], "SELECT count(*) FROM outbox WHERE key = $1", episode.encode()) == 1
-    assert await fetch(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = $1", ep) == 1
+    assert await fetchval(service_dsns["intake"], "SELECT count(*) FROM outbox WHERE key = $1", episode.encode()) == 1
+    assert await fetchval(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = $1", ep) == 1
     assert len([r for r in await read_all(kafka.bootstrap, INTAKE) if r.key == episode.encode()]) == 1
 
 
@@ -108,7 +101,7 @@ async def test_a_referral_ends_in_intake_declined(system, kafka, tokens, service
     # Never a course: completion is refused and the scheduler planned nothing for it.
     assert api.call("POST", f"/v1/referrals/{episode}/complete", {}).status_code == 409
     await wait_caught_up(kafka.bootstrap, "rapport-scheduler", INTAKE)
-    assert await fetch(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = $1",
+    assert await fetchval(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = $1",
                        uuid.UUID(episode)) == 0
 
 
@@ -131,16 +124,16 @@ async def test_bad_input_is_refused_by_the_running_service_and_nothing_is_writte
                                                                                   method, path, body, field):
     episode = open_referral(system["intake"].url, tokens.issue("ic-e2e", ["intake_clinician"]))
     ep = uuid.UUID(episode)
-    audit_before = await fetch(service_dsns["intake"], "SELECT count(*) FROM audit_log WHERE episode_id = $1", ep)
+    audit_before = await fetchval(service_dsns["intake"], "SELECT count(*) FROM audit_log WHERE episode_id = $1", ep)
     r = api.call(method, f"/v1/referrals/{episode}/{path}", body)
     assert r.status_code == 422, r.text
     assert (r.json().get("field") or r.json()["errors"][0]["field"]) == field
-    row = await fetch(service_dsns["intake"], "SELECT row(template_id, focus, inventory, availability)::text"
+    row = await fetchval(service_dsns["intake"], "SELECT row(template_id, focus, inventory, availability)::text"
                                               " FROM referrals WHERE episode_id = $1", ep)
     assert row == "(,,,)"
-    assert await fetch(service_dsns["intake"], "SELECT count(*) FROM baseline_scores WHERE episode_id = $1", ep) == 0
-    assert await fetch(service_dsns["intake"], "SELECT count(*) FROM audit_log WHERE episode_id = $1", ep) == audit_before
-    assert await fetch(service_dsns["intake"], "SELECT count(*) FROM outbox WHERE key = $1", episode.encode()) == 0
+    assert await fetchval(service_dsns["intake"], "SELECT count(*) FROM baseline_scores WHERE episode_id = $1", ep) == 0
+    assert await fetchval(service_dsns["intake"], "SELECT count(*) FROM audit_log WHERE episode_id = $1", ep) == audit_before
+    assert await fetchval(service_dsns["intake"], "SELECT count(*) FROM outbox WHERE key = $1", episode.encode()) == 0
 
 
 async def test_completion_is_refused_with_what_is_missing(system, tokens, api):

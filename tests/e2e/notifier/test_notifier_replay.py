@@ -30,6 +30,7 @@ from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 from rapport_shared.private_contacts import ContactRecordV1
 from rapport_shared.testing.kafka import wait_caught_up
 from rapport_shared.testing.services import ServiceProcess, role_dsn
+from rapport_shared.testing.db import fetch
 from rapport_shared.topics import PRIVATE_CONTACTS, SHARED_TOPICS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -38,13 +39,6 @@ SUBSCRIBED = ["rapport.course.planned.v1", "rapport.session.rescheduled.v1", "ra
               "rapport.notification.delivered.v1"]
 HTTP_STATE = ("clinicians", "oncall", "subscriptions", "patient_preferences", "patients")
 
-
-async def q(dsn: str, sql: str, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def caught_up(bootstrap: str, group: str) -> None:
@@ -55,7 +49,7 @@ async def caught_up(bootstrap: str, group: str) -> None:
 
 async def settled(dsn: str, episodes: list) -> bool:
     """No delivery of these episodes is waiting or in flight, and every fact is out."""
-    [r] = await q(dsn, "SELECT count(*) FILTER (WHERE status IN ('ready', 'sending')) AS busy,"
+    [r] = await fetch(dsn, "SELECT count(*) FILTER (WHERE status IN ('ready', 'sending')) AS busy,"
                        " count(*) FILTER (WHERE status = 'delivered' AND channel <> 'webhook') AS sent,"
                        " count(*) FILTER (WHERE status = 'delivered' AND channel = 'webhook') AS hooks"
                        " FROM notifications WHERE episode_id = ANY($1::uuid[])", episodes)
@@ -143,7 +137,7 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
         await wait_caught_up(bootstrap, "rapport-notifier", "rapport.outcomes")  # the resolution is applied
         await until(lambda: settled(dsn, episodes), what="every delivery done", timeout=120)
 
-        live_keys = {r["idem_key"]: r["status"] for r in await q(
+        live_keys = {r["idem_key"]: r["status"] for r in await fetch(
             dsn, "SELECT idem_key, status FROM notifications WHERE episode_id = ANY($1::uuid[])", episodes)}
         kinds = {k.split("/")[3] for k in live_keys}
         assert {"session_reminder", "questionnaire_request", "questionnaire_reminder", "safety_alert",
@@ -179,7 +173,7 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
         # Idle = nothing due left to fire *and* nothing left to send: a timer made due by the last
         # event read (session 2's reminder under the reschedule) may not have fired yet.
         await until(lambda: idle(sandbox_dsn, sim.now), what="sandbox timers and sender idle")
-        rows = {r["idem_key"]: r["status"] for r in await q(
+        rows = {r["idem_key"]: r["status"] for r in await fetch(
             sandbox_dsn, "SELECT idem_key, status FROM notifications WHERE episode_id = ANY($1::uuid[])", episodes)}
         suppressed = {k for k, s in rows.items() if s == "suppressed"}
         assert suppressed, rows
@@ -191,12 +185,12 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
         for kind in ("safety_alert", "session_reminder"):
             again = {k for k in suppressed if k.split("/")[3] == kind}
             if not again & set(live_keys):  # say what the sandbox saw
-                print("DIAG timers", [dict(r) for r in await q(sandbox_dsn, "SELECT kind, key, due_at, fired_at, cancelled_at, created_at FROM timers ORDER BY created_at")])
-                print("DIAG sessions", [dict(r) for r in await q(sandbox_dsn, "SELECT * FROM sessions WHERE episode_id = $1", ep_a)])
+                print("DIAG timers", [dict(r) for r in await fetch(sandbox_dsn, "SELECT kind, key, due_at, fired_at, cancelled_at, created_at FROM timers ORDER BY created_at")])
+                print("DIAG sessions", [dict(r) for r in await fetch(sandbox_dsn, "SELECT * FROM sessions WHERE episode_id = $1", ep_a)])
                 print("DIAG rows", rows, "sim", sim.now, "s2", s2, "new_at2", new_at2)
             assert again & set(live_keys), (kind, again)
         assert all(s in ("suppressed", "cancelled", "failed") for s in rows.values()), rows
-        assert (await q(sandbox_dsn, "SELECT count(*) FROM outbox"))[0][0] == 0  # nothing to publish
+        assert (await fetch(sandbox_dsn, "SELECT count(*) FROM outbox"))[0][0] == 0  # nothing to publish
         assert (len(smtp.messages), len(sms.requests), len(hook.requests), len(sms.messages)) == before
         sandbox.stop()
         sandbox = None
@@ -214,7 +208,7 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
             await caught_up(bootstrap, group)
             await until(lambda: settled(dsn, episodes), what="live sender idle after the replay", timeout=120)
             await until(lambda: idle(dsn, sim.now), what="no timer due and no delivery waiting anywhere", timeout=120)
-            after_keys = {r["idem_key"]: r["status"] for r in await q(
+            after_keys = {r["idem_key"]: r["status"] for r in await fetch(
                 dsn, "SELECT idem_key, status FROM notifications WHERE episode_id = ANY($1::uuid[])", episodes)}
             assert after_keys == live_keys, (round_, set(after_keys) ^ set(live_keys))
             assert (len(smtp.messages), len(sms.requests), len(hook.requests), len(sms.messages)) == before, round_
@@ -227,11 +221,11 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
 
 
 async def idle(dsn: str, now) -> bool:
-    [r] = await q(dsn, "SELECT (SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
+    [r] = await fetch(dsn, "SELECT (SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
                        " AND failed_at IS NULL AND due_at <= $1) + (SELECT count(*) FROM notifications"
                        " WHERE status IN ('ready', 'sending'))", now)
     return r[0] == 0
 
 
 async def _n(dsn: str, sql: str, *args, want: int) -> bool:
-    return (await q(dsn, sql, *args))[0][0] == want
+    return (await fetch(dsn, sql, *args))[0][0] == want

@@ -9,28 +9,21 @@ import json
 import uuid
 from datetime import timedelta
 
-import asyncpg
 import pytest
 
 from rapport_notifier.testing import SimTime, SmsProvider, api, notifier_env, publish, publish_contact, until
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession
 from rapport_shared.private_contacts import ContactRecordV1
+from rapport_shared.testing.db import fetchval
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "sms-provider-token"
 
 
-async def one(dsn: str, sql: str, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
-
 
 async def pending_due(dsn: str, kind: str, session_id) -> object:
-    return await one(dsn, "SELECT due_at FROM timers WHERE kind = $1 AND key = $2 AND fired_at IS NULL"
+    return await fetchval(dsn, "SELECT due_at FROM timers WHERE kind = $1 AND key = $2 AND fired_at IS NULL"
                           " AND cancelled_at IS NULL AND failed_at IS NULL", kind, f"session:{session_id}")
 
 
@@ -49,7 +42,7 @@ async def test_sms_with_idempotency_key_and_quiet_hours_postponement(system, kaf
         await publish_contact(bootstrap, ContactRecordV1(
             person_id=person, phone=phone, channel_consent={"sms": True, "email": False}, preferred_channel="sms",
             quiet_hours={"start": "21:00", "end": "08:00", "timezone": "UTC"}, language="es", updated_at=t0))
-        await until(lambda: one(dsn, "SELECT language = 'es' FROM patients WHERE person_id = $1", person),
+        await until(lambda: fetchval(dsn, "SELECT language = 'es' FROM patients WHERE person_id = $1", person),
                     what="contact (with its language) from the private topic")
         # One session at 23:00 two days on: the questionnaire request (48 h before) and the reminder
         # (24 h before) both fall at 23:00, inside the patient's quiet hours.

@@ -14,13 +14,13 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-import asyncpg
 import httpx
 import pytest
 
 from rapport_shared.faults import EXIT_CODE
 from rapport_shared.testing.flows import run_intake
 from rapport_shared.testing.kafka import read_all, wait_for_records
+from rapport_shared.testing.db import fetch
 from rapport_shared.topics import OUTCOMES
 
 pytestmark = pytest.mark.e2e
@@ -31,13 +31,6 @@ CRASH_POINT = "outcomes.submission.after_commit"
 def of(episode: str, ce_type: str | None = None):
     return lambda r: r.headers.get("ce_subject") == episode and (ce_type is None or r.headers.get("ce_type") == ce_type)
 
-
-async def fetch(dsn: str, sql: str, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def wait_outbox_drained(dsn: str, timeout: float = 60) -> None:

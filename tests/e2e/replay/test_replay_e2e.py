@@ -14,13 +14,13 @@ import subprocess
 import sys
 import uuid
 
-import asyncpg
 import httpx
 import pytest
 
 from rapport_notifier.testing import notifier_env, until
 from rapport_shared.testing.flows import run_intake, run_intake_steps
 from rapport_shared.testing.kafka import wait_caught_up, wait_for_records
+from rapport_shared.testing.db import fetch, fetchval
 from rapport_shared.topics import COURSE, INTAKE, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
 from rapport_shared.replay import end_offsets
 from rapport_shared.tools.kafka_ops import Conn, list_topic_names
@@ -47,20 +47,7 @@ async def caught_up(bootstrap: str) -> None:
             await wait_caught_up(bootstrap, group, topic, timeout=180)
 
 
-async def fetch_col(dsn: str, sql: str, *args) -> list:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return [r[0] for r in await conn.fetch(sql, *args)]
-    finally:
-        await conn.close()
 
-
-async def fetchval(dsn: str, sql: str, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothing_sent(
@@ -160,7 +147,7 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
         since = replay(system, admin_dsn, "outcomes", "run", "--shadow", window, "--since", str(last.timestamp),
                        "--no-verify")
         assert since.returncode == 0, since.stdout + since.stderr
-        in_window = {str(r) for r in await fetch_col(service_dsns["outcomes"], f"SELECT episode_id FROM {window}.episodes")}
+        in_window = {str(r[0]) for r in await fetch(service_dsns["outcomes"], f"SELECT episode_id FROM {window}.episodes")}
         assert in_window == {episodes[4]}, in_window
 
         # Intake has no projection to rebuild, and says why.
