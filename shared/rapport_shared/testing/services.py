@@ -51,7 +51,7 @@ class ServiceProcess:
 
     def start(self, extra_env: dict[str, str] | None = None, wait_ready: bool = True) -> "ServiceProcess":
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} already running"
-        base = {k: v for k, v in os.environ.items() if k != "RAPPORT_CRASH_AT"}  # crash only when asked
+        base = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_CRASH_")}  # crash only when asked
         env = {**base, **self.env, "RAPPORT_HTTP_PORT": str(self.port), "RAPPORT_HTTP_HOST": "127.0.0.1", **(extra_env or {})}
         self.starts += 1
         log = open(self.log_path, "a")

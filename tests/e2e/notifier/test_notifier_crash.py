@@ -75,12 +75,14 @@ async def crash_run(system, kafka, service_dsns, smtp: SmtpServer, *, episodes: 
             source="/rapport/scheduler", at=t0)
     await until(lambda: _eq(pending_reminders(dsn, person), n), what=f"all {n} reminders armed", timeout=180)
 
-    # Deterministic deaths in the in-doubt window: the first completed SMTP send kills the process
-    # before it is recorded. The first such process is the one that finds all reminders due.
+    # Deterministic deaths in the in-doubt window: the first completed send to this test's patient
+    # kills the process before it is recorded (RAPPORT_CRASH_IF: other tests' leftover deliveries,
+    # due when the clock jumps, pass the same point). The first such process finds all reminders due.
     crashes = 0
     for _ in range(crashes_after_send):
         notifier.stop()
-        notifier.start({**env, "RAPPORT_CRASH_AT": "sender.after_send"}, wait_ready=False)
+        notifier.start({**env, "RAPPORT_CRASH_AT": "sender.after_send", "RAPPORT_CRASH_IF": f"patient:{person}"},
+                       wait_ready=False)
         if crashes == 0:
             await sim.to(first + timedelta(minutes=n) - timedelta(hours=24))  # all due now
         assert await asyncio.to_thread(notifier.wait_exit, 120) == EXIT_CODE, notifier.tail()

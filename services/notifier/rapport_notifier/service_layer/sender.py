@@ -141,11 +141,11 @@ class Sender:
             if row["doubt_since"] is not None and not await self.settle_doubt(row, channel):
                 return  # the provider had it (recorded), or nobody knows yet (retried later)
             msg = await self.prepare(row)
-            crash_point("sender.before_send")
+            crash_point("sender.before_send", row["recipient_ref"])
             await asyncio.wait_for(channel.send(msg), self.s.send_timeout_s)
-            crash_point("sender.after_send")
+            crash_point("sender.after_send", row["recipient_ref"])
             await self._finish(row, "delivered", None)
-            crash_point("sender.after_record")
+            crash_point("sender.after_record", row["recipient_ref"])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -178,7 +178,7 @@ class Sender:
                 log.warning("no status lookup answered within RETRY_FOR_S; sending the in-doubt delivery again with"
                             " the same key (may arrive twice)", notification_id=str(nid), channel=name, error=str(err))
             else:
-                crash_point("sender.after_lookup")
+                crash_point("sender.after_lookup", row["recipient_ref"])
                 if accepted:
                     log.info("in-doubt delivery was accepted by the provider: recorded, not sent again",
                              notification_id=str(nid), channel=name)
