@@ -150,7 +150,7 @@ class EventConsumer:
                         log.info("duplicate event skipped")
                         return Outcome("duplicate", event.id)
                     await handler(UnitOfWork(conn, self.outbox, self.clock, cause=event), event, data)
-                crash_point("consumer.after_effect")
+                crash_point("consumer.after_effect", event.type)
                 HANDLER_SECONDS.labels(event.type).observe(time.perf_counter() - started)
                 EVENTS_CONSUMED.labels(record.topic, event.type, "processed").inc()
                 log.info("event processed")
