@@ -67,7 +67,8 @@ class Demo:
         self.a = args
         tokens = TokenAuthority(args.secret)
         self.clinician = {"Authorization": f"Bearer {tokens.issue('clin-001', ['clinician'])}"}
-        self.patient_app = {"Authorization": f"Bearer {tokens.issue('demo-app', ['patient_app'])}"}
+        self.tokens = tokens
+        self.patient_app: dict = {}  # the patient's app: a token whose sub is the person id (main)
         self.admin = {"Authorization": f"Bearer {tokens.issue('demo-admin', ['admin'])}"}
         self.intake_token = tokens.issue("demo-intake-clinician", ["intake_clinician"])
         self.http = httpx.AsyncClient(timeout=30)
@@ -152,7 +153,9 @@ class Demo:
 
     async def main(self) -> int:
         print("== Rapport demo: one IPT episode")
-        done = run_intake(self.a.intake, self.intake_token, person_id=f"P-demo-{uuid.uuid4().hex[:6]}")
+        person = f"P-demo-{uuid.uuid4().hex[:6]}"
+        self.patient_app = {"Authorization": f"Bearer {self.tokens.issue(person, ['patient_app'])}"}
+        done = run_intake(self.a.intake, self.intake_token, person_id=person)
         episode = done["episode_id"]
         print(f"intake completed over HTTP: episode {episode}, event {done['completed_event_id']}")
         if not self.a.intake_only:

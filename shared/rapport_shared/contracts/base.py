@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 # "First Last" name is rejected by the pattern.
 PseudonymousId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+# A caller's idempotency key (HTTP only, never on a topic): opaque, no spaces, so it is not a
+# place for patient text.
+ClientKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 
 
 class ProblemArea(StrEnum):

@@ -43,12 +43,13 @@ async def wait_outbox_drained(dsn: str, timeout: float = 60) -> None:
 
 async def test_alert_stored_but_not_published_reaches_kafka_exactly_once(system, kafka, tokens, service_dsns):
     dsn = service_dsns["outcomes"]
-    episode = run_intake(system["intake"].url, tokens.issue("ic-1", ["intake_clinician"]))["episode_id"]
+    person = f"P-{uuid.uuid4().hex[:12]}"
+    episode = run_intake(system["intake"].url, tokens.issue("ic-1", ["intake_clinician"]), person_id=person)["episode_id"]
     await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.score.submitted.v1"))  # baseline in
 
     system.restart("outcomes", {"RAPPORT_CRASH_AT": CRASH_POINT})
     url = f"{system['outcomes'].url}/v1/episodes/{episode}/submissions"
-    auth = {"Authorization": f"Bearer {tokens.issue('patient-app', ['patient_app'])}"}
+    auth = {"Authorization": f"Bearer {tokens.issue(person, ['patient_app'])}"}
     body = {"client_submission_id": f"app-{uuid.uuid4().hex}", "instrument": "phq9",
             "answers": {"1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1, "7": 1, "8": 1, "9": 1},
             "administered_at": datetime.now(timezone.utc).isoformat(), "session_number": 1}

@@ -78,14 +78,15 @@ class CourseDriver:
 async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka, tokens):
     clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
     intake_auth = {"Authorization": f"Bearer {tokens.issue('ic-1', ['intake_clinician'])}"}
-    app = {"Authorization": f"Bearer {tokens.issue('patient-app', ['patient_app'])}"}
+    person = f"P-{uuid.uuid4().hex[:12]}"
+    app = {"Authorization": f"Bearer {tokens.issue(person, ['patient_app'])}"}  # the patient's app: sub = person id
     clinician = {"Authorization": f"Bearer {tokens.issue(clinician_id, ['clinician'])}"}
     outcomes_url = system["outcomes"].url
     http = httpx.Client(timeout=30)
 
     # 1. Intake completes with baseline PHQ-9 18 and GAD-7 12.
     r = http.post(f"{system['intake'].url}/v1/referrals", headers=intake_auth, json={
-        "person_id": f"P-{uuid.uuid4().hex[:12]}", "referral_source": "gp", "target_condition": "depression"})
+        "person_id": person, "referral_source": "gp", "target_condition": "depression"})
     r.raise_for_status()
     episode = r.json()["episode_id"]
     completion = intake_completion(clinician_id)

@@ -83,7 +83,7 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
                       headers=clinician, json={"cancelled_by": "patient", "reason_code": "patient_unwell"})
         assert r.status_code == 200, r.text
         # episode 1: a positive item 9 → a safety alert (paged by email), resolved by the clinician
-        r = http.post(f"{system['outcomes'].url}/v1/episodes/{episodes[1]}/submissions", headers=auth("app", "patient_app"),
+        r = http.post(f"{system['outcomes'].url}/v1/episodes/{episodes[1]}/submissions", headers=auth(plans[episodes[1]]["person_id"], "patient_app"),
                       json={"client_submission_id": f"rp-{tag}", "instrument": "phq9", "answers": PHQ9_ITEM9,
                             "administered_at": plans[episodes[1]]["planned_at"], "session_number": 1})
         assert r.status_code == 201, r.text

@@ -24,9 +24,10 @@ async def open_episode(outcomes, h, **kw):
     return data
 
 
-async def submit(outcomes, episode_id, answers, instrument="phq9", role="patient_app", **over):
+async def submit(outcomes, data, answers, instrument="phq9", role="patient_app", **over):
+    # A patient app submits as its patient (sub = person id).
     r = await outcomes.client.post(
-        f"/v1/episodes/{episode_id}/submissions", headers=outcomes.auth("app-1", role),
+        f"/v1/episodes/{data.episode_id}/submissions", headers=outcomes.auth(data.person_id, role),
         json={"client_submission_id": f"k-{uuid.uuid4().hex}", "instrument": instrument, "answers": answers,
               "administered_at": now().isoformat(), **over})
     assert r.status_code == 201, r.text
@@ -49,9 +50,9 @@ def ended(data, course_id, attended_sessions: int, reason="completed", contracte
 async def test_safety_alert_lifecycle_link_resolve_audit(outcomes, h):
     data = await open_episode(outcomes, h)
     clinician = outcomes.auth(data.clinician_id, "clinician")
-    first = await submit(outcomes, data.episode_id, h.phq9(14, item9=1), session_number=2)
+    first = await submit(outcomes, data, h.phq9(14, item9=1), session_number=2)
     [alert_id] = first["alert_ids"]
-    second = await submit(outcomes, data.episode_id, h.phq9(12, item9=2), session_number=3)
+    second = await submit(outcomes, data, h.phq9(12, item9=2), session_number=3)
     assert second["alert_ids"] == [alert_id]  # linked, not a second page
     raised = await outcomes.events(data.episode_id, "rapport.alert.raised.v1")
     assert [e["alert_id"] for e in raised] == [alert_id]
@@ -97,7 +98,7 @@ async def test_safety_alert_lifecycle_link_resolve_audit(outcomes, h):
     assert [s["submission_id"] for s in detail["linked_submissions"]] == [second["submission_id"]]
 
     # After resolution a new positive item 9 is a new alert.
-    third = await submit(outcomes, data.episode_id, h.phq9(10, item9=1))
+    third = await submit(outcomes, data, h.phq9(10, item9=1))
     assert third["alert_ids"] and third["alert_ids"] != [alert_id]
 
     # The audit is append-only, even for the service's own role.
@@ -110,13 +111,13 @@ async def test_safety_alert_lifecycle_link_resolve_audit(outcomes, h):
 
 async def test_reliable_deterioration_raises_a_review_alert(outcomes, h):
     data = await open_episode(outcomes, h, baseline={"phq9": {**{n: 1 for n in range(1, 9)}, 9: 0}, "gad7": h.GAD7_12})
-    assert (await submit(outcomes, data.episode_id, h.phq9(13)))["alert_ids"] == []  # +5: one below
-    s = await submit(outcomes, data.episode_id, h.phq9(14))  # +6: exactly at the threshold
+    assert (await submit(outcomes, data, h.phq9(13)))["alert_ids"] == []  # +5: one below
+    s = await submit(outcomes, data, h.phq9(14))  # +6: exactly at the threshold
     [review] = await outcomes.events(data.episode_id, "rapport.alert.raised.v1")
     assert (review["kind"], review["urgency"], review["reason_code"], review["instrument"]) == (
         "review", "routine", "reliable_deterioration", "phq9")
     assert s["alert_ids"] == [review["alert_id"]]
-    g = await submit(outcomes, data.episode_id, h.gad7(16), instrument="gad7")  # GAD-7 +4 joins the open review
+    g = await submit(outcomes, data, h.gad7(16), instrument="gad7")  # GAD-7 +4 joins the open review
     assert g["alert_ids"] == [review["alert_id"]]
     assert len(await outcomes.events(data.episode_id, "rapport.alert.raised.v1")) == 1
 
@@ -124,7 +125,7 @@ async def test_reliable_deterioration_raises_a_review_alert(outcomes, h):
 async def test_no_reliable_improvement_by_mid_course(outcomes, h):
     data = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18, "gad7": h.GAD7_12})
     course_id = uuid.uuid4()
-    await submit(outcomes, data.episode_id, h.phq9(13))  # a fall of 5: not reliable
+    await submit(outcomes, data, h.phq9(13))  # a fall of 5: not reliable
     for n in range(1, 8):
         assert (await outcomes.deliver(attended(data, n, course_id)))[0].status == "processed"
     assert await outcomes.events(data.episode_id, "rapport.alert.raised.v1") == []
@@ -143,7 +144,7 @@ async def test_reliable_improvement_by_mid_course_raises_nothing(outcomes, h):
         episode_id=data.episode_id, course_id=course_id, person_id=data.person_id, template_id="ipt-brief",
         clinician_id=data.clinician_id, contracted_sessions=8, phase_plan=[], sessions=[], first_session_at=now(),
         planned_end_at=now() + timedelta(weeks=8), planned_at=now()))
-    await submit(outcomes, data.episode_id, h.phq9(12))
+    await submit(outcomes, data, h.phq9(12))
     await outcomes.deliver(attended(data, 4, course_id, contracted=8))
     assert await outcomes.events(data.episode_id, "rapport.alert.raised.v1") == []
     assert await outcomes.count("SELECT count(*) FROM courses WHERE episode_id = $1 AND review_checked_at IS NOT NULL",
@@ -154,9 +155,9 @@ async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h)
     clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
     data = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18, "gad7": h.GAD7_12}, clinician_id=clinician_id)
     course_id = uuid.uuid4()
-    await submit(outcomes, data.episode_id, h.phq9(9), session_number=6)
-    await submit(outcomes, data.episode_id, h.phq9(4), session_number=16, timepoint="end")
-    await submit(outcomes, data.episode_id, h.gad7(5), instrument="gad7", session_number=16, timepoint="end")
+    await submit(outcomes, data, h.phq9(9), session_number=6)
+    await submit(outcomes, data, h.phq9(4), session_number=16, timepoint="end")
+    await submit(outcomes, data, h.gad7(5), instrument="gad7", session_number=16, timepoint="end")
     end = ended(data, course_id, 16)
     assert (await outcomes.deliver(end))[0].status == "processed"
     assert (await outcomes.deliver(end))[0].status == "processed"  # re-sent under a new id: evaluated once

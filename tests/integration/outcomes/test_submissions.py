@@ -56,7 +56,7 @@ async def test_a_positive_item9_at_intake_raises_the_alert_with_the_score(outcom
 
 async def test_an_http_submission_is_scored_against_the_baseline(outcomes, h):
     data, _ = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18, "gad7": h.GAD7_12})
-    r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=outcomes.auth("app", "patient_app"),
+    r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=outcomes.auth(data.person_id, "patient_app"),
                                    json=body(h.phq9(12), session_number=3))
     assert r.status_code == 201, r.text
     s = r.json()
@@ -79,7 +79,7 @@ async def test_an_http_submission_is_scored_against_the_baseline(outcomes, h):
 async def test_the_first_score_of_an_instrument_is_its_baseline(outcomes, h):
     data, _ = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18})
     wsas = {str(n): 4 for n in range(1, 6)}
-    r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=outcomes.auth("app", "patient_app"),
+    r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=outcomes.auth(data.person_id, "patient_app"),
                                    json=body(wsas, instrument="wsas", session_number=1))
     assert (r.json()["timepoint"], r.json()["baseline_total"], r.json()["band"]) == ("baseline", None, "significant")
 
@@ -114,7 +114,7 @@ async def test_refusals_name_the_field_and_store_nothing(outcomes, h, what, chan
     payload = {**body(h.phq9(5)), **changes}
     payload = {k: v for k, v in payload.items() if v is not None}
     r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions",
-                                   headers=outcomes.auth("app", "patient_app"), json=payload)
+                                   headers=outcomes.auth(data.person_id, "patient_app"), json=payload)
     assert r.status_code == status, r.text
     answer = r.json()
     assert answer.get("field") == field or answer.get("errors", [{}])[0].get("field") == field, answer
@@ -134,9 +134,28 @@ async def test_unknown_episode_is_404_and_roles_are_enforced(outcomes, h):
     assert (await outcomes.client.get(f"/v1/episodes/{uuid.uuid4()}/scores", headers=outcomes.auth("app", "patient_app"))).status_code == 403
 
 
+async def test_a_patient_app_submits_only_for_its_own_patient(outcomes, h):
+    data, _ = await open_episode(outcomes, h)
+    url = f"/v1/episodes/{data.episode_id}/submissions"
+    count = "SELECT count(*) FROM submissions WHERE episode_id = $1"
+    before = await outcomes.count(count, data.episode_id)
+    # Another patient's app (sub = another person id): answered as an unknown episode, nothing stored.
+    r = await outcomes.client.post(url, headers=outcomes.auth(f"{data.person_id}-other", "patient_app"), json=body(h.phq9(5)))
+    assert (r.status_code, r.json()["field"]) == (404, "episode_id"), r.text
+    # Not even the replay of a known client id answers (it would show the stored score).
+    own = body(h.phq9(6))
+    assert (await outcomes.client.post(url, headers=outcomes.auth(data.person_id, "patient_app"), json=own)).status_code == 201
+    r = await outcomes.client.post(url, headers=outcomes.auth("someone-else", "patient_app"), json=own)
+    assert r.status_code == 404 and "total" not in r.json()
+    assert await outcomes.count(count, data.episode_id) == before + 1
+    # Partner systems and clinicians submit for any episode.
+    assert (await outcomes.client.post(url, headers=outcomes.auth("epro-1", "partner"), json=body(h.phq9(7)))).status_code == 201
+    assert (await outcomes.client.post(url, headers=outcomes.auth("clin-x", "clinician"), json=body(h.phq9(8)))).status_code == 201
+
+
 async def test_the_same_submission_twice_is_stored_once(outcomes, h):
     data, _ = await open_episode(outcomes, h)
-    url, auth = f"/v1/episodes/{data.episode_id}/submissions", outcomes.auth("app", "patient_app")
+    url, auth = f"/v1/episodes/{data.episode_id}/submissions", outcomes.auth(data.person_id, "patient_app")
     payload = body(h.phq9(9, item9=1), session_number=2)
     first = await outcomes.client.post(url, headers=auth, json=payload)
     again = await outcomes.client.post(url, headers=auth, json=payload)
@@ -155,7 +174,7 @@ async def test_the_same_submission_twice_is_stored_once(outcomes, h):
 
 async def test_concurrent_duplicates_and_positives_make_one_alert(outcomes, h):
     data, _ = await open_episode(outcomes, h)
-    url, auth = f"/v1/episodes/{data.episode_id}/submissions", outcomes.auth("app", "patient_app")
+    url, auth = f"/v1/episodes/{data.episode_id}/submissions", outcomes.auth(data.person_id, "patient_app")
     same = body(h.phq9(6, item9=2))
     answers = await asyncio.gather(*[outcomes.client.post(url, headers=auth, json=p)
                                      for p in (same, same, body(h.phq9(7, item9=1)), body(h.phq9(8, item9=3)))])

@@ -6,11 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-from rapport_shared.contracts.base import Code
+from rapport_shared.contracts.base import ClientKey, Code
 from rapport_shared.contracts.outcomes import AlertAction, Timepoint
-
-# The caller's idempotency key: opaque, no spaces (it is not a place for patient text).
-ClientKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
 
 
 class Command(BaseModel):

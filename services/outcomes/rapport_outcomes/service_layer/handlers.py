@@ -31,6 +31,7 @@ from ..domain.model import (
     Submission,
     check_answers,
     check_rater,
+    check_submitter,
     check_time,
     decide_timepoint,
     definition_for,
@@ -120,6 +121,7 @@ async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Prin
     episode = await repo.get_episode(uow.conn, episode_id, lock=True)
     if episode is None:
         raise Unknown("episode_id", f"no episode {episode_id} (intake not completed, or unknown)")
+    check_submitter(episode, who.sub, who.roles)
     answers = parse_answers(cmd.answers)
     definition = definition_for(policy.catalogue, cmd.instrument)
     key_fingerprint = None
