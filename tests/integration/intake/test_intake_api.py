@@ -2,6 +2,7 @@
 nothing written), completion (409 listing what is missing; idempotent), eligibility, the safety
 gate, declining, and the events left in the outbox."""
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -318,6 +319,70 @@ async def test_a_completed_intake_cannot_be_declined_or_changed(intake_it):
 
 
 # ---- roles -------------------------------------------------------------------------------
+
+async def test_opening_again_with_the_same_client_referral_id_is_the_same_referral(intake_it):
+    h = intake_it
+    person, key = f"P-{uuid.uuid4().hex[:10]}", f"form-{uuid.uuid4().hex[:8]}"
+    body = {"person_id": person, "referral_source": "partner-clinic", "target_condition": "depression",
+            "client_referral_id": key}
+    first = await h.call("POST", "/v1/referrals", body)
+    # A retry after a timeout, and two at once: the same episode, nothing new stored.
+    again = [await h.call("POST", "/v1/referrals", body)]
+    again += await asyncio.gather(*[h.call("POST", "/v1/referrals", body) for _ in range(3)])
+    assert first.status_code == 201 and [r.status_code for r in again] == [200] * 4
+    assert {r.json()["episode_id"] for r in again} == {first.json()["episode_id"]}
+    count = "SELECT count(*) FROM referrals WHERE person_id = $1"
+    assert await h.pool.fetchval(count, person) == 1
+    # Other content under the key: 409 naming it and the episode it opened; nothing stored.
+    r = await h.call("POST", "/v1/referrals", {**body, "target_condition": "anxiety"})
+    assert (r.status_code, r.json()["field"], r.json()["episode_id"]) == (409, "client_referral_id", first.json()["episode_id"])
+    # Keys are the caller's own: another partner system's identical key opens its own referral.
+    other = await h.call("POST", "/v1/referrals", body, role="partner", sub="partner-2")
+    assert other.status_code == 201 and other.json()["episode_id"] != first.json()["episode_id"]
+    assert await h.pool.fetchval(count, person) == 2
+    # Without a key every POST is a new referral (as before); a key with spaces is refused.
+    r = await h.call("POST", "/v1/referrals", {**body, "client_referral_id": "Jane Doe"})
+    assert (r.status_code, r.json()["errors"][0]["field"]) == (422, "client_referral_id"), r.text
+    audit = await h.pool.fetch("SELECT action FROM audit_log WHERE episode_id = $1 ORDER BY 1",
+                               uuid.UUID(first.json()["episode_id"]))
+    assert [a["action"] for a in audit] == ["referral.open_repeated"] * 4 + ["referral.opened"]
+
+
+async def test_the_worklist_pages_oldest_first_with_what_is_missing(intake_it):
+    h = intake_it
+    clin = f"clin-wl-{uuid.uuid4().hex[:6]}"
+    episodes = [(await h.open())[0] for _ in range(3)]
+    for ep in episodes:
+        assert (await h.call("PUT", f"/v1/referrals/{ep}/clinician", {"clinician_id": clin})).status_code == 200
+    await step_through(h, episodes[1], clinician_id=clin)
+    assert (await h.call("POST", f"/v1/referrals/{episodes[1]}/complete", {})).status_code == 200
+
+    seen, after = [], None
+    while True:
+        r = await h.call("GET", "/v1/referrals?" + "&".join(
+            [f"clinician_id={clin}", "status=open", "limit=1"] + ([f"after={after}"] if after else [])),
+            role="clinician", sub="clin-reader")
+        assert r.status_code == 200, r.text
+        page = r.json()
+        seen += page["referrals"]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert [x["episode_id"] for x in seen] == [episodes[0], episodes[2]]  # oldest first, the completed one not open
+    assert seen[0]["missing"][0] == "consent" and "clinician_id" not in seen[0]["missing"]
+    assert seen[0]["clinician_id"] == clin and seen[0]["risk_review_pending"] is False
+    done = (await h.call("GET", f"/v1/referrals?clinician_id={clin}&status=completed")).json()["referrals"]
+    assert [(x["episode_id"], x["missing"]) for x in done] == [(episodes[1], [])]
+    # Audited: who saw which episodes.
+    audit = await h.pool.fetch("SELECT detail FROM audit_log WHERE action = 'referral.listed' AND actor = 'clin-reader'")
+    assert sorted(e for a in audit for e in json.loads(a["detail"])["episodes"]) == sorted([episodes[0], episodes[2]])
+    # Refusals name the parameter; a partner's form cannot list referrals.
+    r = await h.call("GET", "/v1/referrals?after=yesterday")
+    assert (r.status_code, r.json()["field"]) == (422, "after")
+    r = await h.call("GET", "/v1/referrals?status=lost")
+    assert r.status_code == 422 and "status" in r.text
+    assert (await h.call("GET", "/v1/referrals", role="partner")).status_code == 403
+
 
 async def test_roles(intake_it):
     h = intake_it

@@ -13,12 +13,33 @@ from rapport_shared.contracts import Availability, BaselineScore, TargetConditio
 from ..domain.model import Consent, EligibilityRecord, Inventory, ProvisionalFocus, Referral, RiskReview, Status
 
 
-async def add(conn: asyncpg.Connection, r: Referral, created_by: str) -> None:
-    await conn.execute(
-        "INSERT INTO referrals (episode_id, person_id, referral_source, target_condition, created_by, created_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $6)",
+async def add(conn: asyncpg.Connection, r: Referral, created_by: str, client_referral_id: str | None = None) -> bool:
+    """Insert; False when the caller's ``client_referral_id`` is already taken (a concurrent twin
+    waits here for the first to commit, then sees it)."""
+    return bool(await conn.fetchval(
+        "INSERT INTO referrals (episode_id, person_id, referral_source, target_condition, created_by, created_at,"
+        " updated_at, client_referral_id) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)"
+        " ON CONFLICT (created_by, client_referral_id) WHERE client_referral_id IS NOT NULL DO NOTHING RETURNING true",
         r.episode_id, r.person_id, r.referral_source, r.target_condition.value, created_by, r.created_at,
-    )
+        client_referral_id,
+    ))
+
+
+async def page(conn: asyncpg.Connection, *, status: str | None, clinician_id: str | None,
+               after: tuple | None, limit: int) -> list[Referral]:
+    """Oldest first (a worklist), keyset-paged by (created_at, episode_id)."""
+    rows = await conn.fetch(
+        "SELECT * FROM referrals WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR clinician_id = $2)"
+        " AND ($3::timestamptz IS NULL OR (created_at, episode_id) > ($3, $4::uuid))"
+        " ORDER BY created_at, episode_id LIMIT $5",
+        status, clinician_id, after and after[0], after and after[1], limit)
+    return [await _hydrate(conn, row) for row in rows]
+
+
+async def by_client_id(conn: asyncpg.Connection, created_by: str, client_referral_id: str) -> Referral | None:
+    row = await conn.fetchrow("SELECT * FROM referrals WHERE created_by = $1 AND client_referral_id = $2",
+                              created_by, client_referral_id)
+    return await _hydrate(conn, row) if row else None
 
 
 def _json(model) -> str | None:

@@ -14,7 +14,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
 from rapport_shared.contracts import Availability, ProblemArea, PseudonymousId, TargetCondition
-from rapport_shared.contracts.base import Code
+from rapport_shared.contracts.base import ClientKey, Code
 from rapport_shared.private_contacts import Channel, LanguageCode, QuietHours
 
 # Free text: personal data (a name, a clinical note). Stays in intake's schema, is erased on
@@ -34,6 +34,9 @@ class OpenReferral(Command):
     person_id: PseudonymousId = Field(description="pseudonymous person id from the caller's system")
     referral_source: Code = Field(description="coded source, e.g. gp, self, partner-clinic")
     target_condition: TargetCondition
+    client_referral_id: ClientKey | None = Field(
+        default=None, description="the caller's id for this referral (idempotency key): sending the same request"
+                                  " again answers 200 with the referral it opened; other content under it is a 409")
 
 
 class ConsentMethod(StrEnum):

@@ -8,19 +8,22 @@ erase or read the audit log; ``admin`` erases, reads the audit log and republish
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from rapport_shared.contracts import Availability, PseudonymousId
 from rapport_shared.http.auth import Principal, Role, require
 from rapport_shared.http.errors import Conflict
+from rapport_shared.http.paging import cursor, parse_cursor
 
 from ..adapters.audit import Actor
 from ..domain import commands
 from ..service_layer import handlers
 from ..service_layer.handlers import IntakeConfig
-from .views import AuditPage, ContactView, ErasureView, Problem, ReferralView, referral_view
+from .views import (AuditPage, ContactView, ErasureView, Problem, ReferralPage, ReferralView, referral_summary,
+                    referral_view)
 
 WRITE = require(Role.intake_clinician, Role.partner, Role.admin)
 READ = require(Role.intake_clinician, Role.clinician, Role.admin)
@@ -55,11 +58,32 @@ async def _run(request: Request, handler, cmd, episode_id: UUID, who: Principal)
 # ---- referrals ---------------------------------------------------------------------------
 
 @router.post("/referrals", status_code=201, response_model=ReferralView, tags=["referrals"],
-             summary="Open a referral (starts an episode)")
-async def open_referral(cmd: commands.OpenReferral, request: Request, who: Principal = Depends(WRITE)) -> ReferralView:
+             summary="Open a referral (starts an episode)",
+             responses={200: {"description": "the same client_referral_id again: the referral it opened"},
+                        409: {"description": "client_referral_id reused for a different referral"}})
+async def open_referral(cmd: commands.OpenReferral, request: Request, response: Response,
+                        who: Principal = Depends(WRITE)) -> ReferralView:
     async with request.app.state.runtime.uow() as uow:
-        referral = await handlers.open_referral(cmd, uow, _actor(who))
-    return referral_view(referral, _cfg(request).rules)
+        opened = await handlers.open_referral(cmd, uow, _actor(who))
+    if opened.replayed:
+        response.status_code = 200
+    return referral_view(opened.referral, _cfg(request).rules)
+
+
+@router.get("/referrals", response_model=ReferralPage, tags=["referrals"],
+            summary="The worklist: referrals oldest first, with what completion still needs (audited read)")
+async def list_referrals(request: Request, who: Principal = Depends(READ),
+                         status: Literal["open", "completed", "declined"] | None = None,
+                         clinician_id: PseudonymousId | None = None, limit: int = Query(50, ge=1, le=500),
+                         after: str | None = Query(None, description="the previous page's `next`")) -> ReferralPage:
+    since = parse_cursor(after)
+    async with request.app.state.runtime.uow() as uow:
+        referrals = await handlers.list_referrals(uow, _actor(who), status=status, clinician_id=clinician_id,
+                                                  after=since if since[0] else None, limit=limit)
+    last = referrals[-1] if len(referrals) == limit else None
+    rules = _cfg(request).rules
+    return ReferralPage(referrals=[referral_summary(r, rules) for r in referrals],
+                        next=cursor(last.created_at, last.episode_id) if last else None)
 
 
 @router.get("/referrals/{episode_id}", response_model=ReferralView, tags=["referrals"],

@@ -84,6 +84,36 @@ class AuditEntry(BaseModel):
     detail: dict
 
 
+class ReferralSummary(BaseModel):
+    """One line of the worklist: who, where it stands, and what completion still needs."""
+
+    episode_id: str
+    person_id: str
+    status: str
+    referral_source: str
+    target_condition: str
+    opened_at: datetime
+    template_id: str | None
+    clinician_id: str | None
+    risk_review_pending: bool
+    missing: list[str]
+
+
+class ReferralPage(BaseModel):
+    referrals: list[ReferralSummary]
+    next: str | None  # pass as ``after`` for the next page; null on the last
+
+
+def referral_summary(r: Referral, rules: IntakeRules) -> ReferralSummary:
+    is_open = r.status.value == "open"
+    return ReferralSummary(
+        episode_id=str(r.episode_id), person_id=r.person_id, status=r.status.value, referral_source=r.referral_source,
+        target_condition=r.target_condition.value, opened_at=r.created_at, template_id=r.template_id,
+        clinician_id=r.clinician_id,
+        risk_review_pending=is_open and r.risk_review_required(rules) and r.covering_review(rules) is None,
+        missing=r.missing_for_completion(rules) if is_open else [])
+
+
 class AuditPage(BaseModel):
     entries: list[AuditEntry]
     next_after_seq: int | None

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from rapport_shared.http.errors import NotFound
+from rapport_shared.http.errors import Conflict, NotFound
 from rapport_shared.uow import UnitOfWork
 
 from ..adapters import audit, contacts, repository
@@ -57,13 +57,36 @@ async def _finish(uow: UnitOfWork, r: Referral, was: Status, cfg: IntakeConfig, 
 
 # ---- opening and reading -----------------------------------------------------------------
 
-async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: Actor) -> Referral:
+@dataclass(frozen=True)
+class Opened:
+    referral: Referral
+    replayed: bool  # the caller's client_referral_id again: the referral it opened before
+
+
+async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: Actor) -> Opened:
     referral = Referral(episode_id=uuid.uuid4(), person_id=cmd.person_id, referral_source=cmd.referral_source,
                         target_condition=cmd.target_condition, created_at=uow.now())
-    await repository.add(uow.conn, referral, created_by=actor.sub)
+    if not await repository.add(uow.conn, referral, created_by=actor.sub, client_referral_id=cmd.client_referral_id):
+        earlier = await repository.by_client_id(uow.conn, actor.sub, cmd.client_referral_id)
+        assert earlier is not None  # the insert met it
+        if (earlier.person_id, earlier.referral_source, earlier.target_condition) != (
+                cmd.person_id, cmd.referral_source, cmd.target_condition):
+            raise Conflict("client_referral_id was already used for a different referral", field="client_referral_id",
+                           episode_id=str(earlier.episode_id))
+        await _audit(uow, actor, "referral.open_repeated", earlier)
+        return Opened(earlier, replayed=True)
     await _audit(uow, actor, "referral.opened", referral, referral_source=cmd.referral_source,
                  target_condition=cmd.target_condition.value)
-    return referral
+    return Opened(referral, replayed=False)
+
+
+async def list_referrals(uow: UnitOfWork, actor: Actor, *, status: str | None, clinician_id: str | None,
+                         after: tuple | None, limit: int) -> list[Referral]:
+    """The worklist. Audited like a read: one entry with the filters and the episodes shown."""
+    referrals = await repository.page(uow.conn, status=status, clinician_id=clinician_id, after=after, limit=limit)
+    await audit.record(uow.conn, at=uow.now(), actor=actor, action="referral.listed", status=status,
+                       clinician_id=clinician_id, episodes=[str(r.episode_id) for r in referrals])
+    return referrals
 
 
 async def read_referral(uow: UnitOfWork, episode_id: UUID, actor: Actor) -> Referral:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.http.auth import Principal, Role, require
 from rapport_shared.http.errors import Invalid, NotFound
+from rapport_shared.http.paging import cursor, parse_cursor
 from rapport_shared.uow import run_retrying
 
 from ..domain.rules import (QuietHours, QuietHoursError, WebhookUrlError, WorkingHours, WorkingHoursError,
@@ -237,14 +238,6 @@ async def unsubscribe(subscription_id: uuid.UUID, request: Request, who: Princip
 
 
 # ---------------------------------------------------------------- delivery log
-def _cursor(after: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, _, nid = after.rpartition("/")
-        return datetime.fromisoformat(at), uuid.UUID(nid)
-    except ValueError:
-        raise Invalid("not a cursor from a previous page's `next`", field="after") from None
-
-
 @router.get("/deliveries", tags=["deliveries"], dependencies=[Depends(auditor)],
             summary="Delivery log (by reference; no contact details)")
 async def deliveries(request: Request, episode_id: uuid.UUID | None = None, recipient_ref: str | None = None,
@@ -253,7 +246,7 @@ async def deliveries(request: Request, episode_id: uuid.UUID | None = None, reci
     """Oldest first; a full page carries ``next``, the ``after`` of the following page (keyset:
     stable while new deliveries are written)."""
     limit = min(max(limit, 1), 10000)
-    since_at, since_id = _cursor(after) if after else (None, None)
+    since_at, since_id = parse_cursor(after)
     async with _rt(request).pool.acquire() as conn:
         rows = await conn.fetch(
             "SELECT * FROM notifications WHERE ($1::uuid IS NULL OR episode_id = $1) AND ($2::text IS NULL OR recipient_ref = $2)"
@@ -262,7 +255,7 @@ async def deliveries(request: Request, episode_id: uuid.UUID | None = None, reci
             " ORDER BY created_at, notification_id LIMIT $6",
             episode_id, recipient_ref, channel, status, kind, limit, since_at, since_id)
     last = rows[-1] if len(rows) == limit else None
-    return {"next": f"{last['created_at'].isoformat()}/{last['notification_id']}" if last else None, "deliveries": [
+    return {"next": cursor(last["created_at"], last["notification_id"]) if last else None, "deliveries": [
         {"notification_id": str(r["notification_id"]), "idempotency_key": r["idem_key"],
          "cause_event_id": str(r["cause_event_id"]), "episode_id": str(r["episode_id"]), "kind": r["kind"],
          "recipient_ref": r["recipient_ref"], "channel": r["channel"], "language": r["language"], "status": r["status"],
