@@ -7,8 +7,10 @@
 #                                debootstrap (minbase) from the host's Debian mirror + docker import
 #   rapport/postgres:15          Debian postgresql-15                       (deploy/postgres/)
 #   rapport/kafka:4.3.1          Kafka jars from Maven Central + Debian JRE (deploy/kafka/)
+#   rapport/python-runtime:bookworm  (--all only) Debian python3 + the locked third-party wheels
+#                                built on the host               (deploy/python-runtime.Dockerfile)
 #   rapport/<svc>:<version>      + :latest, for intake scheduler outcomes notifier (--all only):
-#                                Debian python3 + wheels built on the host   (deploy/service.Dockerfile)
+#                                runtime + the service's wheels           (services/<svc>/Dockerfile)
 #
 # Each image carries the label rapport.inputs.sha256 (hash of everything it is built from,
 # including its parent image id); an image whose inputs did not change is not rebuilt.
@@ -23,7 +25,7 @@ for arg in "$@"; do
   case "$arg" in
     --infra-only) MODE=infra ;;
     --all) MODE=all ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"; exit 0 ;;
     *) die "unknown argument: $arg (use --infra-only or --all)" ;;
   esac
 done
@@ -31,6 +33,7 @@ done
 BASE_IMAGE=rapport/base:bookworm
 PG_IMAGE=rapport/postgres:15
 KAFKA_IMAGE=rapport/kafka:$KAFKA_VERSION   # KAFKA_VERSION: _common.sh
+RUNTIME_IMAGE=rapport/python-runtime:bookworm
 SERVICES=(intake scheduler outcomes notifier)
 LABEL=rapport.inputs.sha256
 # Bump when the way images are built changes in a way the hashed files do not show.
@@ -216,14 +219,28 @@ PY
 
 build_services() {
   local svc version image hash t0 ctx="$RAPPORT_BUILD_DIR/python" wheelhouse_done=0
+  # The runtime (python + third-party wheels) changes only with the lock: shared by all four.
+  t0=$(now_s)
+  hash=$( {
+    echo "$RECIPE_VERSION $(image_id "$BASE_IMAGE") runtime"
+    hash_files "$RAPPORT_DEPLOY/python-runtime.Dockerfile" "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml"
+  } | sha256sum | cut -c1-64)
+  if up_to_date "$RUNTIME_IMAGE" "$hash"; then
+    summary "$RUNTIME_IMAGE" up-to-date "$(elapsed "$t0")"
+  else
+    make_wheelhouse; wheelhouse_done=1; t0=$(now_s)
+    log "python: building $RUNTIME_IMAGE"
+    docker_build "$RUNTIME_IMAGE" "$hash" runtime -f "$RAPPORT_DEPLOY/python-runtime.Dockerfile" \
+      --build-arg "BASE_IMAGE=$BASE_IMAGE" "$ctx"
+    summary "$RUNTIME_IMAGE" built "$(elapsed "$t0")"
+  fi
   for svc in "${SERVICES[@]}"; do
     t0=$(now_s)
     version=$(service_version "$svc")
     image="rapport/$svc:$version"
     hash=$( {
-      echo "$RECIPE_VERSION $(image_id "$BASE_IMAGE") $svc $version"
-      hash_files "$RAPPORT_DEPLOY/service.Dockerfile" "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" \
-                 "$RAPPORT_ROOT/shared" "$RAPPORT_ROOT/services/$svc"
+      echo "$RECIPE_VERSION $(image_id "$RUNTIME_IMAGE") $svc $version"
+      hash_files "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" "$RAPPORT_ROOT/shared" "$RAPPORT_ROOT/services/$svc"
     } | sha256sum | cut -c1-64)
     if up_to_date "$image" "$hash"; then
       docker tag "$image" "rapport/$svc:latest"
@@ -231,8 +248,8 @@ build_services() {
     fi
     if [ "$wheelhouse_done" = 0 ]; then make_wheelhouse; wheelhouse_done=1; t0=$(now_s); fi
     log "python: building $image"
-    docker_build "$image" "$hash" "$svc" -f "$RAPPORT_DEPLOY/service.Dockerfile" \
-      --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "SERVICE=$svc" "$ctx"
+    docker_build "$image" "$hash" "$svc" -f "$RAPPORT_ROOT/services/$svc/Dockerfile" \
+      --build-arg "RUNTIME_IMAGE=$RUNTIME_IMAGE" "$ctx"
     docker tag "$image" "rapport/$svc:latest"
     summary "$image" built "$(elapsed "$t0")" "also rapport/$svc:latest"
   done

@@ -326,7 +326,7 @@ def check_environment(env: Env, *, production: bool) -> dict[str, ServiceSetting
         psc = spec["securityContext"]
         assert psc.get("runAsNonRoot") is True and isinstance(psc.get("runAsUser"), int) and psc["runAsUser"] > 0, \
             f"{where}: runAsNonRoot needs a numeric runAsUser (the image's USER is a name)"
-        dockerfile_uid = re.search(r"useradd[^\n]*--uid[ =](\d+)", (ROOT / "deploy" / "service.Dockerfile").read_text())
+        dockerfile_uid = re.search(r"useradd[^\n]*--uid[ =](\d+)", (ROOT / "deploy" / "python-runtime.Dockerfile").read_text())
         if dockerfile_uid:
             assert psc["runAsUser"] == int(dockerfile_uid.group(1)), f"{where}: the Dockerfile's uid"
         for c in containers:
@@ -525,7 +525,7 @@ def test_compose_and_manifests_agree_on_the_http_ports():
 
 
 def test_image_user_matches_run_as_user():
-    """runAsUser is the uid of the image's USER (a name in service.Dockerfile): asked of a built image."""
+    """runAsUser is the uid of the image's USER (a name in deploy/python-runtime.Dockerfile): asked of a built image."""
     docker = shutil.which("docker")
     if not docker:
         pytest.skip("docker is not installed: the image's uid cannot be read")
