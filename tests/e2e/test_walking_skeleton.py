@@ -65,6 +65,13 @@ async def test_http_requires_a_token_and_the_right_role(system, tokens):
         assert httpx.get(f"{svc.url}/metrics").status_code == 401
         m = httpx.get(f"{svc.url}/metrics", headers={"Authorization": f"Bearer {tokens.issue('ops', ['operator'])}"})
         assert m.status_code == 200 and "rapport_outbox_published_total" in m.text
+        # A scraper's token (role metrics) reads the metrics and no data.
+        scraper = {"Authorization": f"Bearer {tokens.issue('prometheus', ['metrics'])}"}
+        assert httpx.get(f"{svc.url}/metrics", headers=scraper).status_code == 200
+    scraper = {"Authorization": f"Bearer {tokens.issue('prometheus', ['metrics'])}"}
+    assert httpx.get(f"{system['intake'].url}/v1/referrals", headers=scraper).status_code == 403
+    assert httpx.get(f"{system['notifier'].url}/v1/deliveries", headers=scraper).status_code == 403
+    assert httpx.get(f"{system['outcomes'].url}/v1/alerts", headers=scraper).status_code == 403
 
 
 async def test_bad_input_is_a_clear_422_and_writes_nothing(system, tokens, service_dsns):

@@ -49,7 +49,7 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics",
-             dependencies=[Depends(require(Role.operator, Role.admin))])
+             dependencies=[Depends(require(Role.metrics, Role.operator, Role.admin))])
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

@@ -23,6 +23,7 @@ class Role(StrEnum):
     partner = "partner"
     patient_app = "patient_app"
     operator = "operator"  # ops: metrics, DLQ, replay
+    metrics = "metrics"  # a scraper (Prometheus): /metrics and nothing else, so its long-lived token opens no data
 
 
 class Principal(BaseModel):
