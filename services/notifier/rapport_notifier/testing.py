@@ -5,7 +5,6 @@ the services would (rapport_shared.envelope) and to drive simulated time."""
 
 from __future__ import annotations
 
-import asyncio
 import email
 import json
 import threading
@@ -25,6 +24,7 @@ from rapport_shared.contracts.base import EventData
 from rapport_shared.private_contacts import ContactRecordV1, Keyring, encode_contact, ensure_private_topic
 from rapport_shared.testing.kafka import produce_raw
 from rapport_shared.testing.services import free_port
+from rapport_shared.testing.wait import until  # noqa: F401  (re-exported: the notifier tests import it from here)
 from rapport_shared.topics import PRIVATE_CONTACTS
 
 
@@ -233,18 +233,6 @@ class SimTime:
         assert t > self.now
         self.now = t
         await publish_tick(self.bootstrap, t)
-
-
-async def until(predicate, timeout: float = 90, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = predicate()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        await asyncio.sleep(0.3)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def api(url: str, token: str, method: str, path: str, **kw) -> httpx.Response:
