@@ -151,3 +151,8 @@ class OutcomeEvaluatedV1(EventData):
     )
     paired_measures: list[Code] = Field(default_factory=list, description="the paired measures the episode had")
     instruments: dict[str, InstrumentOutcome] = Field(default_factory=dict)
+    revision: int = Field(
+        default=1, ge=1,
+        description="1: evaluated when the course ended; n > 1: evaluated again because a score administered"
+                    " before the end was recorded after it and changed the result. The highest revision of an"
+                    " episode supersedes the earlier ones (same episode, same key: they arrive in order)")

@@ -203,6 +203,34 @@ async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h)
     assert loinc == ["44261-6"] * 3 + ["70274-6"] * 2
 
 
+async def test_a_score_given_before_the_end_but_recorded_after_it_revises_the_evaluation(outcomes, h):
+    clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
+    data = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18}, clinician_id=clinician_id)
+    await submit(outcomes, data, h.phq9(12), session_number=15)
+    given = now()  # the patient fills in the last questionnaire in the app...
+    await outcomes.deliver(ended(data, uuid.uuid4(), 16))  # ...the clinician closes the course before it lands
+    [first] = await outcomes.events(data.episode_id, "rapport.outcome.evaluated.v1")
+    assert (first["revision"], first["final_totals"], first["remission"], first["recovery"]) == (1, {"phq9": 12}, False, False)
+
+    await submit(outcomes, data, h.phq9(4), session_number=16, administered_at=given.isoformat())
+    first, second = await outcomes.events(data.episode_id, "rapport.outcome.evaluated.v1")
+    assert (second["revision"], second["final_totals"], second["remission"], second["recovery"],
+            second["reliable_recovery"]) == (2, {"phq9": 4}, True, True, True)
+    assert second["ce_id"] != first["ce_id"] and second["baseline_totals"] == {"phq9": 18}
+    auth = outcomes.auth(clinician_id, "clinician")
+    outcome = (await outcomes.client.get(f"/v1/episodes/{data.episode_id}/outcome", headers=auth)).json()
+    assert (outcome["event_id"], outcome["revision"], outcome["remission"]) == (second["ce_id"], 2, True)
+    report = (await outcomes.client.get("/v1/reports/cohort", params={"group_by": "clinician", "clinician_id": clinician_id},
+                                        headers=auth)).json()
+    assert report["groups"][0]["recovery"] == {"count": 1, "denominator": 1, "rate": 1.0}
+
+    # No revision for a score given after the end (a follow-up), nor for a late one that is not the
+    # final score (given before the one that is).
+    await submit(outcomes, data, h.phq9(20), administered_at=now().isoformat())
+    await submit(outcomes, data, h.phq9(11), session_number=14, administered_at=(given - timedelta(seconds=1)).isoformat())
+    assert len(await outcomes.events(data.episode_id, "rapport.outcome.evaluated.v1")) == 2
+
+
 async def test_course_ended_before_the_intake_event_is_evaluated_when_it_arrives(outcomes, h):
     data = h.intake_event(baseline={"phq9": h.PHQ9_18})
     await outcomes.deliver(ended(data, uuid.uuid4(), 12))

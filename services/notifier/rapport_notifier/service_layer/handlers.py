@@ -356,7 +356,8 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
                                   "attended_sessions": data.attended_sessions if data.attended_sessions is not None else "n/a",
                                   "recovery": yn(data.recovery), "reliable_improvement": yn(data.reliable_improvement),
                                   "reliable_deterioration": yn(data.reliable_deterioration),
-                                  "baseline_totals": data.baseline_totals, "final_totals": data.final_totals})
+                                  "baseline_totals": data.baseline_totals, "final_totals": data.final_totals,
+                                  "revision": data.revision})
     await fan_out_webhooks(uow, ctx, event, data)
 
 

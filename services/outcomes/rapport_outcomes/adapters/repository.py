@@ -267,6 +267,15 @@ async def add_evaluation(conn: asyncpg.Connection, **v: Any) -> None:
     )
 
 
+async def replace_evaluation(conn: asyncpg.Connection, **v: Any) -> None:
+    """A revision: the row takes the new values (the earlier ones stay in the events)."""
+    cols = [c for c in v if c != "episode_id"]
+    await conn.execute(
+        f"UPDATE evaluations SET {', '.join(f'{c} = ${i + 2}' for i, c in enumerate(cols))} WHERE episode_id = $1",
+        v["episode_id"], *(v[c] for c in cols),
+    )
+
+
 async def get_evaluation(conn: asyncpg.Connection, episode_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM evaluations WHERE episode_id = $1", episode_id)
 

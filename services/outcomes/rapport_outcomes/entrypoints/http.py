@@ -141,7 +141,7 @@ async def outcome(episode_id: UUID, request: Request) -> dict:
                               "remission")}
     return {"episode_id": str(episode_id), "course_id": str(ev["course_id"]) if ev["course_id"] else None, **out,
             **json.loads(ev["detail"]), "ended_at": _iso(ev["ended_at"]), "evaluated_at": _iso(ev["evaluated_at"]),
-            "event_id": str(ev["event_id"])}
+            "event_id": str(ev["event_id"]), "revision": ev["revision"]}
 
 
 @episodes.get("/{episode_id}/fhir", summary="FHIR R4 Bundle: QuestionnaireResponse + Observation per submission",

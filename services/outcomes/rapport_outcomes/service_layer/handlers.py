@@ -17,6 +17,7 @@ from rapport_shared.contracts import IntakeCompletedV1, ScoreSubmittedV1, Timepo
 from rapport_shared.contracts.course import CourseEndedV1, CoursePlannedV1, SessionAttendedV1
 from rapport_shared.contracts.outcomes import AlertKind, AlertRaisedV1, AlertResolvedV1, OutcomeEvaluatedV1
 from rapport_shared.http.auth import Principal
+from rapport_shared.logging import get_logger
 from rapport_shared.uow import UnitOfWork
 
 from ..adapters import repository as repo
@@ -42,6 +43,8 @@ from ..domain.model import (
 from ..domain.policy import OutcomesPolicy
 
 SYSTEM = "system"
+
+log = get_logger("rapport.outcomes.handlers")
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,12 @@ async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Prin
     )
     role = next((r for r in ("clinician", "admin", "partner", "patient_app") if r in who.roles), None)
     stored = await _accept(uow, episode, scored, policy, source="http", submitted_by=who.sub, submitted_role=role)
+    # Administered before the course ended but recorded after its evaluation (the last questionnaire
+    # landing just after the clinician closed the course): "final" is the latest score by the time
+    # it was given, so the evaluation is made again, and revised if this changes it.
+    course = await repo.get_course(uow.conn, episode_id)
+    if course is not None and course["ended_at"] is not None and stored.administered_at <= course["ended_at"]:
+        await _evaluate(uow, episode, course, policy, revise=True)
     return Accepted(stored, replayed=False)
 
 
@@ -271,17 +280,39 @@ async def course_ended(data: CourseEndedV1, uow: UnitOfWork, policy: OutcomesPol
     await _evaluate(uow, episode, await repo.get_course(uow.conn, data.episode_id), policy)
 
 
-async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesPolicy) -> None:
-    """The end-of-course classification, once per episode, from the scores stored so far."""
-    if await repo.has_evaluation(uow.conn, episode.episode_id):
+async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesPolicy, *, revise: bool = False) -> None:
+    """The end-of-course classification from the scores stored so far: once per episode, or, with
+    ``revise``, again when that changes the result (a revision, announced like the first)."""
+    current = await repo.get_evaluation(uow.conn, episode.episode_id)
+    if current is not None and not revise:
         return
     points = await repo.score_points(uow.conn, episode.episode_id, policy)
+    through = max((p.recorded_seq for p in points), default=0)
+    if current is not None:  # what the first evaluation saw, plus late scores given before the end
+        through = current["through_seq"]
+        points = [p for p in points if through is None or p.recorded_seq <= through
+                  or p.administered_at <= course["ended_at"]]
     attended = course["ended_attended_sessions"] or 0
     ev = evaluate(points, attended_sessions=attended, target_condition=episode.target_condition, policy=policy)
     c = ev.classification
     template = course["template_id"] or episode.template_id
     clinician = course["clinician_id"] or episode.clinician_id
     now = uow.now()
+    detail = {"paired_measures": list(c.paired_measures),
+              "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()}}
+    result = dict(
+        finished_course=ev.finished_course, counts_toward_recovery=c.counts_toward_recovery,
+        caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
+        reliable_improvement=c.reliable_improvement, reliable_deterioration=c.reliable_deterioration,
+        reliable_recovery=c.reliable_recovery, response=c.response, remission=c.remission)
+    revision = 1
+    if current is not None:
+        stored = json.loads(current["detail"]) if isinstance(current["detail"], str) else current["detail"]
+        if stored == detail and all(current[k] == v for k, v in result.items()):
+            return  # the late score is not the final one (or changes nothing): no revision
+        revision = current["revision"] + 1
+        log.info("end-of-course evaluation revised: a score administered before the end was recorded after it",
+                 episode_id=str(episode.episode_id), revision=revision)
     event = await uow.emit(OutcomeEvaluatedV1(
         episode_id=episode.episode_id, course_id=course["course_id"], finished_course=ev.finished_course,
         caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
@@ -291,16 +322,12 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
         final_totals={k: float(p.final.total) for k, p in ev.pairs.items()},
         evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
         attended_sessions=attended, counts_toward_recovery=c.counts_toward_recovery,
-        paired_measures=list(c.paired_measures), instruments=ev.instruments(),
+        paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
     ))
-    detail = {"paired_measures": list(c.paired_measures),
-              "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()}}
-    await repo.add_evaluation(
+    write = repo.add_evaluation if current is None else repo.replace_evaluation
+    await write(
         uow.conn, episode_id=episode.episode_id, course_id=course["course_id"], template_id=template,
-        clinician_id=clinician, end_reason=course["end_reason"], attended_sessions=attended,
-        finished_course=ev.finished_course, counts_toward_recovery=c.counts_toward_recovery,
-        caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
-        reliable_improvement=c.reliable_improvement, reliable_deterioration=c.reliable_deterioration,
-        reliable_recovery=c.reliable_recovery, response=c.response, remission=c.remission,
+        clinician_id=clinician, end_reason=course["end_reason"], attended_sessions=attended, **result,
         detail=json.dumps(detail), ended_at=course["ended_at"], evaluated_at=now, event_id=UUID(event.id),
+        revision=revision, through_seq=through,
     )
