@@ -9,6 +9,25 @@ import httpx
 # A PHQ-9 at caseness (total 18, moderately severe) with item 9 = 0.
 PHQ9_BASELINE = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 0}
 
+
+def phq9(total: int, item9: int = 0) -> dict[str, int]:
+    """PHQ-9 answers (as a form sends them) with this total: items 1–8 filled in order, item 9 as given."""
+    return {**_fill(total - item9, 8), "9": item9}
+
+
+def gad7(total: int) -> dict[str, int]:
+    """GAD-7 answers with this total, items filled in order."""
+    return _fill(total, 7)
+
+
+def _fill(total: int, items: int) -> dict[str, int]:
+    out, rest = {}, total
+    for n in range(1, items + 1):
+        out[str(n)] = min(3, rest)
+        rest -= out[str(n)]
+    assert rest == 0, f"{total} does not fit in {items} items of 0-3"
+    return out
+
 AVAILABILITY = {"timezone": "Europe/London",
                 "slots": [{"weekday": 2, "start": "09:00", "end": "12:00"},
                           {"weekday": 4, "start": "14:00", "end": "17:00"}]}

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from rapport_shared import envelope
 from rapport_shared.contracts.course import CourseEndedV1, SessionAttendedV1
-from rapport_shared.testing.flows import intake_completion
+from rapport_shared.testing.flows import gad7, intake_completion, phq9
 from rapport_shared.testing.kafka import read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, OUTCOMES
 
@@ -28,22 +28,6 @@ pytestmark = pytest.mark.e2e
 
 PHQ9_18 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 0}
 GAD7_12 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1, 7: 1}
-
-
-def phq9(total: int, item9: int = 0) -> dict[str, int]:
-    out, rest = {}, total - item9
-    for n in range(1, 9):
-        out[str(n)] = min(3, rest)
-        rest -= out[str(n)]
-    return {**out, "9": item9}
-
-
-def gad7(total: int) -> dict[str, int]:
-    out, rest = {}, total
-    for n in range(1, 8):
-        out[str(n)] = min(3, rest)
-        rest -= out[str(n)]
-    return out
 
 
 def of(episode: str, ce_type: str | None = None):

@@ -19,28 +19,11 @@ from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.base import EventData
 from rapport_shared.testing.fixtures import TEST_SECRET
+from rapport_shared.testing.flows import gad7, phq9
 from rapport_shared.uow import UnitOfWorkFactory
 
 PHQ9_18 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 0}
 GAD7_12 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 1, 7: 1}
-
-
-def phq9(total: int, item9: int = 0) -> dict[str, int]:
-    out, rest = {}, total - item9
-    for n in range(1, 9):
-        out[str(n)] = min(3, rest)
-        rest -= out[str(n)]
-    assert rest == 0
-    return {**out, "9": item9}
-
-
-def gad7(total: int) -> dict[str, int]:
-    out, rest = {}, total
-    for n in range(1, 8):
-        out[str(n)] = min(3, rest)
-        rest -= out[str(n)]
-    assert rest == 0
-    return out
 
 
 @dataclass
