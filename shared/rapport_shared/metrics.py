@@ -13,3 +13,7 @@ RELAY_LAG_SECONDS = Histogram(
     "rapport_outbox_lag_seconds", "Time from outbox insert to Kafka acknowledgement", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 )
 HTTP_REQUESTS = Counter("rapport_http_requests_total", "HTTP requests", ["method", "route", "status"])
+TIMERS_FIRED = Counter("rapport_timers_fired_total", "Durable timers fired (their effect committed)", ["kind"])
+TIMERS_FAILED = Counter(
+    "rapport_timers_failed_total", "Durable timers given up after max_attempts: their effect will not happen by itself",
+    ["kind"])

@@ -52,6 +52,7 @@ from .db import ident
 from .faults import crash_point
 from .listen import NotifyLoop
 from .logging import get_logger
+from .metrics import TIMERS_FAILED, TIMERS_FIRED
 from .outbox import Outbox
 from .runtime import ServiceRuntime
 from .uow import UnitOfWork
@@ -199,6 +200,7 @@ class TimerRunner:
                 crash_point("timer.before_commit")
             crash_point("timer.after_commit")
             self._retry_after.pop(timer.timer_id, None)
+            TIMERS_FIRED.labels(timer.kind).inc()
             log.info("timer fired", kind=timer.kind, key=timer.key, due_at=timer.due_at.isoformat())
             return True
         except asyncio.CancelledError:
@@ -220,6 +222,7 @@ class TimerRunner:
             )
         if final:
             self._retry_after.pop(timer.timer_id, None)
+            TIMERS_FAILED.labels(timer.kind).inc()
             log.error("timer failed for good", kind=timer.kind, key=timer.key, attempts=attempts, error=repr(exc))
         else:
             delay = min(self.backoff_s * 2 ** (attempts - 1), self.backoff_max_s)

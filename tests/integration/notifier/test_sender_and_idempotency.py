@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from rapport_notifier.adapters.channels import SendError
 from rapport_notifier.adapters.contacts import apply_record
@@ -133,9 +134,13 @@ async def test_failed_for_good_after_the_bounded_time(h):
     # RETRY_FOR_S (3600 s) of wall time since the first attempt has gone by
     await h.exec("UPDATE notifications SET first_attempt_at = now() - interval '3601 seconds', next_attempt_at = now()")
     [row] = await sender.claim()
+    failed = {"channel": "email", "kind": row["kind"], "outcome": "failed"}
+    before = REGISTRY.get_sample_value("rapport_notifier_deliveries_total", failed) or 0.0
     await sender.deliver(row)
     r = await h.row("SELECT * FROM notifications")
     assert r["status"] == "failed" and r["attempts"] == 2 and r["last_error"].startswith("smtp_unreachable")
+    # counted once, for the RapportNotificationsFailing alert (deploy/README.md, "Alerts")
+    assert REGISTRY.get_sample_value("rapport_notifier_deliveries_total", failed) == before + 1
     assert await sender.claim() == []  # never again
     [ev] = await h.outbox_events("rapport.notification.failed.v1")
     assert ev["id"] == str(uuid.uuid5(r["notification_id"], "failed"))

@@ -100,3 +100,42 @@ async def test_runner_loop_fires_when_simulated_time_reaches_the_due_time(kafka,
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await clock.stop()
+
+
+async def test_a_timer_that_keeps_failing_is_given_up_and_counted_for_the_alert(sched_db):
+    """After max_attempts the timer is marked failed (never blocking the others) and
+    rapport_timers_failed_total{kind} moves: the metric RapportTimerFailed alerts on."""
+    from prometheus_client import REGISTRY
+
+    from rapport_shared.clock import ManualClock
+    from rapport_shared.outbox import Outbox
+
+    pool, schema = sched_db
+    clock = ManualClock(T0)
+    bad, good = f"test.bad.{uuid.uuid4().hex[:6]}", f"test.good.{uuid.uuid4().hex[:6]}"
+
+    async def broken(uow, timer):
+        raise RuntimeError("the handler's dependency is down")
+
+    async def fine(uow, timer):
+        pass
+
+    def count(name: str, kind: str) -> float:
+        return REGISTRY.get_sample_value(name, {"kind": kind}) or 0.0
+
+    runner = TimerRunner(pool, Outbox("/rapport/test", schema), clock, schema, {bad: broken, good: fine},
+                         max_attempts=3, backoff_s=0.0, backoff_max_s=0.0)
+    store = TimerStore(schema)
+    async with pool.acquire() as conn, conn.transaction():
+        await store.schedule(conn, bad, "b1", T0, now=T0)
+        await store.schedule(conn, good, "g1", T0 + timedelta(seconds=1), now=T0)
+    clock.advance(timedelta(minutes=1))
+    for _ in range(5):
+        await runner.fire_due()
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT attempts, failed_at, last_error FROM timers WHERE kind = $1", bad)
+        fired = await conn.fetchval("SELECT fired_at FROM timers WHERE kind = $1", good)
+    assert row["attempts"] == 3 and row["failed_at"] is not None and "dependency is down" in row["last_error"]
+    assert fired is not None  # the failing one did not hold the other back
+    assert (count("rapport_timers_failed_total", bad), count("rapport_timers_fired_total", good)) == (1.0, 1.0)
+    assert count("rapport_timers_fired_total", bad) == 0.0

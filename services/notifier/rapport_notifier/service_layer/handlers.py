@@ -21,6 +21,7 @@ from rapport_shared.timers import Timer, TimerStore
 from rapport_shared.uow import UnitOfWork
 
 from ..domain import rules
+from ..metrics import DELIVERIES
 from ..domain.rules import QuietHours, QuietHoursError, WorkingHours, WorkingHoursError
 from ..settings import NotifierSettings
 
@@ -115,6 +116,8 @@ async def enqueue(uow: UnitOfWork, ctx: Ctx, *, kind: str, cause_event_id: str |
                                                 cause_event_id=uuid.UUID(str(cause_event_id)), error_code="no_channel",
                                                 attempts=1, failed_at=uow.now()),
                            event_id=str(uuid.uuid5(nid, "failed")))
+            # Counted inside the consumer's transaction: a rolled-back, redelivered event counts again.
+            DELIVERIES.labels("none", kind, "no_channel").inc()
         n += bool(inserted)
     if n:
         await uow.conn.execute("SELECT pg_notify($1, '')", f"{ctx.settings.db_schema}_{SENDER_CHANNEL}")

@@ -32,7 +32,6 @@ import uuid
 from datetime import timedelta
 
 import asyncpg
-from prometheus_client import Counter
 
 from rapport_shared.contracts import NotificationDeliveredV1, NotificationFailedV1
 from rapport_shared.faults import crash_point
@@ -41,16 +40,10 @@ from rapport_shared.uow import UnitOfWork
 
 from ..adapters.channels import Outgoing, SendError
 from ..domain.rules import TemplateMissing, Templates
+from ..metrics import DELIVERIES, IN_DOUBT
 from .handlers import SENDER_CHANNEL
 
 log = get_logger("rapport.notifier.sender")
-
-IN_DOUBT = Counter(
-    "rapport_notifier_in_doubt_total",
-    "In-doubt deliveries (the sender died mid-send, or a send broke off unanswered) by how they were settled:"
-    " accepted (the provider had it: recorded delivered, not sent), not_accepted (sent), lookup_failed (nothing"
-    " sent, asked again later), resent (sent again without knowing: no status lookup, or none answered in RETRY_FOR_S)",
-    ["channel", "outcome"])
 
 
 class Sender:
@@ -271,6 +264,7 @@ class Sender:
                 await uow.emit(NotificationFailedV1(**common, error_code=err.code, attempts=row["attempts"],
                                                     failed_at=uow.now()),
                                event_id=str(uuid.uuid5(row["notification_id"], "failed")))
+        DELIVERIES.labels(row["channel"], row["kind"], status).inc()  # committed
 
     async def _failed_attempt(self, row, err: SendError, doubt: bool = False) -> None:
         async with self.rt.pool.acquire() as conn:

@@ -1,0 +1,15 @@
+"""The notifier's own Prometheus metrics (beside rapport_shared.metrics), served on ``/metrics``."""
+
+from prometheus_client import Counter
+
+IN_DOUBT = Counter(
+    "rapport_notifier_in_doubt_total",
+    "In-doubt deliveries (the sender died mid-send, or a send broke off unanswered) by how they were settled:"
+    " accepted (the provider had it: recorded delivered, not sent), not_accepted (sent), lookup_failed (nothing"
+    " sent, asked again later), resent (sent again without knowing: no status lookup, or none answered in RETRY_FOR_S)",
+    ["channel", "outcome"])
+DELIVERIES = Counter(
+    "rapport_notifier_deliveries_total",
+    "Deliveries finished, by outcome: delivered, failed (for good: retries exhausted or a permanent error),"
+    " suppressed (replay mode), no_channel (the recipient has no reachable channel: recorded failed at once)",
+    ["channel", "kind", "outcome"])
