@@ -43,7 +43,7 @@ K8S = ROOT / "deploy" / "k8s"
 SERVICES = shared_cli.SERVICES
 # The kustomizations that are applied as such; every other one is used by one of these.
 ENTRY_POINTS = {"overlays/dev", "overlays/dev/provision", "overlays/production",
-                "overlays/production/provision", "monitoring"}
+                "overlays/production/provision", "monitoring", "alerts"}
 PROBE_ROUTES = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "startupProbe": "/healthz"}
 ADMIN_ENV = {"RAPPORT_ADMIN_DSN", "RAPPORT_DATABASE"} | {f"RAPPORT_DB_PASSWORD_{s.upper()}" for s in SERVICES}
 # Defaults that must never reach production (ServiceSettings, docker-compose*.yml).
