@@ -8,6 +8,7 @@ import uuid
 from datetime import date, datetime, timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.course import CourseReviewNeededV1, ReviewReason
@@ -52,6 +53,9 @@ async def test_same_intake_twice_plans_one_course(h):
     consumer = EventConsumer(pool=h.pool, group_id="t", dead_letter=None, outbox=h.outbox, clock=h.clock)
     registrar(h.deps)(None, consumer)
     ik = intake_completed(completed_at=h.clock.now(), clinician_id=clinician())
+    waits = lambda: REGISTRY.get_sample_value("rapport_scheduler_first_session_wait_days_count",  # noqa: E731
+                                              {"template_id": ik.template_id}) or 0.0
+    before = waits()
     rec = encode(new_event(type=ik.event_type, source="/rapport/intake", subject=str(ik.episode_id), data=ik, time=h.clock.now()))
     assert (await consumer.process(Record(INTAKE, rec, 1))).status == "processed"
     assert (await consumer.process(Record(INTAKE, rec, 2))).status == "duplicate"  # same ce_id: the inbox
@@ -60,6 +64,7 @@ async def test_same_intake_twice_plans_one_course(h):
     assert await h.val("SELECT count(*) FROM courses WHERE episode_id = $1", ik.episode_id) == 1
     events = await h.events(ik.episode_id)
     assert [e.event_type for e in events] == ["rapport.course.planned.v1"] + ["rapport.session.scheduled.v1"] * 16
+    assert waits() == before + 1  # the wait for the first session, observed once per planned course
 
 
 async def test_no_double_booking_and_no_session_on_a_closure_day(h, client):

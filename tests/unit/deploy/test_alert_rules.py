@@ -18,6 +18,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 import mini_yaml
 from rapport_notifier import metrics as notifier_metrics
+from rapport_scheduler import metrics as scheduler_metrics
 from rapport_notifier.domain import rules as notifier_rules
 from rapport_shared import metrics as shared_metrics
 
@@ -32,7 +33,7 @@ SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_c
 def exported() -> dict[str, tuple[MetricWrapperBase, set[str]]]:
     """Sample name → (metric, the labels its samples carry)."""
     out = {}
-    for module in (shared_metrics, notifier_metrics):
+    for module in (shared_metrics, notifier_metrics, scheduler_metrics):
         for metric in vars(module).values():
             if isinstance(metric, MetricWrapperBase):
                 for suffix in SUFFIXES[metric._type]:

@@ -21,6 +21,7 @@ from ..domain import decider as D
 from ..domain.calendar import BookingRules, WeeklyHours
 from ..domain.course import Course, evolve
 from ..domain.errors import UnknownEntity
+from ..metrics import FIRST_SESSION_WAIT_DAYS
 from ..settings import SchedulerSettings
 
 log = get_logger(__name__)
@@ -102,6 +103,9 @@ async def plan_course(intake: IntakeCompletedV1, uow: UnitOfWork, deps: Deps) ->
     # Ids derived from the episode (one course per episode): a replay plans the same course id.
     d = D.plan(intake, replace(deps.context(uow.now(), rules), new_id=planned_ids(intake.episode_id)))
     await _commit(uow, deps, d, availability=intake.availability)
+    planned = d.events[0]
+    FIRST_SESSION_WAIT_DAYS.labels(planned.template_id).observe(
+        (planned.first_session_at - intake.completed_at).total_seconds() / 86400)
     early = await uow.conn.fetchval("DELETE FROM early_outcomes WHERE episode_id = $1 RETURNING evaluation",
                                     intake.episode_id)
     if early is not None:  # its evaluation was read first (topics replayed in another order)
