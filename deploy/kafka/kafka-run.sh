@@ -28,6 +28,14 @@
 #   KAFKA_SUPER_USERS      names (comma separated) that bypass ACLs, besides the broker   (admin)
 #   KAFKA_BROKER_PASSWORD  password of User:broker, a super user: inter-broker and broker->controller
 #                          connections and healthcheck.sh; no client needs it  (random per start)
+#   KAFKA_TLS_PORT         with KAFKA_SECURE=1: one more client listener, SASL_SSL (TLS + SASL/PLAIN,
+#                          the same users), on this port; for clients outside the private network
+#   KAFKA_TLS_ADVERTISED_HOST  the name it is advertised under ($KAFKA_ADVERTISED_HOST)
+#   KAFKA_TLS_KEYSTORE     PEM file: the unencrypted PKCS#8 private key and the certificate chain.
+#                          Unset: a development CA and server certificate are made in
+#                          $KAFKA_TLS_DIR (CA kept across restarts; clients trust $KAFKA_TLS_DIR/ca.pem)
+#   KAFKA_TLS_DIR          (/var/lib/kafka/tls)
+#   KAFKA_TLS_SANS         extra subjectAltNames for the made certificate (e.g. DNS:kafka.example.org)
 # Storage is formatted only when $KAFKA_DATA_DIR/meta.properties is absent, so a restart of the
 # same container (or process with the same data dir) keeps topics and offsets.
 set -euo pipefail
@@ -69,6 +77,38 @@ if [ -n "$KAFKA_INTERNAL_PORT" ]; then
 fi
 protocol_map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT
 [ "$KAFKA_SECURE" = 1 ] && protocol_map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT
+KAFKA_TLS_PORT="${KAFKA_TLS_PORT:-}"
+if [ -n "$KAFKA_TLS_PORT" ]; then
+  [ "$KAFKA_SECURE" = 1 ] || { echo "kafka-run: KAFKA_TLS_PORT needs KAFKA_SECURE=1 (TLS here always comes with SASL)" >&2; exit 2; }
+  listeners="$listeners,SASL_SSL://${KAFKA_LISTEN_HOST}:${KAFKA_TLS_PORT}"
+  advertised="$advertised,SASL_SSL://${KAFKA_TLS_ADVERTISED_HOST:-$KAFKA_ADVERTISED_HOST}:${KAFKA_TLS_PORT}"
+  protocol_map="$protocol_map,SASL_SSL:SASL_SSL"
+fi
+
+# make_dev_tls DIR: a development CA (kept) and a server certificate for this broker's names,
+# joined as DIR/keystore.pem (key + chain) for Kafka's PEM keystore. Not for production: give
+# KAFKA_TLS_KEYSTORE a certificate from the organisation's CA instead.
+make_dev_tls() {
+  local dir="$1" sans
+  mkdir -p "$dir"
+  if [ ! -s "$dir/ca.pem" ] || [ ! -s "$dir/ca.key" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=Rapport development Kafka CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  fi
+  sans="DNS:localhost,DNS:${KAFKA_ADVERTISED_HOST},DNS:${KAFKA_INTERNAL_HOST},IP:127.0.0.1"
+  [ -n "${KAFKA_TLS_ADVERTISED_HOST:-}" ] && sans="$sans,DNS:${KAFKA_TLS_ADVERTISED_HOST}"
+  [ -n "${KAFKA_TLS_SANS:-}" ] && sans="$sans,${KAFKA_TLS_SANS}"
+  sans=$(printf '%s' "$sans" | sed -E 's/DNS:([0-9]+\.[0-9]+\.[0-9]+\.[0-9]+)/IP:\1/g')  # addresses are IP SANs
+  openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=${KAFKA_TLS_ADVERTISED_HOST:-$KAFKA_ADVERTISED_HOST}" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  openssl x509 -req -sha256 -days 825 -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -out "$dir/server.pem" -extfile <(printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' "$sans") 2>/dev/null
+  ( umask 077; cat "$dir/server.key" "$dir/server.pem" "$dir/ca.pem" > "$dir/keystore.pem" )
+  rm -f "$dir/server.csr"
+  chmod 644 "$dir/ca.pem"
+  echo "kafka-run: made a development TLS certificate for ${sans} (trust $dir/ca.pem)"
+}
 HEALTH_CREDENTIALS="$CONF_DIR/healthcheck.sasl"  # read by healthcheck.sh in the secure profile
 rm -f "$HEALTH_CREDENTIALS"
 
@@ -146,10 +186,22 @@ if [ "$KAFKA_SECURE" = 1 ]; then
     if [ -n "$KAFKA_INTERNAL_PORT" ]; then
       echo "listener.name.internal.plain.sasl.jaas.config=${module} ${login} ${jaas_users};"
     fi
+    if [ -n "$KAFKA_TLS_PORT" ]; then
+      keystore="${KAFKA_TLS_KEYSTORE:-}"
+      if [ -z "$keystore" ]; then
+        make_dev_tls "${KAFKA_TLS_DIR:-$(dirname "$KAFKA_DATA_DIR")/tls}" >&2
+        keystore="${KAFKA_TLS_DIR:-$(dirname "$KAFKA_DATA_DIR")/tls}/keystore.pem"
+      fi
+      [ -r "$keystore" ] || die "KAFKA_TLS_KEYSTORE $keystore is not readable"
+      echo "listener.name.sasl_ssl.plain.sasl.jaas.config=${module} ${login} ${jaas_users};"
+      echo "listener.name.sasl_ssl.ssl.keystore.type=PEM"
+      echo "listener.name.sasl_ssl.ssl.keystore.location=${keystore}"
+    fi
   } >> "$PROPS"
   chmod 600 "$PROPS"
   ( umask 077; printf 'broker\n%s\n' "$broker_pw" > "$HEALTH_CREDENTIALS" )
   echo "kafka-run: secure profile: SASL_PLAINTEXT/PLAIN, ${#entries[@]} user(s), super users ${supers}"
+  [ -n "$KAFKA_TLS_PORT" ] && echo "kafka-run: TLS listener SASL_SSL on port ${KAFKA_TLS_PORT}"
 fi
 if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
   printf '# KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >> "$PROPS"

@@ -14,6 +14,14 @@ exits (no consumer group, nothing committed); without it the consumer joins ``--
 the topics, committing offsets after each record is handled. The exit status is 1 when any record
 was invalid. ``--report FILE`` writes one JSON line per record (topic, partition, offset, key,
 ce_type, ce_id, valid, errors); a summary is printed on stdout as JSON.
+
+Against the secure profile's TLS listener, as the partner principal Rapport gave you:
+
+    python consumer.py --bootstrap kafka.example.org:9094 --sasl-username partner-demo \
+        --sasl-password "$PW" --cafile kafka-ca.pem --group partner-demo-analytics
+
+(``--cafile``: the CA that signed the broker's certificate; without it the system's CAs are used.
+``--sasl-*`` without ``--cafile`` or ``--tls`` is SASL_PLAINTEXT, for a broker on your own host.)
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import argparse
 import asyncio
 import json
 import signal
+import ssl
 import sys
 import uuid
 from collections import Counter
@@ -129,7 +138,7 @@ async def run(args: argparse.Namespace) -> int:
     counts: Counter[str] = Counter()
     report = open(args.report, "w") if args.report else None
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap,
+        **connection(args),
         group_id=None if args.until_caught_up else args.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -138,7 +147,7 @@ async def run(args: argparse.Namespace) -> int:
     await consumer.start()
     try:
         if args.until_caught_up:
-            admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap, client_id="partner-example")
+            admin = AIOKafkaAdminClient(client_id="partner-example", **connection(args))
             await admin.start()
             try:
                 described = await admin.describe_topics(args.topics)
@@ -196,6 +205,20 @@ async def run(args: argparse.Namespace) -> int:
     return 1 if counts["invalid"] else 0
 
 
+def connection(args: argparse.Namespace) -> dict:
+    """aiokafka's connection options: plain, SASL_PLAINTEXT, or SASL_SSL (TLS, broker verified)."""
+    kw: dict = {"bootstrap_servers": args.bootstrap}
+    tls = args.tls or args.cafile is not None
+    if args.sasl_username:
+        kw.update(security_protocol="SASL_SSL" if tls else "SASL_PLAINTEXT", sasl_mechanism=args.sasl_mechanism,
+                  sasl_plain_username=args.sasl_username, sasl_plain_password=args.sasl_password)
+    elif tls:
+        kw.update(security_protocol="SSL")
+    if tls:
+        kw["ssl_context"] = ssl.create_default_context(cafile=args.cafile)
+    return kw
+
+
 def main(argv: list[str] | None = None) -> int:
     here = Path(__file__).resolve().parent
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until-caught-up", action="store_true",
                    help="read from the beginning to the current end, then exit (no group, nothing committed)")
     p.add_argument("--report", type=Path, help="write one JSON line per record here")
+    p.add_argument("--sasl-username", help="your partner principal (secure profile)")
+    p.add_argument("--sasl-password")
+    p.add_argument("--sasl-mechanism", default="PLAIN")
+    p.add_argument("--tls", action="store_true", help="connect over TLS, trusting the system's CAs")
+    p.add_argument("--cafile", help="connect over TLS, trusting this CA (PEM)")
     return asyncio.run(run(p.parse_args(argv)))
 
 

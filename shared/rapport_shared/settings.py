@@ -20,7 +20,9 @@ class KafkaSecurity(BaseSettings):
     """How a Kafka client authenticates (the secure profile, docs/partners.md "Access").
 
     From ``RAPPORT_KAFKA_SECURITY_PROTOCOL``, ``RAPPORT_KAFKA_SASL_MECHANISM``,
-    ``RAPPORT_KAFKA_SASL_USERNAME`` and ``RAPPORT_KAFKA_SASL_PASSWORD``. With no username (the
+    ``RAPPORT_KAFKA_SASL_USERNAME``, ``RAPPORT_KAFKA_SASL_PASSWORD`` and, for ``SASL_SSL``,
+    ``RAPPORT_KAFKA_SSL_CAFILE`` (the CA that signed the broker's certificate; unset: the
+    system's trusted CAs). With no username (the
     default) it is PLAINTEXT without SASL and every ``*_kwargs()`` is empty, so clients are built
     exactly as before. With a username the protocol defaults to SASL_PLAINTEXT and the mechanism
     to PLAIN (what ``deploy/kafka`` enables with ``KAFKA_SECURE=1``).
@@ -32,6 +34,7 @@ class KafkaSecurity(BaseSettings):
     sasl_mechanism: str = ""
     sasl_username: str = ""
     sasl_password: SecretStr = SecretStr("")
+    ssl_cafile: str = ""
 
     @model_validator(mode="after")
     def _check(self) -> "KafkaSecurity":
@@ -43,7 +46,16 @@ class KafkaSecurity(BaseSettings):
             raise ValueError(f"kafka SASL mechanism must be one of {KAFKA_SASL_MECHANISMS}")
         if self.protocol.startswith("SASL_") and not self.sasl_username:
             raise ValueError(f"{self.protocol} needs RAPPORT_KAFKA_SASL_USERNAME")
+        if self.ssl_cafile and self.protocol != "SASL_SSL":
+            raise ValueError("RAPPORT_KAFKA_SSL_CAFILE is for SASL_SSL; the protocol is " + self.protocol)
         return self
+
+    def ssl_context(self) -> Any:
+        """The TLS context of a SASL_SSL client: verifies the broker against ``ssl_cafile`` (or the
+        system's CAs) and its host name."""
+        import ssl  # noqa: PLC0415
+
+        return ssl.create_default_context(cafile=self.ssl_cafile or None)
 
     @property
     def enabled(self) -> bool:
@@ -69,9 +81,7 @@ class KafkaSecurity(BaseSettings):
             "sasl_plain_password": self.sasl_password.get_secret_value(),
         }
         if self.protocol == "SASL_SSL":
-            import ssl  # noqa: PLC0415
-
-            kw["ssl_context"] = ssl.create_default_context()
+            kw["ssl_context"] = self.ssl_context()
         return kw
 
     def faststream_security(self) -> Any:
@@ -81,7 +91,10 @@ class KafkaSecurity(BaseSettings):
         from faststream.security import SASLPlaintext, SASLScram256, SASLScram512  # noqa: PLC0415
 
         cls = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}[self.mechanism]
-        return cls(self.sasl_username, self.sasl_password.get_secret_value(), use_ssl=self.protocol == "SASL_SSL")
+        if self.protocol == "SASL_SSL":
+            return cls(self.sasl_username, self.sasl_password.get_secret_value(), ssl_context=self.ssl_context(),
+                       use_ssl=True)
+        return cls(self.sasl_username, self.sasl_password.get_secret_value(), use_ssl=False)
 
     def confluent_config(self) -> dict[str, str]:
         """librdkafka settings for confluent-kafka clients ({} by default)."""
@@ -92,6 +105,7 @@ class KafkaSecurity(BaseSettings):
             "sasl.mechanism": self.mechanism,
             "sasl.username": self.sasl_username,
             "sasl.password": self.sasl_password.get_secret_value(),
+            **({"ssl.ca.location": self.ssl_cafile} if self.ssl_cafile else {}),
         }
 
 
@@ -121,6 +135,7 @@ class ServiceSettings(BaseSettings):
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_cafile: str = ""
 
     # Outbox relay
     relay_enabled: bool = True
@@ -157,6 +172,7 @@ class ServiceSettings(BaseSettings):
         return KafkaSecurity(
             security_protocol=self.kafka_security_protocol, sasl_mechanism=self.kafka_sasl_mechanism,
             sasl_username=self.kafka_sasl_username, sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
         )
 
     @model_validator(mode="after")

@@ -47,6 +47,7 @@ import secrets
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -461,17 +462,22 @@ class KafkaHandle:
     secure: bool = False
     users: dict[str, str] = field(default_factory=dict, repr=False)
     admin_user: str = "admin"
+    # The secure broker's TLS listener (SASL_SSL) and the development CA that signed its certificate.
+    tls_bootstrap: str | None = None
+    tls_cafile: str | None = None
 
-    def security(self, user: str | None = None, password: str | None = None) -> Any:
+    def security(self, user: str | None = None, password: str | None = None, *, tls: bool = False) -> Any:
         """A :class:`rapport_shared.settings.KafkaSecurity` for ``user`` (default the admin);
-        PLAINTEXT for a broker that is not secure. ``password`` overrides the known one."""
+        PLAINTEXT for a broker that is not secure. ``password`` overrides the known one; ``tls``:
+        SASL_SSL for :attr:`tls_bootstrap`, trusting :attr:`tls_cafile`."""
         from rapport_shared.settings import KafkaSecurity  # noqa: PLC0415
 
         if not self.secure:
             return KafkaSecurity()
         user = user or self.admin_user
-        return KafkaSecurity(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN", sasl_username=user,
-                             sasl_password=password if password is not None else self.users[user])
+        return KafkaSecurity(security_protocol="SASL_SSL" if tls else "SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                             sasl_username=user, sasl_password=password if password is not None else self.users[user],
+                             ssl_cafile=(self.tls_cafile or "") if tls else "")
 
     def aiokafka_kwargs(self, user: str | None = None, password: str | None = None) -> dict[str, Any]:
         """``bootstrap_servers`` plus the SASL options of ``user``, for any aiokafka client."""
@@ -626,6 +632,18 @@ def _kafka_env(port: int, controller_port: int) -> dict[str, str]:
     }
 
 
+def _read_container_file(container: Any, path: str, prefix: str) -> str:
+    """Copy a file out of a running container into a temporary file; returns its path."""
+    code, data = container.get_wrapped_container().exec_run(["cat", path])
+    if code != 0:
+        raise InfraError(f"{path} is not in the kafka container (an image from before the TLS listener?); "
+                         f"run: bash deploy/build-images.sh --infra-only ({data.decode(errors='replace')[-200:]})")
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".pem")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return name
+
+
 def _require_secure_image(container: Any, timeout: float) -> None:
     """Fail fast on an image whose kafka-run.sh predates KAFKA_SECURE (it would start a broker
     without SASL, and the SASL probe would only time out)."""
@@ -648,6 +666,9 @@ def _start_secure_kafka(timeout: float, image: str | None, users: dict[str, str]
     if "admin" not in users:
         raise ValueError("the secure profile needs an 'admin' user (the super user)")
     port, controller_port = _two_free_ports()
+    tls_port = free_port()
+    while tls_port in (port, controller_port):
+        tls_port = free_port()
     container = _start_container(
         image or KAFKA_IMAGE,
         {
@@ -655,6 +676,7 @@ def _start_secure_kafka(timeout: float, image: str | None, users: dict[str, str]
             "KAFKA_SECURE": "1",
             "KAFKA_SASL_USERS": ",".join(f"{u}:{p}" for u, p in users.items()),
             "KAFKA_SUPER_USERS": "admin",
+            "KAFKA_TLS_PORT": str(tls_port),  # a development certificate made by kafka-run.sh
         },
         "kafka-secure",
     )
@@ -662,12 +684,13 @@ def _start_secure_kafka(timeout: float, image: str | None, users: dict[str, str]
     try:
         _require_secure_image(container, timeout)
         _wait_kafka(bootstrap, timeout, container, sasl=("admin", users["admin"]))
+        cafile = _read_container_file(container, "/var/lib/kafka/tls/ca.pem", "kafka-ca-")
     except BaseException:
         _remove_container(container.get_wrapped_container())
         raise
     handle = KafkaHandle(
         bootstrap=bootstrap, startup_seconds=time.monotonic() - t0, container=container, ready_timeout=timeout,
-        secure=True, users=users,
+        secure=True, users=users, tls_bootstrap=f"{LOOPBACK}:{tls_port}", tls_cafile=cafile,
     )
     log.info("kafka (secure): %s ready on %s in %.1fs", image or KAFKA_IMAGE, bootstrap, handle.startup_seconds)
     return handle

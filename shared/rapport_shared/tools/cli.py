@@ -53,9 +53,14 @@ def _global(
     sasl_password: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_PASSWORD", help="SASL password"),
     sasl_mechanism: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_MECHANISM",
                                                  help="PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512"),
+    security_protocol: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SECURITY_PROTOCOL",
+                                                    help="PLAINTEXT | SASL_PLAINTEXT | SASL_SSL (default: SASL_PLAINTEXT with a user)"),
+    ssl_cafile: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SSL_CAFILE",
+                                             help="SASL_SSL: the CA that signed the broker's certificate"),
 ) -> None:
     State.conn = ops.Conn.from_env(bootstrap, sasl_username=sasl_username, sasl_password=sasl_password,
-                                   sasl_mechanism=sasl_mechanism)
+                                   sasl_mechanism=sasl_mechanism, security_protocol=security_protocol,
+                                   ssl_cafile=ssl_cafile)
 
 
 def run(coro: Any) -> Any:
@@ -450,12 +455,10 @@ def acls_apply(
     """Create the ACL set on the cluster (idempotent), as a super user (--sasl-username admin
     --sasl-mechanism PLAIN). Creates the topics it names first, so readers never need CREATE."""
     from .. import acl  # noqa: PLC0415
-    from ..settings import KafkaSecurity  # noqa: PLC0415
 
     c = State.conn
-    security = KafkaSecurity(security_protocol=c.security_protocol, sasl_mechanism=c.sasl_mechanism or "",
-                             sasl_username=c.sasl_username or "", sasl_password=c.sasl_password or "")
     try:
+        security = c.security()
         report = acl.apply_acls(c.bootstrap, security, partners=partner or list(acl.DEFAULT_PARTNERS),
                                 prune=prune, create_topics=not no_topics, partitions=partitions)
     except (acl.AclError, ValueError) as exc:

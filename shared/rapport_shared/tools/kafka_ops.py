@@ -42,6 +42,7 @@ class Conn:
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    ssl_cafile: str | None = None  # SASL_SSL: the CA of the broker's certificate (the secure profile's TLS port)
     client_id: str = "rapport-cli"
 
     @classmethod
@@ -56,15 +57,20 @@ class Conn:
                                                                         "PLAIN" if user else None),  # as the services' KafkaSecurity and deploy/kafka's secure profile
             sasl_username=user,
             sasl_password=over.pop("sasl_password", None) or env.get("RAPPORT_KAFKA_SASL_PASSWORD"),
+            ssl_cafile=over.pop("ssl_cafile", None) or env.get("RAPPORT_KAFKA_SSL_CAFILE"),
             **over,
         )
 
+    def security(self) -> Any:
+        """The same client security the services use (rapport_shared.settings.KafkaSecurity)."""
+        from ..settings import KafkaSecurity  # noqa: PLC0415
+
+        return KafkaSecurity(security_protocol=self.security_protocol, sasl_mechanism=self.sasl_mechanism or "",
+                             sasl_username=self.sasl_username or "", sasl_password=self.sasl_password or "",
+                             ssl_cafile=self.ssl_cafile or "")
+
     def kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                      sasl_plain_password=self.sasl_password)
-        return kw
+        return {"bootstrap_servers": self.bootstrap, **self.security().aiokafka_kwargs()}
 
     def admin(self) -> AIOKafkaAdminClient:
         return AIOKafkaAdminClient(client_id=self.client_id, **self.kwargs())

@@ -270,6 +270,111 @@ async def test_faststream_broker_from_environment(secure_kafka: KafkaHandle, mon
     await _read_assigned(secure_kafka, "partner-demo", INTAKE, marker)
 
 
+# ------------------------------------------------------------------------------ TLS (SASL_SSL)
+
+
+async def test_partner_reads_over_tls_trusting_the_brokers_ca(secure_kafka: KafkaHandle) -> None:
+    """The TLS listener: the same principals and ACLs, the connection encrypted and the broker
+    verified against its CA (host name included)."""
+    marker = f"tls-{uuid.uuid4()}".encode()
+    await _produce(secure_kafka, "scheduler", COURSE, marker)
+    tls = {"bootstrap_servers": secure_kafka.tls_bootstrap,
+           **secure_kafka.security("partner-demo", tls=True).aiokafka_kwargs()}
+    assert tls["security_protocol"] == "SASL_SSL"
+    consumer = AIOKafkaConsumer(COURSE, group_id="partner-demo-tls", enable_auto_commit=False,
+                                auto_offset_reset="earliest", request_timeout_ms=10_000, **tls)
+    try:
+        await asyncio.wait_for(consumer.start(), 30)
+        deadline = asyncio.get_running_loop().time() + 30
+        seen: list[bytes] = []
+        while marker not in seen:
+            assert asyncio.get_running_loop().time() < deadline, "the marker was not read over TLS"
+            batch = await consumer.getmany(timeout_ms=1000)
+            seen += [r.value for records in batch.values() for r in records]
+    finally:
+        await consumer.stop()
+    # The ACLs hold on this listener too: the private topic stays closed to the partner.
+    private = AIOKafkaConsumer(PRIVATE_CONTACTS, enable_auto_commit=False, request_timeout_ms=10_000, **tls)
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await asyncio.wait_for(private.start(), 30)
+            await asyncio.wait_for(private.getmany(timeout_ms=2000), 20)
+    finally:
+        await private.stop()
+
+
+async def test_tls_refuses_an_untrusted_broker_and_a_plaintext_client(secure_kafka: KafkaHandle) -> None:
+    from rapport_shared.settings import KafkaSecurity
+
+    untrusted = KafkaSecurity(security_protocol="SASL_SSL", sasl_username="partner-demo",
+                              sasl_password=secure_kafka.users["partner-demo"])  # the system CAs only
+    for kwargs in (untrusted.aiokafka_kwargs(), secure_kafka.security("partner-demo").aiokafka_kwargs()):
+        producer = AIOKafkaProducer(bootstrap_servers=secure_kafka.tls_bootstrap, request_timeout_ms=5_000, **kwargs)
+        try:
+            with pytest.raises(KafkaConnectionError):
+                await asyncio.wait_for(producer.start(), 30)
+        finally:
+            await producer.stop()
+
+
+async def test_a_service_connects_over_tls_from_its_environment(secure_kafka: KafkaHandle,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAPPORT_KAFKA_SECURITY_PROTOCOL=SASL_SSL + RAPPORT_KAFKA_SSL_CAFILE: the FastStream broker a
+    service runs (make_broker) and its plain aiokafka clients (ensure_topics) go over TLS."""
+    from rapport_shared.kafka import ensure_topics, make_broker
+
+    monkeypatch.setenv("RAPPORT_KAFKA_SASL_USERNAME", "intake")
+    monkeypatch.setenv("RAPPORT_KAFKA_SASL_PASSWORD", secure_kafka.users["intake"])
+    monkeypatch.setenv("RAPPORT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RAPPORT_KAFKA_SSL_CAFILE", secure_kafka.tls_cafile)
+    await ensure_topics(secure_kafka.tls_bootstrap, [INTAKE], 3, 1)  # exists: only listed
+    broker = make_broker(secure_kafka.tls_bootstrap, client_id="rapport-intake")
+    await broker.start()
+    try:
+        marker = f"tls-env-{uuid.uuid4()}".encode()
+        await broker.publish(marker, INTAKE)
+    finally:
+        await broker.stop()
+    await _read_assigned(secure_kafka, "partner-demo", INTAKE, marker)
+
+
+async def test_the_partner_example_reads_over_tls(secure_kafka: KafkaHandle, tmp_path) -> None:
+    """examples/partner_consumer (plain aiokafka) with --sasl-username/--cafile on the TLS port."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "partner_consumer" / "consumer.py"
+    marker = f"tls-example-{uuid.uuid4()}".encode()
+    await _produce(secure_kafka, "scheduler", COURSE, marker)
+    base = [sys.executable, str(example), "--bootstrap", secure_kafka.tls_bootstrap, "--topics", COURSE,
+            "--until-caught-up", "--sasl-username", "partner-demo", "--sasl-password", secure_kafka.users["partner-demo"],
+            "--report", str(tmp_path / "r.jsonl")]
+    proc = await asyncio.to_thread(subprocess.run, [*base, "--cafile", secure_kafka.tls_cafile],
+                                   capture_output=True, text=True, timeout=120)
+    summary = json.loads(proc.stdout)
+    assert summary["records"] >= 1, proc.stderr  # read over TLS (the test markers are not CloudEvents: invalid)
+    offsets = [json.loads(line)["offset"] for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(offsets) == summary["records"]
+    untrusted = await asyncio.to_thread(subprocess.run, [*base, "--tls"], capture_output=True, text=True, timeout=120)
+    assert untrusted.returncode != 0 and not untrusted.stdout.strip().startswith("{")
+
+
+def test_cli_over_tls(secure_kafka: KafkaHandle) -> None:
+    """`rapport` (the partners' and operators' tool) takes --security-protocol SASL_SSL --ssl-cafile."""
+    from typer.testing import CliRunner
+
+    from rapport_shared.tools.cli import app
+
+    args = ["-b", secure_kafka.tls_bootstrap, "--sasl-username", "partner-demo", "--sasl-password",
+            secure_kafka.users["partner-demo"], "--security-protocol", "SASL_SSL"]
+    ok = CliRunner().invoke(app, [*args, "--ssl-cafile", secure_kafka.tls_cafile, "topics"])
+    assert ok.exit_code == 0 and COURSE in ok.output and PRIVATE_CONTACTS not in ok.output, ok.output
+    refused = CliRunner().invoke(app, [*args, "topics"])  # without the CA: the broker is not trusted
+    assert refused.exit_code != 0
+
+
 def test_apply_is_idempotent_and_prune_removes_stale_acls(secure_kafka: KafkaHandle) -> None:
     admin = secure_kafka.security("admin")
     again = acl.apply_acls(secure_kafka.bootstrap, admin, partners=["demo"])
