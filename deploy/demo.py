@@ -26,7 +26,7 @@ import httpx
 from rapport_shared.clock import publish_tick
 from rapport_shared.http.auth import TokenAuthority
 from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import read_all, wait_for_records
+from rapport_shared.testing.kafka import read_all, wait_caught_up, wait_for_records
 from rapport_shared.topics import COURSE, OUTCOMES, SHARED_TOPICS
 
 CHECKLIST = ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "focus_confirmed", "contract_set")
@@ -79,8 +79,25 @@ class Demo:
         r.raise_for_status()
         return datetime.fromisoformat(r.json()["now"])
 
-    async def advance_to(self, t: datetime) -> None:
+    async def settled(self, episode: str) -> None:
+        """Wait (a few seconds at most) until the notifier has sent what is due now: the sender runs
+        in real time, so moving the simulated clock on at once would stamp a notice a tick late."""
+        try:  # the notifier has read the course events so far (a phase change makes a notice)...
+            await wait_caught_up(self.a.kafka, "rapport-notifier", COURSE, timeout=5)
+        except TimeoutError:
+            pass
+        deadline = time.monotonic() + 5  # ... and sent what they made
+        while time.monotonic() < deadline:
+            r = await self.http.get(f"{self.a.notifier}/v1/deliveries", headers=self.admin,
+                                    params={"episode_id": episode, "status": "ready"})
+            if r.status_code != 200 or not r.json()["deliveries"]:
+                return
+            await asyncio.sleep(0.1)
+
+    async def advance_to(self, t: datetime, episode: str | None = None) -> None:
         """Publish a clock tick and wait until the scheduler runs at that time."""
+        if episode:
+            await self.settled(episode)
         await publish_tick(self.a.kafka, t)
         deadline = time.monotonic() + 30
         while await self.sim_now() < t:
@@ -115,9 +132,9 @@ class Demo:
                 break
             n = session["number"]
             starts = datetime.fromisoformat(session["starts_at"])
-            await self.advance_to(starts - timedelta(minutes=15))  # questionnaire filled just before
+            await self.advance_to(starts - timedelta(minutes=15), episode)  # questionnaire filled just before
             await self.submit_phq9(episode, n, starts - timedelta(minutes=30))
-            await self.advance_to(datetime.fromisoformat(session["ends_at"]))
+            await self.advance_to(datetime.fromisoformat(session["ends_at"]), episode)
             if n == 2:  # the initial-phase checklist is completed at session 2
                 for item in CHECKLIST:
                     (await self.http.put(f"{self.a.scheduler}/v1/courses/{course_id}/checklist/{item}",
