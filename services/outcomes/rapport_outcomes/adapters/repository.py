@@ -254,10 +254,6 @@ async def mark_review_checked(conn: asyncpg.Connection, episode_id: UUID, at: da
 
 # ---- evaluations ----------------------------------------------------------------------------
 
-async def has_evaluation(conn: asyncpg.Connection, episode_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM evaluations WHERE episode_id = $1", episode_id))
-
-
 async def add_evaluation(conn: asyncpg.Connection, **v: Any) -> None:
     cols = list(v)
     await conn.execute(

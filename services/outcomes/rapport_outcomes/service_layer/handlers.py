@@ -287,8 +287,9 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
     if current is not None and not revise:
         return
     points = await repo.score_points(uow.conn, episode.episode_id, policy)
-    through = max((p.recorded_seq for p in points), default=0)
-    if current is not None:  # what the first evaluation saw, plus late scores given before the end
+    if current is None:
+        through = max((p.recorded_seq for p in points), default=0)
+    else:  # what the first evaluation saw, plus late scores given before the end
         through = current["through_seq"]
         points = [p for p in points if through is None or p.recorded_seq <= through
                   or p.administered_at <= course["ended_at"]]
