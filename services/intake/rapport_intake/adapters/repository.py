@@ -26,13 +26,14 @@ async def add(conn: asyncpg.Connection, r: Referral, created_by: str, client_ref
 
 
 async def page(conn: asyncpg.Connection, *, status: str | None, clinician_id: str | None,
-               after: tuple | None, limit: int) -> list[Referral]:
-    """Oldest first (a worklist), keyset-paged by (created_at, episode_id)."""
+               after: tuple, limit: int) -> list[Referral]:
+    """Oldest first (a worklist), keyset-paged by (created_at, episode_id); ``after`` is that pair
+    from ``rapport_shared.http.paging.parse_cursor``, (None, None) for the first page."""
     rows = await conn.fetch(
         "SELECT * FROM referrals WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR clinician_id = $2)"
         " AND ($3::timestamptz IS NULL OR (created_at, episode_id) > ($3, $4::uuid))"
         " ORDER BY created_at, episode_id LIMIT $5",
-        status, clinician_id, after and after[0], after and after[1], limit)
+        status, clinician_id, *after, limit)
     return [await _hydrate(conn, row) for row in rows]
 
 

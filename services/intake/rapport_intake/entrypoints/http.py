@@ -76,10 +76,9 @@ async def list_referrals(request: Request, who: Principal = Depends(READ),
                          status: Literal["open", "completed", "declined"] | None = None,
                          clinician_id: PseudonymousId | None = None, limit: int = Query(50, ge=1, le=500),
                          after: str | None = Query(None, description="the previous page's `next`")) -> ReferralPage:
-    since = parse_cursor(after)
     async with request.app.state.runtime.uow() as uow:
         referrals = await handlers.list_referrals(uow, _actor(who), status=status, clinician_id=clinician_id,
-                                                  after=since if since[0] else None, limit=limit)
+                                                  after=parse_cursor(after), limit=limit)
     last = referrals[-1] if len(referrals) == limit else None
     rules = _cfg(request).rules
     return ReferralPage(referrals=[referral_summary(r, rules) for r in referrals],

@@ -81,7 +81,7 @@ async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: Acto
 
 
 async def list_referrals(uow: UnitOfWork, actor: Actor, *, status: str | None, clinician_id: str | None,
-                         after: tuple | None, limit: int) -> list[Referral]:
+                         after: tuple, limit: int) -> list[Referral]:
     """The worklist. Audited like a read: one entry with the filters and the episodes shown."""
     referrals = await repository.page(uow.conn, status=status, clinician_id=clinician_id, after=after, limit=limit)
     await audit.record(uow.conn, at=uow.now(), actor=actor, action="referral.listed", status=status,
