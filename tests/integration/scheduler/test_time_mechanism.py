@@ -14,17 +14,10 @@ from rapport_shared.clock import SimulatedClock, parse_delta, publish_tick
 from rapport_shared.contracts.course import CourseReviewNeededV1
 from rapport_shared.timers import TimerRunner, TimerStore
 from rapport_shared.testing.kafka import produce_raw
+from rapport_shared.testing.wait import until
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=timezone.utc)
-
-
-async def until(predicate, timeout=20.0):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)
 
 
 async def test_simulated_clock_follows_its_topic_and_catches_up_after_a_restart(kafka):
@@ -35,12 +28,12 @@ async def test_simulated_clock_follows_its_topic_and_catches_up_after_a_restart(
         assert not clock.ticked  # no tick yet: the system clock
         assert abs((clock.now() - datetime.now(timezone.utc)).total_seconds()) < 60
         await publish_tick(kafka.bootstrap, T0, topic)
-        await until(lambda: clock.now() == T0)
+        await until(lambda: clock.now() == T0, timeout=20, what="the first tick")
         await publish_tick(kafka.bootstrap, T0 + timedelta(weeks=3), topic)
         await publish_tick(kafka.bootstrap, T0 + timedelta(weeks=1), topic)  # backwards: ignored
         await produce_raw(kafka.bootstrap, topic, b"not json", b"clock")  # unreadable: ignored
         await publish_tick(kafka.bootstrap, T0 + timedelta(weeks=3, hours=1), topic)
-        await until(lambda: clock.now() == T0 + timedelta(weeks=3, hours=1))
+        await until(lambda: clock.now() == T0 + timedelta(weeks=3, hours=1), timeout=20, what="the latest tick")
     finally:
         await clock.stop()
     again = SimulatedClock(kafka.bootstrap, topic)  # a restarted service
@@ -85,9 +78,9 @@ async def test_runner_loop_fires_when_simulated_time_reaches_the_due_time(kafka,
         await asyncio.sleep(0.5)
         assert fired == []
         await publish_tick(kafka.bootstrap, T0 + timedelta(days=7), topic)
-        await until(lambda: fired == ["k1"])  # woken by the tick, not by the 30 s poll
+        await until(lambda: fired == ["k1"], timeout=20, what="k1 fired")  # woken by the tick, not by the 30 s poll
         await publish_tick(kafka.bootstrap, T0 + timedelta(days=30), topic)
-        await until(lambda: fired == ["k1", "k2"])
+        await until(lambda: fired == ["k1", "k2"], timeout=20, what="k2 fired")
         async with pool.acquire() as conn:
             assert await store.pending(conn, "k1") == [] and await store.pending(conn, "k2") == []
             assert await conn.fetchval("SELECT count(*) FROM outbox WHERE key = $1", str(episode).encode()) == 2
