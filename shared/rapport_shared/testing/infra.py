@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import logging
 import os
 import secrets
@@ -542,10 +543,14 @@ class KafkaHandle:
             raise InfraNotControllable("RAPPORT_TEST_KAFKA_KILL_CMD is not set")
 
     def stop(self) -> None:
-        """Remove the container (nothing for an external broker). Idempotent."""
+        """Remove the container (nothing for an external broker) and the copy of its CA. Idempotent."""
         if self.container is not None:
             _remove_container(self.container.get_wrapped_container())
             self.container = None
+        if self.tls_cafile:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tls_cafile)
+            self.tls_cafile = None
 
     def logs(self, tail: int = 200) -> str:
         """The container's last log lines ('' for an external broker)."""
