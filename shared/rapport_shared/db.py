@@ -125,8 +125,33 @@ async def provision(admin_dsn: str, database: str, service: str, password: str) 
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}")
             await conn.execute(f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC")
             await conn.execute(f"ALTER ROLE {role} SET search_path = {schema}")
+            await _provision_audit(conn, schema, role)
     finally:
         await conn.close()
+
+
+def audit_schema(schema: str) -> str:
+    return ident(f"{schema}_audit")
+
+
+async def _provision_audit(conn: asyncpg.Connection, schema: str, role: str) -> None:
+    """The access audit (http/access.py) in a schema the service role does not own: it may
+    INSERT and SELECT, never UPDATE, DELETE, TRUNCATE, ALTER or DROP (an owner of the schema the
+    table sat in could drop it, so it sits in one owned by the provisioning role)."""
+    audit = audit_schema(schema)
+    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {audit}")
+    await conn.execute(f"REVOKE ALL ON SCHEMA {audit} FROM PUBLIC")
+    await conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {audit}.access_audit ("
+        " seq bigserial PRIMARY KEY, at timestamptz NOT NULL, actor text, actor_roles text[] NOT NULL,"
+        " actor_org text, method text NOT NULL, route text NOT NULL, record_param text, record_id text,"
+        " record_org text, decision text NOT NULL CHECK (decision IN ('allowed', 'refused', 'not_found')),"
+        " status integer NOT NULL, logged_at timestamptz NOT NULL DEFAULT now())")
+    await conn.execute(f"CREATE INDEX IF NOT EXISTS access_audit_record ON {audit}.access_audit (record_id, seq)")
+    await conn.execute(f"REVOKE ALL ON {audit}.access_audit FROM {role}")
+    await conn.execute(f"GRANT USAGE ON SCHEMA {audit} TO {role}")
+    await conn.execute(f"GRANT SELECT, INSERT ON {audit}.access_audit TO {role}")
+    await conn.execute(f"GRANT USAGE ON SEQUENCE {audit}.access_audit_seq_seq TO {role}")
 
 
 async def ensure_database(admin_dsn: str, database: str) -> None:

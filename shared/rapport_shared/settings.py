@@ -160,9 +160,18 @@ class ServiceSettings(BaseSettings):
     # HTTP
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # Bearer tokens (docs/access.md): the issuer's public keys, a JWKS file path or https URL.
+    # Services verify tokens and cannot mint them. The HMAC secret is for development and the
+    # in-process tests only: used when no JWKS is set; production refuses it.
+    auth_jwks: str = ""
     auth_secret: SecretStr = SecretStr("dev-only-secret-change-me-0123456789")
     auth_issuer: str = "rapport"
     auth_audience: str = "rapport"
+    auth_max_token_lifetime_s: int = Field(default=12 * 3600, ge=60,
+                                           description="a token valid for longer (exp - iat) is refused")
+    # Events from producers that do not yet carry organisation_id (optional-then-required, v1):
+    # the organisation they are taken to belong to. Empty: such records belong to none.
+    default_organisation: str = ""
 
     # Logging
     log_format: Literal["json", "console"] = "console"
@@ -181,6 +190,12 @@ class ServiceSettings(BaseSettings):
             self.db_schema = self.service_name
         if not self.consumer_group:
             self.consumer_group = f"rapport-{self.service_name}"
-        if self.environment == "production" and self.auth_secret.get_secret_value().startswith("dev-only"):
-            raise ValueError("RAPPORT_AUTH_SECRET must be set in production")
+        if self.environment == "production":
+            if "auth_secret" in self.model_fields_set:
+                raise ValueError("production refuses RAPPORT_AUTH_SECRET (a shared HMAC secret lets every service mint "
+                                 "tokens): unset it and set RAPPORT_AUTH_JWKS to the issuer's public keys")
+            if not self.auth_jwks:
+                raise ValueError("production needs RAPPORT_AUTH_JWKS (a JWKS file or https URL of the token issuer)")
+            if self.auth_jwks.startswith("http://"):
+                raise ValueError("RAPPORT_AUTH_JWKS must be an https URL or a file in production")
         return self

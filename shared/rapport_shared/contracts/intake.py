@@ -74,6 +74,11 @@ class IntakeCompletedV1(EventData):
     referral_source: Code | None = Field(default=None, description="coded referral source, e.g. gp, self")
     risk_review: RiskReviewSummary | None = Field(
         default=None, description="present when a baseline safety item was positive and a clinician reviewed it")
+    organisation_id: PseudonymousId | None = Field(
+        default=None, description="the organisation the episode belongs to (pseudonymous code; scopes who may see "
+                                  "its records). Optional in v1 for older producers; Rapport always sets it")
+    intake_clinician_id: PseudonymousId | None = Field(
+        default=None, description="who carried out the intake (care-team relation 'assigned' for the intake record)")
 
 
 class IntakeDeclinedV1(EventData):
@@ -89,3 +94,6 @@ class IntakeDeclinedV1(EventData):
     # Added in v1 as optional fields.
     reason_codes: list[Code] = Field(default_factory=list, description="every reason, reason_code first")
     template_id: Code | None = Field(default=None, description="the template eligibility was decided against, if chosen")
+    organisation_id: PseudonymousId | None = Field(
+        default=None, description="the organisation the episode belongs to (pseudonymous code). Optional in v1 for "
+                                  "older producers; Rapport always sets it")

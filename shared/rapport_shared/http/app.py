@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 from typing import Sequence
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -11,11 +13,34 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..metrics import HTTP_REQUESTS
 from ..runtime import ServiceRuntime
-from .auth import Role, TokenAuthority, require
+from . import access_routes
+from .access import AccessConfig, AccessPolicy, Resolver, enforce
+from .auth import DEV_KID_PREFIX, JwksSource, TokenVerifier
 from .errors import install_error_handlers
+from ..db import audit_schema
 
 
-def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, title: str, description: str = "") -> FastAPI:
+def token_verifier(settings) -> TokenVerifier:
+    """The verifier a service holds: the JWKS when set (production: required, no development key),
+    else the development HMAC secret."""
+    lifetime = timedelta(seconds=settings.auth_max_token_lifetime_s)
+    if settings.auth_jwks:
+        jwks = JwksSource(settings.auth_jwks)
+        if settings.environment == "production":
+            dev = [k for k in jwks.kids if k.startswith(DEV_KID_PREFIX)]
+            if dev:
+                raise RuntimeError(f"production refuses the development signing key(s) {dev} in {settings.auth_jwks}")
+        return TokenVerifier(jwks=jwks, issuer=settings.auth_issuer, audience=settings.auth_audience,
+                             max_lifetime=lifetime)
+    return TokenVerifier(hmac_secret=settings.auth_secret.get_secret_value(), issuer=settings.auth_issuer,
+                         audience=settings.auth_audience, max_lifetime=lifetime)
+
+
+def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, title: str, description: str = "",
+               policy: Path | None = None, resolvers: dict[str, Resolver] | None = None) -> FastAPI:
+    """The service's app. ``policy`` is its access.yaml: every route must have a row there (or in
+    the shared rows), else the app refuses to build; ``resolvers`` load a record's scope by the
+    path parameter that names it (http/access.py)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
@@ -24,11 +49,13 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
         finally:
             await runtime.stop()
 
-    app = FastAPI(title=title, description=description, version=runtime.settings.version, lifespan=lifespan)
+    app = FastAPI(title=title, description=description, version=runtime.settings.version, lifespan=lifespan,
+                  dependencies=[Depends(enforce)])
     app.state.runtime = runtime
-    app.state.token_authority = TokenAuthority(
-        runtime.settings.auth_secret.get_secret_value(), runtime.settings.auth_issuer, runtime.settings.auth_audience
-    )
+    app.state.token_verifier = token_verifier(runtime.settings)
+    app.state.access = AccessConfig(
+        policy=AccessPolicy.load(*([policy] if policy else [])), resolvers=dict(resolvers or {}),
+        audit_table=f"{audit_schema(runtime.settings.db_schema)}.access_audit")
     install_error_handlers(app)
 
     @app.middleware("http")
@@ -48,11 +75,11 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics",
-             dependencies=[Depends(require(Role.metrics, Role.operator, Role.admin))])
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    for router in routers:
+    for router in (*routers, access_routes.router):
         app.include_router(router)
+    app.state.access.policy.check_routes(app)
     return app

@@ -9,6 +9,7 @@ services as separate processes for end-to-end tests.
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import uuid
 from pathlib import Path
@@ -17,10 +18,16 @@ import asyncpg
 import pytest
 
 from .. import db
-from ..http.auth import TokenAuthority
+from ..http.auth import TokenAuthority, TokenIssuer
 from .services import SERVICES, System, build_system, role_dsn
 
 TEST_SECRET = "test-secret-" + secrets.token_hex(16)
+# The organisation every test token acts for unless it names another (``org=``), and a second
+# one for "another organisation" cases. Pseudonymous codes, as in production.
+TEST_ORG = "org-test"
+OTHER_ORG = "org-other"
+# The e2e system's token issuer: ES256, its public key in a JWKS file the services verify with.
+TEST_ISSUER = TokenIssuer.generate("test-key-1", org=TEST_ORG)
 
 
 @pytest.fixture(scope="session")

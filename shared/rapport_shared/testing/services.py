@@ -136,7 +136,7 @@ class System:
         return svc.start(extra_env, wait_ready=wait_ready)
 
 
-def build_system(*, admin_dsn: str, kafka_bootstrap: str, passwords: dict[str, str], secret: str, log_dir: Path,
+def build_system(*, admin_dsn: str, kafka_bootstrap: str, passwords: dict[str, str], jwks: str, log_dir: Path,
                  extra_env: dict[str, str] | None = None) -> System:
     log_dir.mkdir(parents=True, exist_ok=True)
     services = {}
@@ -146,7 +146,7 @@ def build_system(*, admin_dsn: str, kafka_bootstrap: str, passwords: dict[str, s
             "RAPPORT_ENVIRONMENT": "test",
             "RAPPORT_DATABASE_DSN": role_dsn(admin_dsn, name, passwords[name]),
             "RAPPORT_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "RAPPORT_AUTH_SECRET": secret,
+            "RAPPORT_AUTH_JWKS": jwks,
             "RAPPORT_LOG_FORMAT": "json",
             "RAPPORT_MIGRATE_ON_START": "true",
             "RAPPORT_RELAY_POLL_INTERVAL_S": "0.5",
