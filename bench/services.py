@@ -2,7 +2,9 @@
 (``rapport_shared.testing.services.build_system``: own roles and schemas, migrate on start, JSON
 logs to files, relay poll interval 0.5 s), plus a loopback SMTP server (the notifier's test
 support) so that the clinician's notice is a real email and its ``notification.delivered.v1``
-follows a real SMTP exchange."""
+follows a real SMTP exchange. Tokens are signed by the development issuer
+(deploy/dev-keys/issuer.jwk.json, organisation ``BENCH_ORG``); the services verify them with its
+public JWKS (RAPPORT_AUTH_JWKS), as docker-compose's do."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ import httpx
 
 from rapport_notifier.testing import SmtpServer
 from rapport_shared import db
-from rapport_shared.http.auth import TokenAuthority
+from rapport_shared.http.auth import TokenIssuer
 from rapport_shared.testing.kafka import wait_caught_up
 from rapport_shared.testing.services import SERVICES, System, build_system
 from rapport_shared.topics import COURSE, INTAKE, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
+
+DEV_KEYS = Path(__file__).resolve().parents[1] / "deploy" / "dev-keys"
+BENCH_ORG = "org-bench"
 
 # The live consumer groups and what they read.
 GROUPS = (("rapport-scheduler", (INTAKE, OUTCOMES)), ("rapport-outcomes", (INTAKE, COURSE)),
@@ -31,7 +36,7 @@ GROUPS = (("rapport-scheduler", (INTAKE, OUTCOMES)), ("rapport-outcomes", (INTAK
 class Running:
     system: System
     smtp: SmtpServer
-    tokens: TokenAuthority
+    tokens: TokenIssuer
     admin_dsn: str
     bootstrap: str
 
@@ -51,14 +56,14 @@ async def running_services(stack, log_dir: Path) -> AsyncIterator[Running]:
     passwords = {name: secrets.token_urlsafe(12) for name in SERVICES}
     for name in SERVICES:  # as `rapport-admin provision` (the db_passwords fixture)
         await db.provision(stack.admin_dsn, "rapport", name, passwords[name])
-    secret = "bench-secret-" + secrets.token_hex(16)
+    tokens = TokenIssuer.from_file(DEV_KEYS / "issuer.jwk.json", org=BENCH_ORG)
     smtp = SmtpServer().start()
     system = build_system(admin_dsn=stack.admin_dsn, kafka_bootstrap=stack.bootstrap, passwords=passwords,
-                          secret=secret, log_dir=log_dir / "services",
+                          jwks=str(DEV_KEYS / "jwks.json"), log_dir=log_dir / "services",
                           extra_env={"RAPPORT_SMTP_HOST": "127.0.0.1", "RAPPORT_SMTP_PORT": str(smtp.port)})
     try:
         await asyncio.to_thread(system.start_all)
-        yield Running(system, smtp, TokenAuthority(secret), stack.admin_dsn, stack.bootstrap)
+        yield Running(system, smtp, tokens, stack.admin_dsn, stack.bootstrap)
     finally:
         await asyncio.to_thread(system.stop_all)
         smtp.stop()

@@ -2,9 +2,10 @@
 time — and print what happened.
 
     uv run python deploy/demo.py [--intake URL] [--scheduler URL] [--outcomes URL] [--notifier URL]
-                                 [--kafka HOST:PORT] [--secret S] [--intake-only]
+                                 [--kafka HOST:PORT] [--key JWK] [--jwks FILE] [--org ORG] [--intake-only]
 
-Defaults match docker-compose.yml (ports on 127.0.0.1, the development auth secret). The full
+Defaults match docker-compose.yml (ports on 127.0.0.1; tokens signed by the development issuer,
+deploy/dev-keys/issuer.jwk.json, whose public JWKS the services verify with). The full
 course needs the scheduler and outcomes in simulation mode (RAPPORT_CLOCK=simulated, which
 deploy/demo.sh sets): the demo is then the clock driver, publishing ticks on ``rapport.clock``.
 """
@@ -20,11 +21,12 @@ import time
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 
 from rapport_shared.clock import publish_tick
-from rapport_shared.http.auth import TokenAuthority
+from rapport_shared.http.auth import JwksSource, TokenIssuer, TokenVerifier
 from rapport_shared.testing.flows import run_intake
 from rapport_shared.testing.kafka import read_all, wait_caught_up, wait_for_records
 from rapport_shared.topics import COURSE, OUTCOMES, SHARED_TOPICS
@@ -65,7 +67,9 @@ def summary(event_type: str, d: dict) -> str:
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.a = args
-        tokens = TokenAuthority(args.secret)
+        # Every token acts for the demo organisation: the episode is opened by its intake clinician,
+        # treated by clin-001 (the clinician run_intake assigns) and administered by its admin.
+        tokens = TokenIssuer.from_file(args.key, org=args.org)
         self.clinician = {"Authorization": f"Bearer {tokens.issue('clin-001', ['clinician'])}"}
         self.tokens = tokens
         self.patient_app: dict = {}  # the patient's app: a token whose sub is the person id (main)
@@ -186,17 +190,40 @@ class Demo:
         return 0 if ok else 1
 
 
+def check_keys(key: Path, jwks: str | None) -> str | None:
+    """Why the services (verifying with ``jwks``) would refuse the demo's tokens, or None."""
+    if not jwks:
+        return None
+    try:
+        TokenVerifier(jwks=JwksSource(jwks)).verify(TokenIssuer.from_file(key).issue("demo-check", ["metrics"]))
+    except Exception as exc:  # noqa: BLE001 (any reason is worth saying before the demo starts)
+        return f"a token signed with {key} does not verify against {jwks}: {exc}"
+    return None
+
+
 def main() -> int:
+    root = Path(__file__).resolve().parents[1]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--intake", default="http://127.0.0.1:8081")
     p.add_argument("--scheduler", default="http://127.0.0.1:8082")
     p.add_argument("--outcomes", default="http://127.0.0.1:8083")
     p.add_argument("--notifier", default="http://127.0.0.1:8084")
     p.add_argument("--kafka", default="127.0.0.1:9092")
-    p.add_argument("--secret", default=os.environ.get("RAPPORT_AUTH_SECRET", "dev-only-secret-change-me-0123456789"))
+    p.add_argument("--key", type=Path,
+                   default=Path(os.environ.get("RAPPORT_AUTH_SIGNING_KEY") or root / "deploy/dev-keys/issuer.jwk.json"),
+                   help="private JWK the demo signs its tokens with (default: the development issuer's)")
+    p.add_argument("--jwks", default=os.environ.get("RAPPORT_AUTH_JWKS_FILE") or str(root / "deploy/dev-keys/jwks.json"),
+                   help="the JWKS the services verify with (docker-compose mounts RAPPORT_AUTH_JWKS_FILE): checked "
+                        "against --key before starting; empty to skip")
+    p.add_argument("--org", default="org-demo", help="the organisation every demo token acts for")
     p.add_argument("--timeout", type=float, default=120)
     p.add_argument("--intake-only", action="store_true", help="stop after the intake (no simulated course)")
-    return asyncio.run(Demo(p.parse_args()).main())
+    args = p.parse_args()
+    problem = check_keys(args.key, args.jwks)
+    if problem:
+        print(f"demo: {problem}", file=sys.stderr)
+        return 2
+    return asyncio.run(Demo(args).main())
 
 
 if __name__ == "__main__":

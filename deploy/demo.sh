@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The demo drives simulated time, so the services follow the clock topic.
 export RAPPORT_CLOCK="${RAPPORT_CLOCK:-simulated}"
+# Tokens: the demo signs with the development issuer's private key; docker-compose mounts only its
+# public JWKS into the services (development only: production refuses the kid rapport-dev-*).
+export RAPPORT_AUTH_SIGNING_KEY="${RAPPORT_AUTH_SIGNING_KEY:-$PWD/deploy/dev-keys/issuer.jwk.json}"
+export RAPPORT_AUTH_JWKS_FILE="${RAPPORT_AUTH_JWKS_FILE:-$PWD/deploy/dev-keys/jwks.json}"
 bash deploy/up.sh
 command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
 uv sync --frozen -q

@@ -88,7 +88,7 @@ class JwksSource:
         self.min_refetch_s = min_refetch_s
         self._keys: dict[str, jwt.PyJWK] = {}
         self._loaded_at = 0.0
-        self._stamp: float | None = None
+        self._stamp: tuple | None = None
         self._lock = threading.Lock()
         self.refresh(force=True)
 
@@ -108,7 +108,8 @@ class JwksSource:
         with self._lock:
             now = time.monotonic()
             if not self.is_url:
-                stamp = os.stat(self.location).st_mtime
+                st = os.stat(self.location)
+                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
                 if not force and stamp == self._stamp:
                     return
                 self._stamp = stamp
@@ -132,7 +133,9 @@ class JwksSource:
         return sorted(self._keys)
 
     def key(self, kid: str) -> jwt.PyJWK:
-        if self.is_url and time.monotonic() - self._loaded_at > self.cache_s:
+        if not self.is_url:
+            self.refresh()  # a stat: a key removed from the file (rotation's last step) stops at once
+        elif time.monotonic() - self._loaded_at > self.cache_s:
             self.refresh(force=True)
         if kid not in self._keys:
             self.refresh()  # a rotation: the new key may have been published since

@@ -9,6 +9,10 @@ as kustomize renders it:
   images as deploy/build-images.sh names them; the image's user; compose's grace period;
 - the provisioning Job gets exactly the variables `rapport-admin provision` reads, with passwords
   matching the services' DSNs;
+- tokens: no service gets an HMAC secret (RAPPORT_AUTH_SECRET); RAPPORT_AUTH_JWKS is a file that a
+  ConfigMap volume puts into every container (the app is built on what that file holds) or, in
+  production only, an https URL; base/dev hold the development JWKS of deploy/dev-keys, so
+  `rapport-admin token` verifies there; production trusts no development key;
 - production: RAPPORT_ENVIRONMENT=production, no Secret applied, no development secret, no
   simulated clock; the simulated clock only in the dev overlay.
 YAML is read by mini_yaml (a strict subset reader: PyYAML is not in the venv).
@@ -26,6 +30,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,6 +39,7 @@ import pytest
 
 import mini_yaml
 from rapport_shared import cli as shared_cli
+from rapport_shared.http.auth import DEV_KID_PREFIX, TokenIssuer
 from rapport_shared.settings import ServiceSettings
 
 pytestmark = pytest.mark.unit
@@ -48,6 +54,11 @@ PROBE_ROUTES = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "start
 ADMIN_ENV = {"RAPPORT_ADMIN_DSN", "RAPPORT_DATABASE"} | {f"RAPPORT_DB_PASSWORD_{s.upper()}" for s in SERVICES}
 # Defaults that must never reach production (ServiceSettings, docker-compose*.yml).
 DEV_SECRET_MARKERS = ("dev-only", "-dev-password", "-dev-kafka-password")
+# The development issuer's public keys (deploy/dev-keys/README.md): what base/ and the dev overlay trust.
+DEV_JWKS = json.loads((ROOT / "deploy" / "dev-keys" / "jwks.json").read_text())
+# Production points RAPPORT_AUTH_JWKS at the identity provider's URL; the app is built on this
+# stand-in JWKS instead (a non-development kid), as on a stand-in for an out-of-band secret.
+STAND_IN_IDP = TokenIssuer.generate("k8s-test-idp-1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,6 +217,21 @@ class Env:
                 env[e["name"]] = None
         return env
 
+    def mounted_files(self, spec: dict, c: dict) -> dict[str, str]:
+        """Path → content of the files a container sees from ConfigMap volumes (all keys, no items)."""
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        files = {}
+        for m in c.get("volumeMounts", []):
+            vol = volumes.get(m["name"])
+            assert vol is not None, f"{self.name}: {c['name']} mounts {m['name']}, which is no volume of the pod"
+            if "configMap" not in vol:
+                continue
+            assert "items" not in vol["configMap"] and "subPath" not in m, \
+                f"{self.name}: mount the whole ConfigMap {vol['configMap']['name']} (a subPath is never updated)"
+            for key, value in self.configmap_data(vol["configMap"]["name"]).items():
+                files[f"{m['mountPath'].rstrip('/')}/{key}"] = value
+        return files
+
     def deployments(self) -> dict[str, dict]:
         """Service name → its Deployment (by the image's repository name)."""
         out: dict[str, list[dict]] = {}
@@ -261,6 +287,37 @@ def app_paths(svc: str, env_items: tuple) -> frozenset[str]:
         app = importlib.import_module(f"rapport_{svc}.bootstrap").build(settings)
         paths = app.openapi()["paths"]
     return frozenset(p for p, ops in paths.items() if "get" in ops)
+
+
+@functools.cache
+def jwks_file(content: str) -> str:
+    """A file holding ``content`` (what a pod reads at RAPPORT_AUTH_JWKS), for building the app here."""
+    f = tempfile.NamedTemporaryFile("w", prefix="k8s-jwks-", suffix=".json", delete=False)  # noqa: SIM115
+    with f:
+        f.write(content)
+    return f.name
+
+
+def app_env(env: Env, spec: dict, c: dict, run_env: dict[str, str], *, production: bool) -> dict[str, str]:
+    """``run_env`` with RAPPORT_AUTH_JWKS pointing at a local copy of what the container would read:
+    the mounted ConfigMap file, or (production) a stand-in for the identity provider's URL."""
+    where = f"{env.name}/{c['name']}"
+    assert "RAPPORT_AUTH_SECRET" not in run_env, f"{where}: an HMAC secret lets its holder mint tokens; use a JWKS"
+    location = run_env.get("RAPPORT_AUTH_JWKS", "")
+    assert location, f"{where}: RAPPORT_AUTH_JWKS is not set"
+    if location.startswith("https://"):
+        assert production, f"{where}: only production verifies against an identity provider's URL"
+        content = json.dumps(STAND_IN_IDP.jwks())
+    else:
+        files = env.mounted_files(spec, c)
+        assert location in files, f"{where}: RAPPORT_AUTH_JWKS={location} is no file of its ConfigMap volumes {sorted(files)}"
+        content = files[location]
+        keys = json.loads(content).get("keys", [])
+        assert keys and all("d" not in k for k in keys), f"{where}: the JWKS must hold public keys only"
+        if not production:
+            assert json.loads(content) == DEV_JWKS, \
+                f"{where}: not deploy/dev-keys/jwks.json: `rapport-admin token` would sign tokens it refuses"
+    return {**run_env, "RAPPORT_AUTH_JWKS": jwks_file(content)}
 
 
 def load_settings(svc: str, env: dict[str, str]) -> ServiceSettings:
@@ -321,6 +378,12 @@ def check_environment(env: Env, *, production: bool) -> dict[str, ServiceSetting
         run_env = effective_env(env, main, svc)
         settings = loaded[svc] = load_settings(svc, run_env)
         assert settings.service_name == svc
+        # Tokens: the JWKS each container reads (the app is built on it below: a development key in
+        # production, or an empty JWKS, refuses to build, as the service would refuse to start).
+        built_env = app_env(env, spec, main, run_env, production=production)
+        for c in spec.get("initContainers", []):
+            assert app_env(env, spec, c, effective_env(env, c, svc), production=production) == built_env, \
+                f"{where}: init container {c['name']} reads another JWKS than {main['name']}"
 
         # Pod: non-root as the image's user, no service links, compose's grace period.
         psc = spec["securityContext"]
@@ -339,7 +402,7 @@ def check_environment(env: Env, *, production: bool) -> dict[str, ServiceSetting
 
         # Probes: routes the app serves, on RAPPORT_HTTP_PORT.
         ports = {p["name"]: p["containerPort"] for p in main.get("ports", [])}
-        paths = app_paths(svc, tuple(sorted(run_env.items())))
+        paths = app_paths(svc, tuple(sorted(built_env.items())))
         for probe, route in PROBE_ROUTES.items():
             get = main[probe]["httpGet"]
             assert get["path"] == route and route in paths, f"{where}: {probe} {get['path']} (app serves {sorted(paths)})"
@@ -363,8 +426,8 @@ def check_environment(env: Env, *, production: bool) -> dict[str, ServiceSetting
     assert migrations == {svc: 1 for svc in SERVICES}, f"{env.name}: migrations per service {migrations}"
 
     # What the services must agree on.
-    auth = {svc: s.auth_secret.get_secret_value() for svc, s in loaded.items()}
-    assert len(set(auth.values())) == 1, f"{env.name}: the services verify tokens with different secrets"
+    auth = {svc: (s.auth_jwks, s.auth_issuer, s.auth_audience, s.auth_max_token_lifetime_s) for svc, s in loaded.items()}
+    assert len(set(auth.values())) == 1, f"{env.name}: the services verify tokens differently: {auth}"
     assert loaded["intake"].session_minutes == loaded["scheduler"].session_minutes, \
         "intake's availability must hold the session length the scheduler books"
     contacts = {svc: (s.contacts_keys.get_secret_value(), s.contacts_active_key)
@@ -468,6 +531,7 @@ def test_overlay_patches_target_base_objects_and_known_settings(overlay):
     """Without kustomize: a patch naming a missing object, or a setting no reader has, fails here."""
     base = {(o["kind"], o["metadata"]["name"]): o for o in base_objects()}
     readers: dict[str, set[str]] = {}  # ConfigMap name → services whose containers read it
+    mounted: set[str] = set()  # ConfigMaps mounted as files (their keys are file names, not settings)
     for o in base_objects():
         if o["kind"] == "Deployment":
             svc = image_service(pod_spec(o)["containers"][0]["image"])
@@ -475,13 +539,16 @@ def test_overlay_patches_target_base_objects_and_known_settings(overlay):
                 for ref in c.get("envFrom", []):
                     if "configMapRef" in ref:
                         readers.setdefault(ref["configMapRef"]["name"], set()).add(svc)
+            mounted |= {v["configMap"]["name"] for v in pod_spec(o).get("volumes", []) if "configMap" in v}
     for entry, doc in overlay_patches(K8S / overlay):
         if doc.get("$patch") == "delete":
             assert entry.get("target", {}).get("kind") == doc["kind"] == "Secret"
             continue
         key = (doc["kind"], doc["metadata"]["name"])
         assert key in base, f"{overlay}: patch for {key}, which base/ does not define"
-        if doc["kind"] == "ConfigMap":
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] in mounted:
+            assert set(doc.get("data", {})) <= set(base[key].get("data", {})), f"{overlay}: {key} gains a file"
+        elif doc["kind"] == "ConfigMap":
             for name in doc.get("data", {}):
                 for svc in readers[doc["metadata"]["name"]]:
                     assert name in env_names(settings_class(svc)), f"{overlay}: {name} is not a setting of {svc}"
@@ -497,6 +564,14 @@ def test_production_overlay_files():
     prod = K8S / "overlays" / "production"
     common = [d for _, d in overlay_patches(prod) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rapport-common"]
     assert [d["data"].get("RAPPORT_ENVIRONMENT") for d in common] == ["production"]
+    assert common[0]["data"].get("RAPPORT_AUTH_JWKS", "").startswith("https://"), \
+        "production verifies tokens against the identity provider's JWKS URL"
+    for _, d in overlay_patches(prod):  # and trusts no development key, even unused
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "rapport-auth-jwks":
+            assert not json.loads(d["data"]["jwks.json"])["keys"], "production: rapport-auth-jwks holds a key"
+            break
+    else:
+        raise AssertionError("production must replace base/'s development JWKS (rapport-auth-jwks)")
     assert common[0]["data"].get("RAPPORT_KAFKA_SECURITY_PROTOCOL", "").startswith("SASL_")
     for directory in (prod, prod / "provision"):
         deletes = [e for e, d in overlay_patches(directory) if d.get("$patch") == "delete"]
@@ -592,6 +667,7 @@ def test_production_overlay_renders_consistently():
     assert not env.of_kind("Secret"), "production applies no Secret (placeholders would overwrite real ones)"
     text = json.dumps(objs)
     assert not any(m in text for m in DEV_SECRET_MARKERS)
+    assert DEV_KID_PREFIX not in text, "production carries a development signing key's kid"
     assert env.configmap_data("rapport-common")["RAPPORT_ENVIRONMENT"] == "production"
     loaded = check_environment(env, production=True)
     check_provision(env)
