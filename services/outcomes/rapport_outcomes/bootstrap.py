@@ -13,12 +13,13 @@ from rapport_shared.runtime import ServiceRuntime
 from rapport_shared.settings import ServiceSettings
 from rapport_shared.topics import OUTCOMES
 
+from .adapters import repository
 from .domain.policy import OutcomesPolicy
 from .entrypoints import consumers, http
 from .settings import OutcomesSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
+ACCESS_POLICY = Path(__file__).parent / "access.yaml"
 
 
 def build(settings: ServiceSettings) -> FastAPI:
@@ -27,7 +28,9 @@ def build(settings: ServiceSettings) -> FastAPI:
                               register_handlers=partial(consumers.register, policy=policy), clock=clock_for(settings))
     app = create_app(runtime, http.routers, title="Rapport outcomes",
                      description="Scored submissions, change classification, safety and review alerts, cohort "
-                                 "reports and FHIR export; emits rapport.outcomes events.")
+                                 "reports and FHIR export; emits rapport.outcomes events.",
+                     policy=ACCESS_POLICY,
+                     resolvers={"episode_id": repository.episode_scope, "alert_id": repository.alert_scope})
     app.state.policy = policy
     http.install_error_handlers(app)
     return app

@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import yaml
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from ..logging import get_logger
 from .auth import Principal, authenticate
@@ -138,10 +138,12 @@ class AccessPolicy:
         """Every route has a row and every row a route; a row's ``record`` is a path parameter."""
         seen: set[str] = set()
         missing: list[str] = []
-        for route in app.routes:
-            if not isinstance(route, APIRoute):
+        # FastAPI >= 0.16x keeps included routers lazily (app.routes holds _IncludedRouter
+        # entries): walk the effective routes, with their full paths.
+        for route in iter_route_contexts(app.routes):
+            if not isinstance(route.original_route, APIRoute):
                 continue
-            for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
                 key = f"{method} {route.path}"
                 seen.add(key)
                 rule = self.rules.get(key)

@@ -67,15 +67,24 @@ def service_dsns(postgres, db_passwords) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def tokens() -> TokenAuthority:
-    return TokenAuthority(TEST_SECRET)
+def tokens() -> TokenIssuer:
+    """The e2e system's issuer (ES256; the services hold only its public JWKS). Org TEST_ORG."""
+    return TEST_ISSUER
+
+
+@pytest.fixture(scope="session")
+def hmac_tokens() -> TokenAuthority:
+    """For in-process harnesses configured with ``auth_secret=TEST_SECRET``. Org TEST_ORG."""
+    return TokenAuthority(TEST_SECRET, org=TEST_ORG)
 
 
 @pytest.fixture(scope="session")
 def system(postgres, kafka, db_passwords, tmp_path_factory) -> System:
     """The four services as separate processes (each migrates its own schema on start)."""
+    jwks = Path(tmp_path_factory.mktemp("jwks")) / "jwks.json"
+    jwks.write_text(json.dumps(TEST_ISSUER.jwks()))
     sys_ = build_system(admin_dsn=postgres.admin_dsn, kafka_bootstrap=kafka.bootstrap, passwords=db_passwords,
-                        secret=TEST_SECRET, log_dir=Path(tmp_path_factory.mktemp("service-logs")))
+                        jwks=str(jwks), log_dir=Path(tmp_path_factory.mktemp("service-logs")))
     sys_.start_all()
     yield sys_
     sys_.stop_all()

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from rapport_shared import envelope
 from rapport_shared.contracts.course import CourseEndedV1, SessionAttendedV1
+from rapport_shared.testing.fixtures import OTHER_ORG
 from rapport_shared.testing.flows import gad7, intake_completion, phq9
 from rapport_shared.testing.kafka import read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, OUTCOMES
@@ -173,3 +174,18 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
     bundle = http.get(f"{outcomes_url}/v1/episodes/{episode}/fhir", headers=clinician).json()
     assert bundle["resourceType"] == "Bundle"
     assert [e["resource"]["resourceType"] for e in bundle["entry"]].count("Observation") == 2 + len(submitted)
+
+    # Who may see what: the referring organisation's partner exports the coded facts (no item
+    # answers); another organisation's partner or clinician gets the 404 of an unknown episode.
+    partner = {"Authorization": f"Bearer {tokens.issue('partner-1', ['partner'])}"}
+    r = http.get(f"{outcomes_url}/v1/episodes/{episode}/fhir", headers=partner)
+    assert r.status_code == 200, r.text
+    assert {e["resource"]["resourceType"] for e in r.json()["entry"]} == {"Observation"} and "linkId" not in r.text
+    unknown = str(uuid.uuid4())
+    for who in (tokens.issue("partner-9", ["partner"], org=OTHER_ORG), tokens.issue(clinician_id, ["clinician"], org=OTHER_ORG)):
+        auth = {"Authorization": f"Bearer {who}"}
+        for path in ("fhir", "outcome"):
+            refused = http.get(f"{outcomes_url}/v1/episodes/{episode}/{path}", headers=auth)
+            missing = http.get(f"{outcomes_url}/v1/episodes/{unknown}/{path}", headers=auth)
+            assert refused.status_code == missing.status_code == 404
+            assert refused.text.replace(episode, "<id>") == missing.text.replace(unknown, "<id>")

@@ -18,7 +18,7 @@ from rapport_outcomes.settings import OutcomesSettings
 from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.base import EventData
-from rapport_shared.testing.fixtures import TEST_SECRET
+from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
 from rapport_shared.testing.flows import gad7, phq9
 from rapport_shared.uow import UnitOfWorkFactory
 
@@ -47,8 +47,16 @@ class Outcomes:
     dead: list = field(default_factory=list)
     _offsets: itertools.count = field(default_factory=itertools.count)
 
-    def auth(self, sub: str, *roles: str) -> dict:
-        return {"Authorization": f"Bearer {self.tokens.issue(sub, roles)}"}
+    def auth(self, sub: str, *roles: str, org: str | None = None) -> dict:
+        """A bearer token of ``TEST_ORG`` (the organisation ``intake_event`` opens episodes for)
+        unless ``org`` names another."""
+        return {"Authorization": f"Bearer {self.tokens.issue(sub, roles, org=org)}"}
+
+    async def access_audit(self, record_id, **where) -> list[dict]:
+        """The access-audit rows about a record (the service's append-only audit table)."""
+        table = self.app.state.access.audit_table
+        rows = await self.pool.fetch(f"SELECT * FROM {table} WHERE record_id = $1 ORDER BY seq", str(record_id))
+        return [dict(r) for r in rows if all(r[k] == v for k, v in where.items())]
 
     async def deliver(self, data: EventData, *, event_id: str | None = None, correlation_id: str | None = None):
         """Hand an event to the service's consumer as the Kafka subscription would."""
@@ -75,7 +83,7 @@ class Outcomes:
 
 
 @pytest.fixture(scope="session")
-async def outcomes(postgres, service_dsns, tokens):
+async def outcomes(postgres, service_dsns, hmac_tokens):
     settings = OutcomesSettings(database_dsn=service_dsns["outcomes"], auth_secret=TEST_SECRET, environment="test")
     app = bootstrap.build(settings)
     runtime = app.state.runtime
@@ -93,12 +101,13 @@ async def outcomes(postgres, service_dsns, tokens):
     runtime.register_handlers(runtime, consumer)
     transport = httpx.ASGITransport(app=app)  # no lifespan: the runtime above stands in for start()
     async with httpx.AsyncClient(transport=transport, base_url="http://outcomes") as client:
-        yield Outcomes(app, client, consumer, runtime.pool, tokens, dead)
+        yield Outcomes(app, client, consumer, runtime.pool, hmac_tokens, dead)
     await runtime.pool.close()
 
 
 def intake_event(*, baseline: dict[str, dict[int, int]] | None = None, clinician_id: str | None = None,
-                 template_id: str = "ipt-standard", referred_at: datetime | None = None, target_condition="depression"):
+                 template_id: str = "ipt-standard", referred_at: datetime | None = None, target_condition="depression",
+                 organisation_id: str | None = TEST_ORG):
     from rapport_shared.contracts import IntakeCompletedV1
 
     now = datetime.now(timezone.utc)
@@ -110,7 +119,7 @@ def intake_event(*, baseline: dict[str, dict[int, int]] | None = None, clinician
         baseline_scores=[{"instrument": code, "answers": answers, "total": float(sum(answers.values())),
                           "administered_at": referred + timedelta(hours=1)}
                          for code, answers in (baseline if baseline is not None else {"phq9": PHQ9_18}).items()],
-        referred_at=referred, completed_at=referred + timedelta(hours=2),
+        referred_at=referred, completed_at=referred + timedelta(hours=2), organisation_id=organisation_id,
     )
 
 
@@ -119,4 +128,5 @@ def h():
     """The helpers above (test modules cannot import a conftest under --import-mode=importlib)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(phq9=phq9, gad7=gad7, intake_event=intake_event, PHQ9_18=PHQ9_18, GAD7_12=GAD7_12)
+    return SimpleNamespace(phq9=phq9, gad7=gad7, intake_event=intake_event, PHQ9_18=PHQ9_18, GAD7_12=GAD7_12,
+                           TEST_ORG=TEST_ORG, OTHER_ORG=OTHER_ORG)

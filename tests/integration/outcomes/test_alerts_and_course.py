@@ -189,7 +189,8 @@ async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h)
     outcome = (await outcomes.client.get(f"/v1/episodes/{data.episode_id}/outcome", headers=auth)).json()
     assert outcome["reliable_recovery"] is True and outcome["event_id"] == ev["ce_id"]
 
-    r = await outcomes.client.get(f"/v1/episodes/{data.episode_id}/fhir", headers=outcomes.auth("partner-1", "partner"))
+    # The episode's clinician exports everything: the answers and the totals derived from them.
+    r = await outcomes.client.get(f"/v1/episodes/{data.episode_id}/fhir", headers=auth)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
     bundle = r.json()
     kinds = [e["resource"]["resourceType"] for e in bundle["entry"]]
@@ -201,6 +202,17 @@ async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h)
     loinc = sorted(e["resource"]["code"]["coding"][0]["code"] for e in bundle["entry"]
                    if e["resource"]["resourceType"] == "Observation")
     assert loinc == ["44261-6"] * 3 + ["70274-6"] * 2
+
+    # A partner of the episode's organisation gets the coded facts only: the same totals and bands,
+    # no QuestionnaireResponse (no item answers), nothing referring to a resource it does not get.
+    r = await outcomes.client.get(f"/v1/episodes/{data.episode_id}/fhir", headers=outcomes.auth("partner-1", "partner"))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/fhir+json")
+    partner = r.json()
+    assert [e["resource"]["resourceType"] for e in partner["entry"]] == ["Observation"] * 5
+    assert [e["resource"] for e in partner["entry"]] == [
+        {k: v for k, v in e["resource"].items() if k != "derivedFrom"} for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Observation"]
+    assert "answer" not in r.text and "linkId" not in r.text
 
 
 async def test_a_score_given_before_the_end_but_recorded_after_it_revises_the_evaluation(outcomes, h):

@@ -66,11 +66,12 @@ async def test_an_http_submission_is_scored_against_the_baseline(outcomes, h):
     assert (event["loinc_code"], event["change_from_baseline"], event["reliable_change"]) == ("44261-6", -6, "improved")
 
     # A first GAD-7 over HTTP would be the baseline; here intake had one.
-    r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=outcomes.auth("c", "clinician"),
+    clinician = outcomes.auth(data.clinician_id, "clinician")  # the episode's clinician
+    r = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=clinician,
                                    json=body(h.gad7(9), instrument="gad7", timepoint="end"))
     assert r.json()["timepoint"] == "end" and r.json()["reliable_change"] == "no_reliable_change"
 
-    history = (await outcomes.client.get(f"/v1/episodes/{data.episode_id}/scores", headers=outcomes.auth("c", "clinician"))).json()
+    history = (await outcomes.client.get(f"/v1/episodes/{data.episode_id}/scores", headers=clinician)).json()
     assert [x["total"] for x in history["instruments"]["phq9"]["scores"]] == [18, 12]
     assert history["instruments"]["phq9"]["bands"][2] == {"code": "moderate", "label": "moderate", "lower": 10}
     assert [x["band"] for x in history["instruments"]["gad7"]["scores"]] == ["moderate", "mild"]
@@ -148,9 +149,10 @@ async def test_a_patient_app_submits_only_for_its_own_patient(outcomes, h):
     r = await outcomes.client.post(url, headers=outcomes.auth("someone-else", "patient_app"), json=own)
     assert r.status_code == 404 and "total" not in r.json()
     assert await outcomes.count(count, data.episode_id) == before + 1
-    # Partner systems and clinicians submit for any episode.
+    # A partner system of the episode's organisation and the episode's clinician submit for it.
     assert (await outcomes.client.post(url, headers=outcomes.auth("epro-1", "partner"), json=body(h.phq9(7)))).status_code == 201
-    assert (await outcomes.client.post(url, headers=outcomes.auth("clin-x", "clinician"), json=body(h.phq9(8)))).status_code == 201
+    assert (await outcomes.client.post(url, headers=outcomes.auth(data.clinician_id, "clinician"),
+                                       json=body(h.phq9(8)))).status_code == 201
 
 
 async def test_the_same_submission_twice_is_stored_once(outcomes, h):

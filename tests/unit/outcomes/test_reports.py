@@ -83,3 +83,18 @@ def test_fhir_bundle_links_each_observation_to_its_response() -> None:
     assert qr["questionnaire"] == "http://loinc.org/q/44249-1" and qr["status"] == "completed"
     assert [i["linkId"] for i in qr["item"]] == [str(n) for n in range(1, 10)]
     assert qr["item"][8]["answer"] == [{"valueInteger": 2}]
+
+
+def test_the_partners_fhir_bundle_holds_the_totals_and_no_answers() -> None:
+    """access.yaml: a partner's export is the coded facts only (no QuestionnaireResponse, so no
+    item answers, item 9 included), and nothing refers to a resource the Bundle does not hold."""
+    ep, s1 = uuid.uuid4(), uuid.uuid4()
+    subs = [fhir.ExportedSubmission(s1, "phq9", {**{n: 2 for n in range(1, 9)}, 9: 3}, 19, "moderately_severe", {}, T, T)]
+    full = fhir.episode_bundle(episode_id=ep, person_id="P-1", submissions=subs, catalogue=load_catalogue(), generated_at=T)
+    minimal = fhir.episode_bundle(episode_id=ep, person_id="P-1", submissions=subs, catalogue=load_catalogue(),
+                                  generated_at=T, answers=False)
+    assert [e["resource"]["resourceType"] for e in minimal["entry"]] == ["Observation"]
+    [obs] = [e["resource"] for e in full["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert minimal["entry"][0]["resource"] == {k: v for k, v in obs.items() if k != "derivedFrom"}
+    assert minimal["entry"][0]["resource"]["valueInteger"] == 19
+    assert "item" not in str(minimal) and "linkId" not in str(minimal)

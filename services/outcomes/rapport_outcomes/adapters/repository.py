@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from rapport_shared.contracts.outcomes import AlertKind, ReliableChange, Timepoint
+from rapport_shared.http.access import ListFilter, RecordScope
 
 from ..domain.alerts import OpenAlert
 from ..domain.cohort import EvaluationRow
@@ -28,7 +29,7 @@ def _num(v: int | float | None) -> float | None:
 def _episode(r: asyncpg.Record) -> Episode:
     return Episode(episode_id=r["episode_id"], person_id=r["person_id"], clinician_id=r["clinician_id"],
                    template_id=r["template_id"], target_condition=r["target_condition"], began_at=r["began_at"],
-                   correlation_id=r["correlation_id"])
+                   correlation_id=r["correlation_id"], organisation_id=r["organisation_id"])
 
 
 async def get_episode(conn: asyncpg.Connection, episode_id: UUID, *, lock: bool = False) -> Episode | None:
@@ -41,9 +42,10 @@ async def get_episode(conn: asyncpg.Connection, episode_id: UUID, *, lock: bool 
 async def add_episode(conn: asyncpg.Connection, e: Episode, opened_at: datetime) -> bool:
     inserted = await conn.fetchval(
         "INSERT INTO episodes (episode_id, person_id, clinician_id, template_id, began_at, target_condition,"
-        " correlation_id, opened_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8) ON CONFLICT (episode_id) DO NOTHING RETURNING true",
+        " correlation_id, opened_at, organisation_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+        " ON CONFLICT (episode_id) DO NOTHING RETURNING true",
         e.episode_id, e.person_id, e.clinician_id, e.template_id, e.began_at, e.target_condition, e.correlation_id,
-        opened_at,
+        opened_at, e.organisation_id,
     )
     return bool(inserted)
 
@@ -51,6 +53,46 @@ async def add_episode(conn: asyncpg.Connection, e: Episode, opened_at: datetime)
 async def alert_clinician(conn: asyncpg.Connection, episode: Episode) -> str:
     """The course's clinician once planned (the scheduler owns assignment), else intake's."""
     return await conn.fetchval("SELECT clinician_id FROM courses WHERE episode_id = $1", episode.episode_id) or episode.clinician_id
+
+
+# ---- access scopes (rapport_shared.http.access) ------------------------------------------------
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+# The clinicians an episode is assigned to: intake's treating clinician and the course's once
+# the scheduler planned it (alert_clinician above).
+_SCOPE = ("SELECT e.organisation_id, e.person_id, e.clinician_id, c.clinician_id AS course_clinician"
+          " FROM episodes e LEFT JOIN courses c USING (episode_id)")
+
+
+def _scope(r: asyncpg.Record, *extra: str | None) -> RecordScope:
+    assigned = {x for x in (r["clinician_id"], r["course_clinician"], *extra) if x}
+    return RecordScope(organisation_id=r["organisation_id"], person_id=r["person_id"], assigned=frozenset(assigned))
+
+
+async def episode_scope(conn: asyncpg.Connection, episode_id: str) -> RecordScope | None:
+    """``episode_id`` → its organisation, person and assigned clinicians; None when there is no
+    such episode (or the id is not one): the core answers both alike."""
+    eid = _uuid(episode_id)
+    if eid is None:
+        return None
+    r = await conn.fetchrow(_SCOPE + " WHERE e.episode_id = $1", eid)
+    return _scope(r) if r else None
+
+
+async def alert_scope(conn: asyncpg.Connection, alert_id: str) -> RecordScope | None:
+    """``alert_id`` → its episode's scope, the clinician the alert was raised to assigned too."""
+    aid = _uuid(alert_id)
+    if aid is None:
+        return None
+    r = await conn.fetchrow(_SCOPE.replace("SELECT ", "SELECT a.clinician_id AS alert_clinician, ", 1)
+                            + " JOIN alerts a ON a.episode_id = e.episode_id WHERE a.alert_id = $1", aid)
+    return _scope(r, r["alert_clinician"]) if r else None
 
 
 # ---- submissions ----------------------------------------------------------------------------
@@ -202,17 +244,35 @@ async def resolve(conn: asyncpg.Connection, alert_id: UUID, *, by: str, role: st
 
 
 async def alerts(conn: asyncpg.Connection, *, clinician_id: str | None, status: str | None, kind: str | None,
-                 episode_id: UUID | None, limit: int) -> list[asyncpg.Record]:
+                 episode_id: UUID | None, limit: int, scope: ListFilter | None = None) -> list[asyncpg.Record]:
+    """Alerts matching every given condition; ``scope`` (the caller's list filter) narrows them to
+    the caller's organisation and, for a clinician without a care-team duty, to the alerts of
+    episodes assigned to them (another clinician's id in ``clinician_id`` never widens it)."""
+    if scope is not None and scope.nothing:
+        return []
     where, args = [], []
-    for column, value in (("clinician_id", clinician_id), ("status", status), ("kind", kind), ("episode_id", episode_id)):
+    for column, value in (("a.clinician_id", clinician_id), ("a.status", status), ("a.kind", kind),
+                          ("a.episode_id", episode_id)):
         if value is not None:
             args.append(value)
             where.append(f"{column} = ${len(args)}")
+    if scope is not None:
+        if scope.organisation_id is not None:
+            args.append(scope.organisation_id)
+            where.append(f"e.organisation_id = ${len(args)}")
+        if scope.assigned_to is not None:
+            args.append(scope.assigned_to)
+            n = len(args)
+            where.append(f"(a.clinician_id = ${n} OR e.clinician_id = ${n} OR c.clinician_id = ${n})")
+        if scope.person_id is not None:
+            args.append(scope.person_id)
+            where.append(f"e.person_id = ${len(args)}")
     args.append(limit)
     sql = ("SELECT a.*, (SELECT count(*) FROM alert_links l WHERE l.alert_id = a.alert_id) AS linked_count FROM alerts a"
+           " JOIN episodes e ON e.episode_id = a.episode_id LEFT JOIN courses c ON c.episode_id = a.episode_id"
            + (" WHERE " + " AND ".join(where) if where else "")
            # urgent first, then oldest first: what a clinician must act on now
-           + f" ORDER BY (urgency = 'urgent') DESC, raised_at LIMIT ${len(args)}")
+           + f" ORDER BY (a.urgency = 'urgent') DESC, a.raised_at LIMIT ${len(args)}")
     return await conn.fetch(sql, *args)
 
 
@@ -277,11 +337,21 @@ async def get_evaluation(conn: asyncpg.Connection, episode_id: UUID) -> asyncpg.
 
 
 async def evaluation_rows(conn: asyncpg.Connection, *, template_id: str | None, clinician_id: str | None,
-                          ended_from: datetime | None, ended_to: datetime | None) -> list[EvaluationRow]:
+                          ended_from: datetime | None, ended_to: datetime | None,
+                          scope: ListFilter | None = None) -> list[EvaluationRow]:
+    """Evaluations matching the filters, within the caller's ``scope`` (its organisation; a
+    clinician without a care-team duty: the episodes assigned to them)."""
+    if scope is not None and scope.nothing:
+        return []
+    scope = scope or ListFilter()
     rows = await conn.fetch(
-        "SELECT * FROM evaluations WHERE ($1::text IS NULL OR template_id = $1) AND ($2::text IS NULL OR clinician_id = $2)"
-        " AND ($3::timestamptz IS NULL OR ended_at >= $3) AND ($4::timestamptz IS NULL OR ended_at < $4)",
-        template_id, clinician_id, ended_from, ended_to,
+        "SELECT v.* FROM evaluations v JOIN episodes e USING (episode_id)"
+        " WHERE ($1::text IS NULL OR v.template_id = $1) AND ($2::text IS NULL OR v.clinician_id = $2)"
+        " AND ($3::timestamptz IS NULL OR v.ended_at >= $3) AND ($4::timestamptz IS NULL OR v.ended_at < $4)"
+        " AND ($5::text IS NULL OR e.organisation_id = $5)"
+        " AND ($6::text IS NULL OR v.clinician_id = $6 OR e.clinician_id = $6)"
+        " AND ($7::text IS NULL OR e.person_id = $7)",
+        template_id, clinician_id, ended_from, ended_to, scope.organisation_id, scope.assigned_to, scope.person_id,
     )
     return [EvaluationRow(template_id=r["template_id"], clinician_id=r["clinician_id"], finished_course=r["finished_course"],
                           counts_toward_recovery=r["counts_toward_recovery"], recovery=r["recovery"],

@@ -4,6 +4,11 @@ LOINC code where the catalogue has one, ``derivedFrom`` its QuestionnaireRespons
 
 Entries are addressed by ``urn:uuid:`` full URLs so references resolve inside the Bundle
 without a FHIR server. Only pseudonymous ids appear (the person as an identifier, never a name).
+
+``answers=False`` is the partner's minimal view (architecture.md "Who may see what": coded facts,
+never answers): the Observations only (total, band, subscales: what rapport.score.submitted.v1
+tells a partner anyway), no QuestionnaireResponse and so no item answers (PHQ-9 item 9 included),
+and no ``derivedFrom`` pointing at a resource the Bundle does not hold.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ def questionnaire_response(s: ExportedSubmission, person_id: str, episode_id: UU
     return resource
 
 
-def observation(s: ExportedSubmission, person_id: str, catalogue: Catalogue) -> dict:
+def observation(s: ExportedSubmission, person_id: str, catalogue: Catalogue, *, derived_from: bool = True) -> dict:
     d = catalogue.get(s.instrument)
     if d.loinc_total:
         code = {"coding": [{"system": LOINC, "code": d.loinc_total, "display": f"{d.name} total score"}]}
@@ -92,8 +97,9 @@ def observation(s: ExportedSubmission, person_id: str, catalogue: Catalogue) -> 
         "subject": _subject(person_id),
         "effectiveDateTime": _time(s.administered_at),
         "issued": _time(s.scored_at),
-        "derivedFrom": [{"reference": f"urn:uuid:{s.submission_id}"}],
     }
+    if derived_from:
+        resource["derivedFrom"] = [{"reference": f"urn:uuid:{s.submission_id}"}]
     if d.scoring == "sum":
         resource["valueInteger"] = int(s.total)
     else:  # a mean (EDE-Q global): FHIR has no valueDecimal on Observation
@@ -112,12 +118,13 @@ def observation(s: ExportedSubmission, person_id: str, catalogue: Catalogue) -> 
 
 
 def episode_bundle(*, episode_id: UUID, person_id: str, submissions: Iterable[ExportedSubmission], catalogue: Catalogue,
-                   generated_at: datetime) -> dict:
+                   generated_at: datetime, answers: bool = True) -> dict:
     entries = []
     for s in submissions:
-        qr = questionnaire_response(s, person_id, episode_id, catalogue)
-        obs = observation(s, person_id, catalogue)
-        entries.append({"fullUrl": f"urn:uuid:{qr['id']}", "resource": qr})
+        if answers:
+            qr = questionnaire_response(s, person_id, episode_id, catalogue)
+            entries.append({"fullUrl": f"urn:uuid:{qr['id']}", "resource": qr})
+        obs = observation(s, person_id, catalogue, derived_from=answers)
         entries.append({"fullUrl": f"urn:uuid:{obs['id']}", "resource": obs})
     return {
         "resourceType": "Bundle",

@@ -64,6 +64,7 @@ class Episode:
     target_condition: str | None
     began_at: datetime
     correlation_id: str | None = None
+    organisation_id: str | None = None  # who may see it (architecture.md "Who may see what")
 
 
 @dataclass(frozen=True)
@@ -135,17 +136,6 @@ def check_rater(definition: InstrumentDefinition, roles: frozenset[str]) -> None
     """A clinician-rated instrument (HAM-D-17) is submitted by a clinician, not by an app."""
     if definition.rater == "clinician" and not roles & {"clinician", "admin"}:
         raise RaterNotAllowed("instrument", f"{definition.name} is clinician-rated; submit it as a clinician")
-
-
-def check_submitter(episode: Episode, sub: str, roles: frozenset[str]) -> None:
-    """A patient app submits for its own patient only: its token's ``sub`` is the pseudonymous
-    person id. Staff and partner systems (clinician, admin, partner) submit for any episode.
-    Another person's episode answers as unknown, so an app cannot probe which episodes exist."""
-    if roles & {"clinician", "admin", "partner"}:
-        return
-    if sub != episode.person_id:
-        raise Unknown("episode_id", f"no episode {episode.episode_id} for this patient (a patient_app token's sub"
-                                    " is the person it submits for)")
 
 
 def check_answers(policy: OutcomesPolicy, instrument: str, answers: Mapping[object, object]) -> None:

@@ -12,10 +12,13 @@ from ..service_layer import handlers
 
 def register(runtime, consumer: EventConsumer, *, policy: OutcomesPolicy | None = None) -> None:
     policy = policy or OutcomesPolicy()
+    # An intake event from an older producer names no organisation: take the configured one.
+    default_organisation = getattr(getattr(runtime, "settings", None), "default_organisation", "") or None
 
     @consumer.on(IntakeCompletedV1)
     async def on_intake_completed(uow, event, data: IntakeCompletedV1) -> None:
-        await handlers.record_baseline(data, uow, cause_id=event.id, policy=policy)
+        await handlers.record_baseline(data, uow, cause_id=event.id, policy=policy,
+                                       default_organisation=default_organisation)
 
     @consumer.on(CoursePlannedV1)
     async def on_course_planned(uow, event, data: CoursePlannedV1) -> None:

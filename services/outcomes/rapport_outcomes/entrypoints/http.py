@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from rapport_shared.contracts.outcomes import AlertKind
 from rapport_shared.faults import crash_point
-from rapport_shared.http.auth import Principal, Role, require
+from rapport_shared.http.access import Grant, current_grant, relations_to
 from rapport_shared.http.errors import Invalid, NotFound
 
 from ..adapters import repository as repo
@@ -22,13 +22,8 @@ from ..domain.model import Refused, Submission
 from ..domain.policy import OutcomesPolicy
 from ..service_layer import handlers
 
-submitter = require(Role.patient_app, Role.partner, Role.clinician, Role.admin)
-reader = require(Role.clinician, Role.admin)
-exporter = require(Role.clinician, Role.admin, Role.partner)
-anyone = require(Role.patient_app, Role.partner, Role.clinician, Role.admin, Role.intake_clinician, Role.operator)
-# domain.md 3.3: an alert is resolved only by a clinician (an admin cannot close a clinical risk).
-resolver = require(Role.clinician)
-
+# Who may call what, on which records, is the access policy's (../access.yaml), enforced app-wide
+# before a handler runs: a record outside the caller's relationships answers like a missing one.
 episodes = APIRouter(prefix="/v1/episodes", tags=["scores"])
 alerts = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 reports = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -38,6 +33,15 @@ routers = [episodes, alerts, reports, instruments]
 
 def _policy(request: Request) -> OutcomesPolicy:
     return request.app.state.policy
+
+
+def _holds(request: Request, grant: Grant, role: str) -> bool:
+    """Whether the caller reaches this route's record *as* ``role`` (a token may carry several
+    roles: a partner role must not pass on a clinician's view)."""
+    rule = request.app.state.access.policy.rule(request.method, request.scope["route"].path)
+    if role not in grant.principal.roles or role not in rule.allow or grant.scope is None:
+        return False
+    return bool(rule.allow[role] & relations_to(grant.principal, grant.scope, grant.duties))
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -78,9 +82,9 @@ def alert_view(a) -> dict:
                responses={200: {"description": "the same client_submission_id again: the stored submission"},
                           404: {"description": "unknown episode"}, 409: {"description": "client id reused"},
                           422: {"description": "refused; `field` names what is wrong; nothing stored"}})
-async def submit(episode_id: UUID, cmd: SubmitScores, request: Request, who: Principal = Depends(submitter)):
+async def submit(episode_id: UUID, cmd: SubmitScores, request: Request, grant: Grant = Depends(current_grant)):
     async with request.app.state.runtime.uow() as uow:
-        accepted = await handlers.submit(cmd, uow, episode_id, who, _policy(request))
+        accepted = await handlers.submit(cmd, uow, episode_id, grant.principal, _policy(request))
     # Committed (score, alerts and their events) but not yet published: the crash test's point.
     crash_point("outcomes.submission.after_commit")
     body = {**submission_view(accepted.submission), "replayed": accepted.replayed}
@@ -94,8 +98,7 @@ async def _episode_or_404(conn, episode_id: UUID):
     return episode
 
 
-@episodes.get("/{episode_id}/scores", summary="An episode's score history per instrument, with bands",
-              dependencies=[Depends(reader)])
+@episodes.get("/{episode_id}/scores", summary="An episode's score history per instrument, with bands")
 async def scores(episode_id: UUID, request: Request) -> dict:
     policy = _policy(request)
     async with request.app.state.runtime.pool.acquire() as conn:
@@ -117,8 +120,7 @@ async def scores(episode_id: UUID, request: Request) -> dict:
             "scores": [submission_view(s) for s in subs]}
 
 
-@episodes.get("/{episode_id}/submissions/{submission_id}", summary="One submission with its answers",
-              dependencies=[Depends(reader)])
+@episodes.get("/{episode_id}/submissions/{submission_id}", summary="One submission with its answers")
 async def submission(episode_id: UUID, submission_id: UUID, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         await _episode_or_404(conn, episode_id)
@@ -128,7 +130,7 @@ async def submission(episode_id: UUID, submission_id: UUID, request: Request) ->
     return {**submission_view(found[0]), "answers": {str(k): v for k, v in sorted(found[0].answers.items())}}
 
 
-@episodes.get("/{episode_id}/outcome", summary="The end-of-course evaluation", dependencies=[Depends(exporter)])
+@episodes.get("/{episode_id}/outcome", summary="The end-of-course evaluation")
 async def outcome(episode_id: UUID, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         await _episode_or_404(conn, episode_id)
@@ -145,18 +147,22 @@ async def outcome(episode_id: UUID, request: Request) -> dict:
 
 
 @episodes.get("/{episode_id}/fhir", summary="FHIR R4 Bundle: QuestionnaireResponse + Observation per submission",
-              dependencies=[Depends(exporter)], response_class=JSONResponse)
-async def fhir_export(episode_id: UUID, request: Request) -> JSONResponse:
+              description="A clinician of the episode gets the answers (QuestionnaireResponse per submission); a "
+                          "partner of its organisation gets the Observations only (totals, bands, subscales): "
+                          "coded facts, never item answers.",
+              response_class=JSONResponse)
+async def fhir_export(episode_id: UUID, request: Request, grant: Grant = Depends(current_grant)) -> JSONResponse:
     policy = _policy(request)
     async with request.app.state.runtime.pool.acquire() as conn:
         episode = await _episode_or_404(conn, episode_id)
         subs = await repo.exported_submissions(conn, episode_id, policy)
     bundle = fhir.episode_bundle(episode_id=episode_id, person_id=episode.person_id, submissions=subs,
-                                 catalogue=policy.catalogue, generated_at=request.app.state.runtime.clock.now())
+                                 catalogue=policy.catalogue, generated_at=request.app.state.runtime.clock.now(),
+                                 answers=_holds(request, grant, "clinician"))
     return JSONResponse(bundle, media_type="application/fhir+json")
 
 
-@episodes.get("/{episode_id}/alerts", summary="An episode's alerts, open and resolved", dependencies=[Depends(reader)])
+@episodes.get("/{episode_id}/alerts", summary="An episode's alerts, open and resolved")
 async def episode_alerts(episode_id: UUID, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         await _episode_or_404(conn, episode_id)
@@ -166,20 +172,25 @@ async def episode_alerts(episode_id: UUID, request: Request) -> dict:
 
 # ---- alerts ---------------------------------------------------------------------------------
 
-@alerts.get("", summary="Alerts per clinician (default: the caller's open alerts, urgent first)")
-async def list_alerts(request: Request, who: Principal = Depends(reader),
+@alerts.get("", summary="Alerts per clinician (default: the caller's open alerts, urgent first)",
+            description="Only alerts of episodes the caller reaches: a clinician's assigned episodes (their "
+                        "organisation's with a supervisor or on-call duty), an admin's organisation. "
+                        "`clinician_id` narrows that, never widens it.")
+async def list_alerts(request: Request, grant: Grant = Depends(current_grant),
                       clinician_id: str | None = Query(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"),
                       status: Literal["open", "resolved", "all"] = "open", kind: AlertKind | None = None,
                       limit: int = Query(default=200, ge=1, le=1000)) -> dict:
+    who = grant.principal
     if clinician_id is None and "admin" not in who.roles:
         clinician_id = who.sub
     async with request.app.state.runtime.pool.acquire() as conn:
         rows = await repo.alerts(conn, clinician_id=clinician_id, status=None if status == "all" else status,
-                                 kind=kind.value if kind else None, episode_id=None, limit=limit)
+                                 kind=kind.value if kind else None, episode_id=None, limit=limit,
+                                 scope=grant.list_filter())
     return {"clinician_id": clinician_id, "status": status, "alerts": [alert_view(r) for r in rows]}
 
 
-@alerts.get("/{alert_id}", summary="One alert with its linked submissions and audit trail", dependencies=[Depends(reader)])
+@alerts.get("/{alert_id}", summary="One alert with its linked submissions and audit trail")
 async def get_alert(alert_id: UUID, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         a = await repo.get_alert(conn, alert_id)
@@ -197,17 +208,18 @@ async def get_alert(alert_id: UUID, request: Request) -> dict:
 @alerts.post("/{alert_id}/resolve", summary="Record a clinician's resolution of an open alert",
              responses={200: {"description": "resolved (or the same resolution again)"},
                         409: {"description": "already resolved differently"}})
-async def resolve(alert_id: UUID, cmd: ResolveAlert, request: Request, who: Principal = Depends(resolver)) -> dict:
+async def resolve(alert_id: UUID, cmd: ResolveAlert, request: Request, grant: Grant = Depends(current_grant)) -> dict:
     async with request.app.state.runtime.uow() as uow:
-        row, replayed = await handlers.resolve_alert(cmd, uow, alert_id, who, _policy(request))
+        row, replayed = await handlers.resolve_alert(cmd, uow, alert_id, grant.principal, _policy(request))
     return {**alert_view(row), "replayed": replayed}
 
 
 # ---- reports --------------------------------------------------------------------------------
 
 @reports.get("/cohort", summary="Cohort outcomes per template or per clinician (NHS Talking Therapies style)",
-             dependencies=[Depends(reader)])
-async def cohort_report(request: Request, group_by: Literal["template", "clinician"] = "template",
+             description="Over the episodes the caller reaches: an admin's or supervisor's organisation, a "
+                         "clinician's own episodes.")
+async def cohort_report(request: Request, grant: Grant = Depends(current_grant), group_by: Literal["template", "clinician"] = "template",
                         template_id: str | None = None, clinician_id: str | None = None,
                         ended_from: datetime | None = None, ended_to: datetime | None = None) -> dict:
     for name, t in (("ended_from", ended_from), ("ended_to", ended_to)):
@@ -215,7 +227,7 @@ async def cohort_report(request: Request, group_by: Literal["template", "clinici
             raise Invalid("must carry a UTC offset", field=name)
     async with request.app.state.runtime.pool.acquire() as conn:
         rows = await repo.evaluation_rows(conn, template_id=template_id, clinician_id=clinician_id,
-                                          ended_from=ended_from, ended_to=ended_to)
+                                          ended_from=ended_from, ended_to=ended_to, scope=grant.list_filter())
     report = cohort.cohort_report(rows, group_by)
     report["filters"] = {"template_id": template_id, "clinician_id": clinician_id,
                          "ended_from": _iso(ended_from), "ended_to": _iso(ended_to)}
@@ -235,12 +247,12 @@ def _instrument(d) -> dict:
             "reliable_change_threshold": d.reliable_change_threshold}
 
 
-@instruments.get("", summary="The instrument catalogue (what a form must send)", dependencies=[Depends(anyone)])
+@instruments.get("", summary="The instrument catalogue (what a form must send)")
 async def list_instruments(request: Request) -> dict:
     return {"instruments": [_instrument(d) for d in _policy(request).catalogue]}
 
 
-@instruments.get("/{code}", summary="One instrument", dependencies=[Depends(anyone)])
+@instruments.get("/{code}", summary="One instrument")
 async def get_instrument(code: str, request: Request) -> dict:
     cat = _policy(request).catalogue
     if code not in cat:

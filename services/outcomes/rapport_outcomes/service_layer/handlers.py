@@ -32,7 +32,6 @@ from ..domain.model import (
     Submission,
     check_answers,
     check_rater,
-    check_submitter,
     check_time,
     decide_timepoint,
     definition_for,
@@ -124,7 +123,8 @@ async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Prin
     episode = await repo.get_episode(uow.conn, episode_id, lock=True)
     if episode is None:
         raise Unknown("episode_id", f"no episode {episode_id} (intake not completed, or unknown)")
-    check_submitter(episode, who.sub, who.roles)
+    # Who may submit for this episode (own patient, its clinicians, its organisation's partner) is
+    # the access policy's (access.yaml), decided before this runs.
     answers = parse_answers(cmd.answers)
     definition = definition_for(policy.catalogue, cmd.instrument)
     key_fingerprint = None
@@ -160,7 +160,8 @@ async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Prin
     return Accepted(stored, replayed=False)
 
 
-async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: str, policy: OutcomesPolicy) -> None:
+async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: str, policy: OutcomesPolicy,
+                          default_organisation: str | None = None) -> None:
     """Open the episode's measurement record with the baseline scores intake collected (rescored
     here: this service's catalogue is the authority on scoring)."""
     episode = Episode(
@@ -168,6 +169,8 @@ async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: 
         template_id=intake.template_id, target_condition=intake.target_condition.value, began_at=intake.referred_at,
         # The episode's causal chain: every event outcomes emits for it carries this id.
         correlation_id=(uow.cause.correlation_id or uow.cause.id) if uow.cause else None,
+        # The organisation it belongs to; an older producer's event names none (settings).
+        organisation_id=intake.organisation_id or default_organisation or None,
     )
     if not await repo.add_episode(uow.conn, episode, uow.now()):
         return  # the episode is open already (intake re-sent under a new event id): baselines once
