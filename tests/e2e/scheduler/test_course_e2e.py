@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,7 @@ import pytest
 
 from rapport_shared.clock import publish_tick
 from rapport_shared.envelope import encode, new_event
+from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
 from rapport_shared.testing.kafka import produce_raw, read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, INTAKE
 from rapport_shared.contracts import EVENT_MODELS
@@ -37,9 +39,19 @@ class Sim:
     """The test's view: drives simulated time, calls the scheduler's API, reads rapport.course."""
 
     def __init__(self, system, kafka, tokens, topic):
-        self.system, self.kafka, self.topic = system, kafka, topic
-        self.auth = {"Authorization": f"Bearer {tokens.issue('clin-e2e', ['clinician'])}"}
+        self.system, self.kafka, self.topic, self.tokens = system, kafka, topic, tokens
+        # The clock is operations; a course is its own clinician's (access.yaml): calls on a course
+        # carry the token of the clinician it was planned for (organisation TEST_ORG).
+        self.ops = self.bearer("op-e2e", "operator")
+        self.clinician_of: dict[str, str] = {}  # course id → its clinician
         self.now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def bearer(self, sub: str, *roles: str, **kw) -> dict:
+        return {"Authorization": f"Bearer {self.tokens.issue(sub, roles, **kw)}"}
+
+    def auth_for(self, path: str) -> dict:
+        m = re.match(r"/v1/courses/([0-9a-f-]{36})", path)
+        return self.bearer(self.clinician_of[m.group(1)], "clinician") if m else self.ops
 
     @property
     def url(self) -> str:
@@ -56,26 +68,29 @@ class Sim:
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient(timeout=10) as c:
             while True:
-                seen = datetime.fromisoformat((await c.get(f"{self.url}/v1/clock", headers=self.auth)).json()["now"])
+                seen = datetime.fromisoformat((await c.get(f"{self.url}/v1/clock", headers=self.ops)).json()["now"])
                 if seen >= self.now:
                     return
                 assert time.monotonic() < deadline, f"scheduler clock stuck at {seen}, want {self.now}"
                 await asyncio.sleep(0.05)
 
-    async def call(self, method: str, path: str, **kw) -> httpx.Response:
+    async def call(self, method: str, path: str, *, headers: dict | None = None, **kw) -> httpx.Response:
         async with httpx.AsyncClient(timeout=30) as c:
-            return await c.request(method, f"{self.url}{path}", headers=self.auth, **kw)
+            return await c.request(method, f"{self.url}{path}", headers=headers or self.auth_for(path), **kw)
 
     async def complete_intake(self, **kw) -> tuple[str, str]:
         """Publish intake.completed as the intake service would; wait for the planned course."""
-        ik = intake_completed(completed_at=self.now, clinician_id=f"clin-{uuid.uuid4().hex[:8]}", **kw)
+        clinician = f"clin-{uuid.uuid4().hex[:8]}"
+        ik = intake_completed(completed_at=self.now, clinician_id=clinician, **kw)  # organisation TEST_ORG
         event = new_event(type=ik.event_type, source="/rapport/intake", subject=str(ik.episode_id), data=ik, time=self.now)
         rec = encode(event)
         await produce_raw(self.kafka.bootstrap, INTAKE, rec.value, rec.key, rec.headers)
         episode = str(ik.episode_id)
         [planned] = await wait_for_records(self.kafka.bootstrap, COURSE, lambda r: r.headers.get("ce_subject") == episode
                                            and r.headers["ce_type"] == "rapport.course.planned.v1")
-        return episode, json.loads(planned.value)["course_id"]
+        course_id = json.loads(planned.value)["course_id"]
+        self.clinician_of[course_id] = clinician
+        return episode, course_id
 
     async def course(self, course_id: str) -> dict:
         r = await self.call("GET", f"/v1/courses/{course_id}")
@@ -213,4 +228,25 @@ async def test_bad_input_over_http_is_a_clear_4xx_and_writes_nothing(sim, servic
         r = await sim.call(method, f"/v1/courses/{course_id}{path}", **({"json": body} if body else {}))
         assert r.status_code == status, (path, r.text)
         assert r.json()["field"] == field and r.json()["detail"], r.json()
+    # Another clinician of the organisation (no care-team duty), and the course's own clinician
+    # acting for another organisation: the 404 of a course that does not exist; nothing written.
+    owner = sim.clinician_of[course_id]
+    stranger, elsewhere = sim.bearer("clin-stranger", "clinician"), sim.bearer(owner, "clinician", org=OTHER_ORG)
+    missing = str(uuid.uuid4())
+    for headers in (stranger, elsewhere):
+        for method, path, body in (("GET", "", None), ("POST", "/withdraw", {"reason": "withdrawn"}),
+                                   ("POST", f"/sessions/{s2['session_id']}/attend", None)):
+            r = await sim.call(method, f"/v1/courses/{course_id}{path}", headers=headers, **({"json": body} if body else {}))
+            m = await sim.call(method, f"/v1/courses/{missing}{path}", headers=headers, **({"json": body} if body else {}))
+            assert r.status_code == m.status_code == 404, (path, r.text)
+            assert r.json() == {**m.json(), "detail": m.json()["detail"].replace(missing, course_id)}
     assert await snapshot() == before
+    # The reads and the refusals are in the scheduler's access audit.
+    conn = await asyncpg.connect(service_dsns["scheduler"])
+    try:
+        rows = await conn.fetch("SELECT actor, actor_org, decision FROM scheduler_audit.access_audit"
+                                " WHERE record_id = $1 ORDER BY seq", course_id)
+    finally:
+        await conn.close()
+    decisions = {(r["actor"], r["actor_org"], r["decision"]) for r in rows}
+    assert {("clin-stranger", TEST_ORG, "refused"), (owner, OTHER_ORG, "refused"), (owner, TEST_ORG, "allowed")} <= decisions

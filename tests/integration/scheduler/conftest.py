@@ -64,11 +64,21 @@ async def h(sched_db):
     return Harness(pool, schema)
 
 
-@pytest.fixture
-async def client(h):
+def app_client(h, settings: SchedulerSettings | None = None) -> httpx.AsyncClient:
     """The real HTTP app over the harness' pool and manual clock (no lifespan: no Kafka needed)."""
-    app = bootstrap.build(h.settings)
+    app = bootstrap.build(settings or h.settings)
     rt = app.state.runtime
     rt.pool, rt.clock, rt.uow = h.pool, h.clock, h.uow
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scheduler") as c:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scheduler")
+
+
+@pytest.fixture
+async def client(h):
+    async with app_client(h) as c:
         yield c
+
+
+@pytest.fixture
+def make_client(h):
+    """Another app over the same harness, with other settings: ``async with make_client(s) as c``."""
+    return lambda settings=None: app_client(h, settings)

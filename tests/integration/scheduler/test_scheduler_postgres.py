@@ -14,8 +14,8 @@ from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.course import CourseReviewNeededV1, ReviewReason
 from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
 from rapport_shared.envelope import encode, new_event
-from rapport_shared.testing.fixtures import TEST_SECRET
 from rapport_shared.http.auth import TokenAuthority
+from rapport_shared.testing.fixtures import TEST_ORG, TEST_SECRET
 from rapport_shared.timers import TimerRunner
 from rapport_shared.topics import INTAKE
 from rapport_scheduler.adapters import repository as repo
@@ -26,8 +26,16 @@ from rapport_scheduler.service_layer import handlers
 from rapport_scheduler.testing import intake_completed
 
 pytestmark = pytest.mark.integration
-AUTH = {"Authorization": f"Bearer {TokenAuthority(TEST_SECRET).issue('clin-1', ['clinician'])}"}
-ADMIN = {"Authorization": f"Bearer {TokenAuthority(TEST_SECRET).issue('adm-1', ['admin'])}"}
+TOKENS = TokenAuthority(TEST_SECRET, org=TEST_ORG)  # the harness' app verifies development HMAC tokens
+
+
+def bearer(sub: str, *roles: str, org: str | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS.issue(sub, roles, org=org)}"}
+
+
+# Course commands and reads are the course's clinician's (access.yaml): each test acts as the
+# clinician its course was planned for (``bearer(course.clinician_id, "clinician")``).
+ADMIN = bearer("adm-1", "admin")
 
 
 def clinician() -> str:
@@ -82,46 +90,47 @@ async def test_no_double_booking_and_no_session_on_a_closure_day(h, client):
     assert all(s.astimezone(h.deps.default_hours.tz).date() != closed for s, _ in starts)
     assert (await client.delete(f"/v1/closures/{closed}", headers=ADMIN)).status_code == 200
     # Only admins configure the calendar.
-    assert (await client.put(f"/v1/closures/{closed}", headers=AUTH, json={})).status_code == 403
+    assert (await client.put(f"/v1/closures/{closed}", headers=bearer(clin, "clinician"), json={})).status_code == 403
 
 
 async def test_commands_over_http_and_replay_equals_live_state(h, client):
     ik, course = await plan(h, clinician_id=clinician())
     cid = course.course_id
     base = f"/v1/courses/{cid}"
+    auth = bearer(course.clinician_id, "clinician")  # the course's own clinician
     # Session 1, then the checklist during session 2: middle from session 3.
     for k in (1, 2):
-        cur = (await client.get(base, headers=AUTH)).json()["current_session"]
+        cur = (await client.get(base, headers=auth)).json()["current_session"]
         h.clock.set(datetime.fromisoformat(cur["ends_at"]))
-        r = await client.post(f"{base}/sessions/{cur['session_id']}/attend", headers=AUTH)
+        r = await client.post(f"{base}/sessions/{cur['session_id']}/attend", headers=auth)
         assert r.status_code == 200, r.text
     for item in ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "contract_set"):
-        assert (await client.put(f"{base}/checklist/{item}", headers=AUTH, json={})).status_code == 200
-    r = await client.put(f"{base}/checklist/focus_confirmed", headers=AUTH,
+        assert (await client.put(f"{base}/checklist/{item}", headers=auth, json={})).status_code == 200
+    r = await client.put(f"{base}/checklist/focus_confirmed", headers=auth,
                          json={"focus": {"primary": "grief"}, "reason_code": "bereavement_disclosed"})
     assert r.status_code == 200 and r.json()["course"]["phase"] == "middle"
     assert "rapport.course.phase_changed.v1" in r.json()["events"]
     # A miss moves the calendar, a cancellation too, a reschedule, a contract change.
     cur = r.json()["course"]["current_session"]
     h.clock.set(datetime.fromisoformat(cur["ends_at"]))
-    r = await client.post(f"{base}/sessions/{cur['session_id']}/miss", headers=AUTH)
+    r = await client.post(f"{base}/sessions/{cur['session_id']}/miss", headers=auth)
     assert r.status_code == 200 and r.json()["course"]["consecutive_missed"] == 1
     sessions = [s for s in r.json()["course"]["sessions"] if s["status"] == "scheduled"]
-    r = await client.post(f"{base}/sessions/{sessions[3]['session_id']}/cancel", headers=AUTH,
+    r = await client.post(f"{base}/sessions/{sessions[3]['session_id']}/cancel", headers=auth,
                           json={"cancelled_by": "patient", "reason_code": "holiday"})
     assert r.status_code == 200
     target = sessions[1]
     new_start = datetime.fromisoformat(target["starts_at"]) + timedelta(hours=1)
-    r = await client.post(f"{base}/sessions/{target['session_id']}/reschedule", headers=AUTH,
+    r = await client.post(f"{base}/sessions/{target['session_id']}/reschedule", headers=auth,
                           json={"starts_at": new_start.isoformat(), "reason_code": "patient_request"})
     assert r.status_code == 200, r.text
-    r = await client.post(f"{base}/contract", headers=AUTH, json={"contracted_sessions": 14, "reason_code": "good_progress"})
+    r = await client.post(f"{base}/contract", headers=auth, json={"contracted_sessions": 14, "reason_code": "good_progress"})
     assert r.status_code == 200 and r.json()["course"]["contracted_sessions"] == 14
     # Outcomes' evaluation is an input the course records (for maintenance later).
     async with h.uow() as uow:
         await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=cid, finished_course=False,
                                                          remission=False, evaluated_at=h.clock.now()), uow, h.deps)
-    live = (await client.get(base, headers=AUTH)).json()
+    live = (await client.get(base, headers=auth)).json()
     assert [s["number"] for s in live["sessions"] if s["status"] in ("scheduled", "attended")] == list(range(1, 15))
 
     async with h.uow() as uow:
@@ -135,10 +144,11 @@ async def test_commands_over_http_and_replay_equals_live_state(h, client):
 async def test_bad_input_is_a_clear_4xx_and_writes_nothing(h, client):
     ik, course = await plan(h, clinician_id=clinician())
     base = f"/v1/courses/{course.course_id}"
+    auth = bearer(course.clinician_id, "clinician")  # the course's own clinician
     s1, s2 = course.live_at(1), course.live_at(2)
     h.clock.set(s1.starts_at - timedelta(days=1))
     future = course.live_at(5)
-    assert (await client.post(f"{base}/sessions/{future.session_id}/cancel", headers=AUTH,
+    assert (await client.post(f"{base}/sessions/{future.session_id}/cancel", headers=auth,
                               json={"cancelled_by": "clinic", "reason_code": "clinician_unwell"})).status_code == 200
     before = await h.counts()
     cases = [
@@ -161,28 +171,29 @@ async def test_bad_input_is_a_clear_4xx_and_writes_nothing(h, client):
         ("post", f"{base}/sessions/{s1.session_id}/attend", None, 409, "session_id"),  # not started yet
     ]
     for method, url, body, status, field in cases:
-        r = await getattr(client, method)(url, headers=AUTH, **({"json": body} if body is not None else {}))
+        r = await getattr(client, method)(url, headers=auth, **({"json": body} if body is not None else {}))
         assert r.status_code == status, (url, body, r.text)
         got = r.json()
         assert got.get("field", (got.get("errors") or [{}])[0].get("field")) == field, (url, got)
         assert got["detail"]
-    r = await client.post(f"{base}/maintenance", headers=AUTH, json={"sessions": 3})
+    r = await client.post(f"{base}/maintenance", headers=auth, json={"sessions": 3})
     assert r.json()["phase"] == "initial" and r.json()["rule"] == "maintenance_after_completed"
     assert "phase initial" in r.json()["detail"]
     assert await h.counts() == before  # nothing written by any refused request
     assert (await client.post(f"{base}/sessions/{s1.session_id}/attend")).status_code == 401
-    nurse = {"Authorization": f"Bearer {TokenAuthority(TEST_SECRET).issue('p-1', ['patient_app'])}"}
+    nurse = bearer("p-1", "patient_app")
     assert (await client.post(f"{base}/sessions/{s1.session_id}/attend", headers=nurse)).status_code == 403
 
 
 async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, client):
     ik, course = await plan(h, clinician_id=clinician())
     base = f"/v1/courses/{course.course_id}"
+    auth = bearer(course.clinician_id, "clinician")  # the course's own clinician
     for k in (1, 2, 3):
         cur = course.live_at(k)
         h.clock.set(cur.starts_at + timedelta(minutes=10))  # recorded while session 3 is still running
-        assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=AUTH)).status_code == 200
-    timers = (await client.get(f"{base}/timers", headers=AUTH)).json()["timers"]
+        assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=auth)).status_code == 200
+    timers = (await client.get(f"{base}/timers", headers=auth)).json()["timers"]
     assert {t["kind"]: t["due_at"] for t in timers}[D.INITIAL_WINDOW] == course.live_at(3).ends_at.isoformat()
 
     # Other tests' courses share this schema: keep their timers out of the counts below.
@@ -210,27 +221,28 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
     assert await restarted.fire_due() == 0  # fired once, never again
     [notice] = notices(await h.events(ik.episode_id))
     assert notice.reason == ReviewReason.initial_checklist_incomplete and notice.session_number == 3
-    view = (await client.get(base, headers=AUTH)).json()
+    view = (await client.get(base, headers=auth)).json()
     assert view["phase"] == "initial" and view["review_notices"] == ["initial_checklist_incomplete"]
-    assert D.INITIAL_WINDOW not in {t["kind"] for t in (await client.get(f"{base}/timers", headers=AUTH)).json()["timers"]}
+    assert D.INITIAL_WINDOW not in {t["kind"] for t in (await client.get(f"{base}/timers", headers=auth)).json()["timers"]}
 
 
 async def test_maintenance_after_remission_reported_by_outcomes(h, client):
     ik, course = await plan(h, clinician_id=clinician(), template_id="ipt-brief")
     base = f"/v1/courses/{course.course_id}"
+    auth = bearer(course.clinician_id, "clinician")  # the course's own clinician
     for item in ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "focus_confirmed", "contract_set"):
-        await client.put(f"{base}/checklist/{item}", headers=AUTH, json={})
+        await client.put(f"{base}/checklist/{item}", headers=auth, json={})
     for _ in range(8):
-        cur = (await client.get(base, headers=AUTH)).json()["current_session"]
+        cur = (await client.get(base, headers=auth)).json()["current_session"]
         h.clock.set(datetime.fromisoformat(cur["ends_at"]))
-        assert (await client.post(f"{base}/sessions/{cur['session_id']}/attend", headers=AUTH)).status_code == 200
-    r = await client.post(f"{base}/maintenance", headers=AUTH, json={"sessions": 4})
+        assert (await client.post(f"{base}/sessions/{cur['session_id']}/attend", headers=auth)).status_code == 200
+    r = await client.post(f"{base}/maintenance", headers=auth, json={"sessions": 4})
     assert r.status_code == 409 and r.json()["rule"] == "maintenance_needs_remission" and r.json()["phase"] == "completed"
     async with h.uow() as uow:
         await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=course.course_id,
                                                          finished_course=True, remission=True, evaluated_at=h.clock.now()),
                                       uow, h.deps)
-    r = await client.post(f"{base}/maintenance", headers=AUTH, json={"sessions": 4})
+    r = await client.post(f"{base}/maintenance", headers=auth, json={"sessions": 4})
     assert r.status_code == 200 and r.json()["course"]["phase"] == "maintenance"
     assert r.json()["events"][:2] == ["rapport.course.phase_changed.v1", "rapport.course.contract_changed.v1"]
     kinds = [s["kind"] for s in r.json()["course"]["sessions"] if s["number"] > 8]

@@ -88,6 +88,17 @@ async def exists_for_episode(conn: asyncpg.Connection, episode_id: UUID) -> bool
     return bool(await conn.fetchval("SELECT 1 FROM courses WHERE episode_id = $1", episode_id))
 
 
+async def access_scope(conn: asyncpg.Connection, *, course_id: UUID | None = None,
+                       episode_id: UUID | None = None) -> asyncpg.Record | None:
+    """What access decisions need about a course, by course or episode id: its organisation,
+    person and clinician (no other personal data)."""
+    if course_id is not None:
+        return await conn.fetchrow("SELECT organisation_id, person_id, clinician_id FROM courses WHERE course_id = $1",
+                                   course_id)
+    return await conn.fetchrow("SELECT organisation_id, person_id, clinician_id FROM courses WHERE episode_id = $1",
+                               episode_id)
+
+
 async def availability(conn: asyncpg.Connection, course_id: UUID) -> Availability | None:
     raw = await conn.fetchval("SELECT availability FROM courses WHERE course_id = $1", course_id)
     return Availability.model_validate_json(raw) if raw else None
@@ -109,20 +120,22 @@ def _checklist_json(c: Course) -> str:
 
 
 async def save(conn: asyncpg.Connection, course: Course, *, before: Course | None, now: datetime,
-               availability: Availability | None = None) -> None:
-    """Write ``course`` (decided from ``before``, the state loaded in this transaction)."""
+               availability: Availability | None = None, organisation_id: str | None = None) -> None:
+    """Write ``course`` (decided from ``before``, the state loaded in this transaction).
+    ``organisation_id`` (who may see the course, access.py) is written when the course is created;
+    it is not part of the aggregate (its events do not carry it) and never changes."""
     c = course
     common = (c.template_id, c.clinician_id, c.contracted, c.phase.value, c.focus.model_dump_json() if c.focus else None,
               _history_json(c), _checklist_json(c), c.attended, c.consecutive_missed, _json(sorted(c.notices)),
               c.maintenance_contracted, c.remission, c.ended_reason.value if c.ended_reason else None, c.ended_at, now)
     if before is None:
         await conn.execute(
-            "INSERT INTO courses (course_id, episode_id, person_id, planned_at, availability, template_id, clinician_id,"
-            " contracted_sessions, phase, focus, phase_history, checklist, attended, consecutive_missed, notices,"
-            " maintenance_contracted, remission, ended_reason, ended_at, updated_at)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
+            "INSERT INTO courses (course_id, episode_id, person_id, planned_at, availability, organisation_id,"
+            " template_id, clinician_id, contracted_sessions, phase, focus, phase_history, checklist, attended,"
+            " consecutive_missed, notices, maintenance_contracted, remission, ended_reason, ended_at, updated_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
             c.course_id, c.episode_id, c.person_id, c.planned_at,
-            availability.model_dump_json() if availability else None, *common,
+            availability.model_dump_json() if availability else None, organisation_id, *common,
         )
     elif c != before:
         await conn.execute(

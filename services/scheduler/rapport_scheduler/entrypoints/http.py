@@ -1,7 +1,10 @@
 """Scheduler's HTTP API (thin: validate, run a use case in one unit of work, shape the answer).
 
-Calendar and checklist operations need the ``clinician`` or ``admin`` role; clinicians' working
-hours and clinic closure days are written by ``admin``. Refusals: 404 unknown course/session,
+Who may call what is the access policy (``access.yaml``, enforced app-wide before any handler
+runs): a course is read and operated by its assigned clinician or the organisation's care team,
+read by its organisation's admin; clinicians' working hours and clinic closure days are written by
+``admin``. A course outside the caller's relations answers like a missing one (404, same body).
+Refusals: 404 unknown course/session,
 422 bad input naming the field, 409 an operation the course's phase or the calendar does not
 allow (naming the current phase and the rule). A refused request writes nothing.
 """
@@ -15,7 +18,8 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Request
 
 from rapport_shared.contracts.course import ChecklistItem, PhaseChangeReason
-from rapport_shared.http.auth import Principal, Role, require
+from rapport_shared.http.access import Grant, current_grant
+from rapport_shared.http.auth import Principal
 from rapport_shared.http.errors import Conflict, Invalid, NotFound
 from rapport_shared.logging import get_logger
 from rapport_shared.uow import run_retrying
@@ -33,9 +37,6 @@ log = get_logger(__name__)
 router = APIRouter(prefix="/v1/courses", tags=["courses"])
 admin_router = APIRouter(tags=["calendar configuration"])
 clock_router = APIRouter(tags=["time"])
-clinical = require(Role.clinician, Role.admin)
-admin = require(Role.admin)
-reader = require(Role.clinician, Role.admin, Role.operator)
 
 
 @contextmanager
@@ -97,16 +98,16 @@ async def _run(request: Request, who: Principal, course_id: UUID, action: str, d
     return {"course": course_view(d.course), "events": [e.event_type for e in d.events]}
 
 
-@router.get("/by-episode/{episode_id}", summary="A course and its sessions, by episode", dependencies=[Depends(reader)])
+@router.get("/by-episode/{episode_id}", summary="A course and its sessions, by episode")
 async def course_by_episode(episode_id: UUID, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         course = await repo.get_by_episode(conn, episode_id)
     if course is None:
-        raise NotFound(f"no course for episode {episode_id}", field="episode_id")
+        raise NotFound(f"no episode {episode_id}", field="episode_id")  # the body the access policy answers
     return course_view(course)
 
 
-@router.get("/{course_id}", summary="A course: phase, checklist, calendar", dependencies=[Depends(reader)])
+@router.get("/{course_id}", summary="A course: phase, checklist, calendar")
 async def get_course(course_id: UUID, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         course = await repo.get(conn, course_id)
@@ -116,44 +117,44 @@ async def get_course(course_id: UUID, request: Request) -> dict:
 
 
 @router.post("/{course_id}/sessions/{session_id}/attend", summary="Record a session attended")
-async def attend(course_id: UUID, session_id: UUID, request: Request, who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "attend", lambda c, ctx: D.attend(c, session_id, ctx), books=False)
+async def attend(course_id: UUID, session_id: UUID, request: Request, grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "attend", lambda c, ctx: D.attend(c, session_id, ctx), books=False)
 
 
 @router.post("/{course_id}/sessions/{session_id}/miss", summary="Record a session missed (the calendar moves)")
-async def miss(course_id: UUID, session_id: UUID, request: Request, who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "miss", lambda c, ctx: D.miss(c, session_id, ctx))
+async def miss(course_id: UUID, session_id: UUID, request: Request, grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "miss", lambda c, ctx: D.miss(c, session_id, ctx))
 
 
 @router.post("/{course_id}/sessions/{session_id}/reschedule", summary="Move a scheduled session")
 async def reschedule(course_id: UUID, session_id: UUID, cmd: commands.RescheduleSession, request: Request,
-                     who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "reschedule",
+                     grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "reschedule",
                       lambda c, ctx: D.reschedule(c, session_id, cmd.starts_at, cmd.reason_code, ctx))
 
 
 @router.post("/{course_id}/sessions/{session_id}/cancel", summary="Cancel a session (by patient or clinic; the calendar moves)")
 async def cancel(course_id: UUID, session_id: UUID, cmd: commands.CancelSession, request: Request,
-                 who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "cancel",
+                 grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "cancel",
                       lambda c, ctx: D.cancel(c, session_id, cmd.cancelled_by, cmd.reason_code, ctx))
 
 
 @router.post("/{course_id}/contract", summary="A new contract: session count within the template's bounds")
 async def change_contract(course_id: UUID, cmd: commands.ChangeContract, request: Request,
-                          who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "contract",
+                          grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "contract",
                       lambda c, ctx: D.change_contract(c, cmd.contracted_sessions, cmd.reason_code, ctx))
 
 
 @router.post("/{course_id}/withdraw", summary="End the course early: withdrawal or referral on")
 async def withdraw(course_id: UUID, request: Request, cmd: commands.Withdraw = Body(default=commands.Withdraw()),
-                   who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "withdraw",
+                   grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "withdraw",
                       lambda c, ctx: D.withdraw(c, PhaseChangeReason(cmd.reason), ctx), books=False)
 
 
-@router.get("/{course_id}/checklist", summary="The initial-phase checklist", dependencies=[Depends(reader)])
+@router.get("/{course_id}/checklist", summary="The initial-phase checklist")
 async def checklist(course_id: UUID, request: Request) -> dict:
     view = await get_course(course_id, request)
     return {k: view[k] for k in ("course_id", "phase", "checklist", "checklist_complete", "missing_items", "focus")}
@@ -162,20 +163,20 @@ async def checklist(course_id: UUID, request: Request) -> dict:
 @router.put("/{course_id}/checklist/{item}", summary="Record an initial-phase checklist item")
 async def record_checklist(course_id: UUID, item: ChecklistItem, request: Request,
                            cmd: commands.RecordChecklistItem = Body(default=commands.RecordChecklistItem()),
-                           who: Principal = Depends(clinical)) -> dict:
+                           grant: Grant = Depends(current_grant)) -> dict:
     decide = lambda c, ctx: D.record_checklist(c, item, ctx, diagnosis_code=cmd.diagnosis_code, focus=cmd.focus,
                                                reason_code=cmd.reason_code)
-    return await _run(request, who, course_id, f"checklist:{item.value}", decide, books=False)
+    return await _run(request, grant.principal, course_id, f"checklist:{item.value}", decide, books=False)
 
 
 @router.post("/{course_id}/maintenance", summary="Start maintenance (IPT-M) under a new contract: remission required")
 async def start_maintenance(course_id: UUID, cmd: commands.StartMaintenance, request: Request,
-                            who: Principal = Depends(clinical)) -> dict:
-    return await _run(request, who, course_id, "maintenance",
+                            grant: Grant = Depends(current_grant)) -> dict:
+    return await _run(request, grant.principal, course_id, "maintenance",
                       lambda c, ctx: D.start_maintenance(c, cmd.sessions, cmd.reason_code, ctx))
 
 
-@router.get("/{course_id}/timers", summary="The course's pending durable timers", dependencies=[Depends(reader)])
+@router.get("/{course_id}/timers", summary="The course's pending durable timers")
 async def timers(course_id: UUID, request: Request) -> dict:
     deps = request.app.state.scheduler
     async with request.app.state.runtime.pool.acquire() as conn:
@@ -187,16 +188,15 @@ async def timers(course_id: UUID, request: Request) -> dict:
 
 @admin_router.put("/v1/clinicians/{clinician_id}/working-hours", summary="Set a clinician's weekly working hours")
 async def set_working_hours(clinician_id: str, cmd: commands.WorkingHours, request: Request,
-                            who: Principal = Depends(admin)) -> dict:
+                            grant: Grant = Depends(current_grant)) -> dict:
     rt = request.app.state.runtime
     hours = WeeklyHours.from_slots(cmd.timezone, cmd.slots)
     async with rt.uow() as uow:
-        await repo.set_clinician_hours(uow.conn, clinician_id, hours, by=who.sub, now=uow.now())
+        await repo.set_clinician_hours(uow.conn, clinician_id, hours, by=grant.principal.sub, now=uow.now())
     return {"clinician_id": clinician_id, "timezone": hours.timezone, "slots": hours.to_slots()}
 
 
-@admin_router.get("/v1/clinicians/{clinician_id}/working-hours", summary="A clinician's working hours",
-                  dependencies=[Depends(reader)])
+@admin_router.get("/v1/clinicians/{clinician_id}/working-hours", summary="A clinician's working hours")
 async def get_working_hours(clinician_id: str, request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         hours = await repo.clinician_hours(conn, clinician_id)
@@ -205,8 +205,7 @@ async def get_working_hours(clinician_id: str, request: Request) -> dict:
     return {"clinician_id": clinician_id, "timezone": hours.timezone, "slots": hours.to_slots(), "default": default}
 
 
-@admin_router.get("/v1/closures", summary="Clinic closure days (no session is booked on them)",
-                  dependencies=[Depends(reader)])
+@admin_router.get("/v1/closures", summary="Clinic closure days (no session is booked on them)")
 async def list_closures(request: Request) -> dict:
     async with request.app.state.runtime.pool.acquire() as conn:
         days = await repo.closures(conn)
@@ -216,22 +215,21 @@ async def list_closures(request: Request) -> dict:
 
 @admin_router.put("/v1/closures/{day}", summary="Close the clinic on a day (applies to bookings from now on)")
 async def add_closure(day: date, request: Request, cmd: commands.ClosureDay = Body(default=commands.ClosureDay()),
-                      who: Principal = Depends(admin)) -> dict:
+                      grant: Grant = Depends(current_grant)) -> dict:
     async with request.app.state.runtime.uow() as uow:
-        await repo.add_closure(uow.conn, day, cmd.reason_code, by=who.sub, now=uow.now())
+        await repo.add_closure(uow.conn, day, cmd.reason_code, by=grant.principal.sub, now=uow.now())
     return {"day": day.isoformat(), "reason_code": cmd.reason_code}
 
 
 @admin_router.delete("/v1/closures/{day}", summary="Reopen a closure day")
-async def remove_closure(day: date, request: Request, who: Principal = Depends(admin)) -> dict:
+async def remove_closure(day: date, request: Request) -> dict:
     async with request.app.state.runtime.uow() as uow:
         if not await repo.remove_closure(uow.conn, day):
             raise NotFound(f"{day.isoformat()} is not a closure day", field="day")
     return {"day": day.isoformat(), "removed": True}
 
 
-@clock_router.get("/v1/clock", summary="The service's current time (simulated in simulation mode)",
-                  dependencies=[Depends(reader)])
+@clock_router.get("/v1/clock", summary="The service's current time (simulated in simulation mode)")
 async def clock(request: Request) -> dict:
     rt = request.app.state.runtime
     return {"now": rt.clock.now().isoformat(), "mode": request.app.state.clock_mode,

@@ -39,6 +39,8 @@ class Deps:
     disengagement_misses: int = 3
     step_minutes: int = 15
     horizon_days: int = 1095
+    # The organisation of an intake event that names none (older producers); None: no organisation.
+    default_organisation: str | None = None
 
     @classmethod
     def from_settings(cls, s: SchedulerSettings) -> "Deps":
@@ -47,7 +49,7 @@ class Deps:
             default_hours=WeeklyHours.from_slots(s.default_working_hours_timezone, s.default_working_hours),
             clinic_timezone=s.clinic_timezone, session_minutes=s.session_minutes, lead_days=s.first_session_lead_days,
             disengagement_misses=s.disengagement_missed_sessions, step_minutes=s.booking_step_minutes,
-            horizon_days=s.booking_horizon_days,
+            horizon_days=s.booking_horizon_days, default_organisation=s.default_organisation or None,
         )
 
     def context(self, now: datetime, rules: BookingRules | None) -> D.Context:
@@ -82,10 +84,11 @@ async def booking_rules(uow: UnitOfWork, deps: Deps, *, clinician_id: str, avail
 
 
 async def _commit(uow: UnitOfWork, deps: Deps, d: D.Decision, *, availability: Availability | None = None,
-                  resync: bool = False) -> None:
+                  organisation_id: str | None = None, resync: bool = False) -> None:
     if d.course is None or (d.course == d.before and not resync):
         return
-    await repo.save(uow.conn, d.course, before=d.before, now=uow.now(), availability=availability)
+    await repo.save(uow.conn, d.course, before=d.before, now=uow.now(), availability=availability,
+                    organisation_id=organisation_id)
     for event in d.events:
         await uow.emit(event)
     # Timers follow from the state: armed, moved or cancelled in this same transaction.
@@ -102,7 +105,9 @@ async def plan_course(intake: IntakeCompletedV1, uow: UnitOfWork, deps: Deps) ->
                                 exclude_course=None)
     # Ids derived from the episode (one course per episode): a replay plans the same course id.
     d = D.plan(intake, replace(deps.context(uow.now(), rules), new_id=planned_ids(intake.episode_id)))
-    await _commit(uow, deps, d, availability=intake.availability)
+    # Who may see the course (access.py): the episode's organisation, else the configured default.
+    await _commit(uow, deps, d, availability=intake.availability,
+                  organisation_id=intake.organisation_id or deps.default_organisation)
     planned = d.events[0]
     FIRST_SESSION_WAIT_DAYS.labels(planned.template_id).observe(
         (planned.first_session_at - intake.completed_at).total_seconds() / 86400)
