@@ -14,6 +14,7 @@ from rapport_shared.topics import NOTIFICATIONS
 
 from .adapters.channels import EmailChannel, LogChannel, SmsChannel, WebhookChannel
 from .adapters.contacts import run_contacts_reader
+from .adapters.scopes import resolvers
 from .domain.rules import Templates
 from .entrypoints import consumers, http
 from .service_layer import handlers
@@ -21,6 +22,7 @@ from .service_layer.sender import Sender
 from .settings import NotifierSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+ACCESS_POLICY = Path(__file__).parent / "access.yaml"
 
 
 def build(settings: NotifierSettings) -> FastAPI:
@@ -57,7 +59,8 @@ def build(settings: NotifierSettings) -> FastAPI:
         runtime.background.append(contacts)
     app = create_app(runtime, [http.router], title="Rapport notifier",
                      description="Reminders, questionnaire requests, clinician alerts and partner webhooks, each "
-                                 "delivered once per idempotency key; emits rapport.notifications events.")
+                                 "delivered once per idempotency key; emits rapport.notifications events.",
+                     policy=ACCESS_POLICY, resolvers=resolvers(settings))
     app.state.settings = settings
     app.state.templates = templates
     app.state.ctx = ctx

@@ -235,6 +235,42 @@ class SimTime:
         await publish_tick(self.bootstrap, t)
 
 
+async def publish_intake(bootstrap: str, episode_id: uuid.UUID, person_id: str, clinician_id: str, at: datetime,
+                         org: str | None = "org-test") -> str:
+    """The episode's ``rapport.intake.completed.v1`` as intake publishes it: it tells the notifier
+    the episode's organisation (``org``, the tests' ``TEST_ORG`` by default), which scopes who may
+    read its deliveries, which partners' webhooks carry its events and whose on-call is paged."""
+    from rapport_shared.contracts import IntakeCompletedV1  # noqa: PLC0415
+
+    return await publish(bootstrap, IntakeCompletedV1(
+        episode_id=episode_id, person_id=person_id, target_condition="depression", template_id="ipt_depression_16",
+        focus={"primary": "grief"}, clinician_id=clinician_id,
+        availability={"timezone": "Europe/London", "slots": [{"weekday": 2, "start": "09:00", "end": "12:00"}]},
+        referred_at=at - timedelta(hours=2), completed_at=at - timedelta(hours=1), organisation_id=org),
+        source="/rapport/intake", at=at)
+
+
+async def episode_org(dsn: str, episode_id: uuid.UUID) -> str | None:
+    """The organisation the notifier recorded for an episode (None until it knows one)."""
+    import asyncpg  # noqa: PLC0415
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT organisation_id FROM episodes WHERE episode_id = $1", episode_id)
+    finally:
+        await conn.close()
+
+
+async def intake_known(bootstrap: str, dsn: str, episode_id: uuid.UUID, person_id: str, clinician_id: str,
+                       at: datetime, org: str = "org-test") -> None:
+    """Publish the episode's intake and wait until the notifier has recorded its organisation."""
+    await publish_intake(bootstrap, episode_id, person_id, clinician_id, at, org)
+
+    async def known() -> bool:
+        return await episode_org(dsn, episode_id) == org
+    await until(known, what=f"the notifier knowing episode {episode_id}'s organisation")
+
+
 def api(url: str, token: str, method: str, path: str, **kw) -> httpx.Response:
     return httpx.request(method, f"{url}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=30, **kw)
 

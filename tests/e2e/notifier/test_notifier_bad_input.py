@@ -1,15 +1,21 @@
 """Bad input at the notifier's edge: clear 4xx naming the field, nothing stored."""
 
+import uuid
+from datetime import datetime, timezone
+
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import api
+from rapport_notifier.testing import api, intake_known
 
 pytestmark = pytest.mark.e2e
 
 
-async def test_bad_input_is_refused_and_nothing_is_stored(system, tokens, service_dsns):
+async def test_bad_input_is_refused_and_nothing_is_stored(system, kafka, tokens, service_dsns):
     url = system["notifier"].url
+    # P-bad is a person of an episode of the admin's organisation (else the policy answers 404 first)
+    await intake_known(kafka.bootstrap, service_dsns["notifier"], uuid.uuid4(), "P-bad", "clin-bad",
+                       datetime.now(timezone.utc))
     admin, partner = tokens.issue("admin", ["admin"]), tokens.issue("partner-bad", ["partner"])
     conn = await asyncpg.connect(service_dsns["notifier"])
     try:

@@ -26,7 +26,8 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import SimTime, SmtpServer, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import (SimTime, SmtpServer, api, notifier_env, publish, publish_contact, publish_intake,
+                                      until)
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession
 from rapport_shared.faults import EXIT_CODE
 from rapport_shared.private_contacts import ContactRecordV1
@@ -67,8 +68,10 @@ async def crash_run(system, kafka, service_dsns, smtp: SmtpServer, *, episodes: 
     for e in range(episodes):
         sessions = [PlannedSession(session_id=uuid.uuid4(), number=k + 1, duration_minutes=50,
                                    starts_at=first + timedelta(minutes=e * SESSIONS + k)) for k in range(SESSIONS)]
+        episode = uuid.uuid4()  # of the tokens' organisation (org-test): the admin reads its deliveries
+        await publish_intake(bootstrap, episode, person, f"clin-crash-{tag}", t0)
         await publish(bootstrap, CoursePlannedV1(
-            episode_id=uuid.uuid4(), course_id=uuid.uuid4(), person_id=person, template_id="ipt_depression_16",
+            episode_id=episode, course_id=uuid.uuid4(), person_id=person, template_id="ipt_depression_16",
             clinician_id=f"clin-crash-{tag}", contracted_sessions=SESSIONS,
             phase_plan=[PhaseSpan(phase="initial", first_session=1, last_session=SESSIONS)], sessions=sessions,
             first_session_at=sessions[0].starts_at, planned_end_at=sessions[-1].starts_at, planned_at=t0),

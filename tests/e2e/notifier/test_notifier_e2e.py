@@ -13,7 +13,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import SimTime, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import SimTime, api, intake_known, notifier_env, publish, publish_contact, until
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession, SessionRescheduledV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 from rapport_shared.private_contacts import ContactRecordV1
@@ -63,6 +63,8 @@ async def test_reminders_questionnaires_alerts_and_webhooks(system, kafka, token
         s1, s2 = uuid.uuid4(), uuid.uuid4()
         at1, at2 = t0 + timedelta(days=3, hours=4), t0 + timedelta(days=7, hours=4)
         await until(lambda: notifier_has_patient(service_dsns["notifier"], person), what="contact from the private topic")
+        # The episode belongs to the tokens' organisation (org-test): its deliveries, webhooks, on-call.
+        await intake_known(bootstrap, service_dsns["notifier"], episode, person, clin, t0)
         await publish(bootstrap, CoursePlannedV1(
             episode_id=episode, course_id=course, person_id=person, template_id="ipt_depression_16", clinician_id=clin,
             contracted_sessions=2, phase_plan=[PhaseSpan(phase="initial", first_session=1, last_session=2)],

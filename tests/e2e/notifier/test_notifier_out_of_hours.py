@@ -12,7 +12,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import SimTime, api, notifier_env, publish, until
+from rapport_notifier.testing import SimTime, api, intake_known, notifier_env, publish, until
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +69,8 @@ async def test_a_safety_alert_out_of_hours_pages_on_call_at_once(system, kafka, 
 
         # 06:00, out of hours: the clinician and the on-call clinician are paged at once.
         episode, night = uuid.uuid4(), uuid.uuid4()
+        # of the tokens' organisation (org-test): its alerts page that organisation's on-call rota
+        await intake_known(bootstrap, dsn, episode, f"P-ooh-{tag}", clin, sim.now)
         await publish(bootstrap, AlertRaisedV1(
             episode_id=episode, alert_id=night, kind="safety", urgency="urgent", reason_code="safety_item_positive",
             clinician_id=clin, instrument="phq9", raised_at=sim.now), source="/rapport/outcomes", at=sim.now)

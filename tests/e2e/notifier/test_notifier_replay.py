@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 
 from rapport_notifier.bootstrap import MIGRATIONS
-from rapport_notifier.testing import SimTime, SmsProvider, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import SimTime, SmsProvider, api, intake_known, notifier_env, publish, publish_contact, until
 from rapport_shared import db
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession, SessionRescheduledV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
@@ -96,6 +96,8 @@ async def test_replaying_every_topic_sends_nothing_twice(system, kafka, postgres
         ep_a, ep_b = uuid.uuid4(), uuid.uuid4()
         s1, s2, s3 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         at1, at2, at3 = t0 + timedelta(days=2), t0 + timedelta(days=4), t0 + timedelta(days=2, hours=1)
+        for ep, person in ((ep_a, pa), (ep_b, pb)):  # episodes of the tokens' organisation (org-test)
+            await intake_known(bootstrap, dsn, ep, person, clin, t0)
         for ep, person, sessions in ((ep_a, pa, [(s1, 1, at1), (s2, 2, at2)]), (ep_b, pb, [(s3, 1, at3)])):
             planned = [PlannedSession(session_id=s, number=n, starts_at=at, duration_minutes=50) for s, n, at in sessions]
             await publish(bootstrap, CoursePlannedV1(

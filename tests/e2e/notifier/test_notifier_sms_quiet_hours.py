@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from rapport_notifier.testing import SimTime, SmsProvider, api, notifier_env, publish, publish_contact, until
+from rapport_notifier.testing import SimTime, SmsProvider, api, intake_known, notifier_env, publish, publish_contact, until
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession
 from rapport_shared.private_contacts import ContactRecordV1
 from rapport_shared.testing.db import fetchval
@@ -48,6 +48,7 @@ async def test_sms_with_idempotency_key_and_quiet_hours_postponement(system, kaf
         # (24 h before) both fall at 23:00, inside the patient's quiet hours.
         episode, session = uuid.uuid4(), uuid.uuid4()
         starts = day + timedelta(days=2, hours=23)
+        await intake_known(bootstrap, dsn, episode, person, f"clin-sms-{tag}", t0)  # an episode of org-test
         await publish(bootstrap, CoursePlannedV1(
             episode_id=episode, course_id=uuid.uuid4(), person_id=person, template_id="ipt_depression_16",
             clinician_id=f"clin-sms-{tag}", contracted_sessions=1,

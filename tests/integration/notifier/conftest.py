@@ -1,7 +1,8 @@
 """The notifier in process against a real Postgres: its own throw-away schema and role, migrated
 with the notifier's migrations. No Kafka and no network: events are handed to the handlers
 directly, channels are fakes that record what they were given, emitted events are read back
-from the outbox (what the relay would publish)."""
+from the outbox (what the relay would publish). ``api`` is its HTTP app over ASGI on the same
+schema and clock, with HMAC test tokens (``TEST_ORG`` unless a test names another)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from rapport_notifier import bootstrap
@@ -21,7 +23,8 @@ from rapport_notifier.settings import NotifierSettings
 from rapport_shared import db, envelope
 from rapport_shared.clock import ManualClock
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.fixtures import scratch_schema
+from rapport_shared.http.auth import TokenAuthority
+from rapport_shared.testing.fixtures import TEST_ORG, TEST_SECRET, scratch_schema
 from rapport_shared.timers import TimerStore
 from rapport_shared.uow import UnitOfWorkFactory
 
@@ -140,7 +143,7 @@ async def h(notifier_db):
     harness = Harness(pool, schema)
     async with pool.acquire() as conn:  # each test starts from an empty schema
         await conn.execute("TRUNCATE notifications, patients, patient_preferences, clinicians, oncall, episodes, sessions,"
-                           " questionnaire_requests, alerts, subscriptions, timers, outbox, inbox")
+                           " questionnaire_requests, alerts, subscriptions, timers, outbox, inbox, access_care_team")
     return harness
 
 
@@ -151,4 +154,38 @@ def make_harness(notifier_db, h):  # after h: the schema is emptied first
     return make
 
 
-__all__ = ["FakeChannel", "Harness", "SendError"]
+class Api:
+    """The notifier's HTTP app in process (its runtime stands on the harness's pool, unit of work
+    and clock), with test tokens: ``call(sub, roles, method, path, org=...)``."""
+
+    def __init__(self, h: Harness, app, client: httpx.AsyncClient) -> None:
+        self.h, self.app, self.client = h, app, client
+        self.tokens = TokenAuthority(TEST_SECRET, org=TEST_ORG)
+
+    def auth(self, sub: str, *roles: str, org: str | None = None) -> dict:
+        return {"Authorization": f"Bearer {self.tokens.issue(sub, roles, org=org)}"}
+
+    async def call(self, sub: str, roles, method: str, path: str, *, org: str | None = None, **kw) -> httpx.Response:
+        roles = [roles] if isinstance(roles, str) else list(roles)
+        return await self.client.request(method, path, headers=self.auth(sub, *roles, org=org), **kw)
+
+    async def audit(self, **where) -> list[dict]:
+        """Access-audit rows (the service's append-only table) matching ``where``, oldest first."""
+        table = self.app.state.access.audit_table
+        rows = await self.h.fetch(f"SELECT * FROM {table} ORDER BY seq")
+        return [dict(r) for r in rows if all(r[k] == v for k, v in where.items())]
+
+
+@pytest.fixture
+async def api(h):
+    settings = NotifierSettings(service_name="notifier", db_schema=h.schema, auth_secret=TEST_SECRET,
+                                environment="test", contacts_enabled=False)
+    app = bootstrap.build(settings)
+    rt = app.state.runtime
+    rt.pool, rt.clock, rt.uow = h.pool, h.clock, h.uow  # no lifespan: the harness stands in for start()
+    app.state.ctx = h.ctx
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier") as client:
+        yield Api(h, app, client)
+
+
+__all__ = ["Api", "FakeChannel", "Harness", "SendError"]

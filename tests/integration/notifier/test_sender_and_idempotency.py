@@ -465,12 +465,15 @@ async def test_patient_language_comes_from_the_contact_record_unless_overridden(
 async def test_a_subscription_gets_events_from_its_creation_on_even_when_history_is_reprocessed(h):
     t = h.clock.now()
     sub = uuid.uuid4()
-    await h.exec("INSERT INTO subscriptions (subscription_id, partner_id, url, secret, event_types, created_at, effective_from)"
-                 " VALUES ($1, 'p1', 'https://partner.example/h', 'whsec_AAAA', '{rapport.alert.raised.v1}', now(), $2)", sub, t)
+    await h.exec("INSERT INTO subscriptions (subscription_id, partner_id, url, secret, event_types, created_at, effective_from,"
+                 " organisation_id) VALUES ($1, 'p1', 'https://partner.example/h', 'whsec_AAAA', '{rapport.alert.raised.v1}',"
+                 " now(), $2, 'org-test')", sub, t)
     await clinician(h, "c1")
+    episode = uuid.uuid4()  # an episode of the partner's organisation
+    await h.exec("INSERT INTO episodes (episode_id, clinician_id, organisation_id) VALUES ($1, 'c1', 'org-test')", episode)
 
     def raised(at):
-        return AlertRaisedV1(episode_id=uuid.uuid4(), alert_id=uuid.uuid4(), kind="review", urgency="routine",
+        return AlertRaisedV1(episode_id=episode, alert_id=uuid.uuid4(), kind="review", urgency="routine",
                              reason_code="deterioration", clinician_id="c1", instrument="phq9", raised_at=at)
     old = await h.handle(raised(t - timedelta(days=3)), at=t - timedelta(days=3))  # before the subscription
     new = await h.handle(raised(t + timedelta(minutes=1)), at=t + timedelta(minutes=1))

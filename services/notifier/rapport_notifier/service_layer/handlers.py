@@ -42,6 +42,19 @@ class Ctx:
     languages: frozenset[str] = frozenset()  # languages with a complete template set (empty: not checked)
 
 
+def default_org(ctx: Ctx) -> str | None:
+    """The organisation of an episode no event named one for (older producers; rows from before
+    organisations): ``RAPPORT_DEFAULT_ORGANISATION``, or none."""
+    return ctx.settings.default_organisation or None
+
+
+async def episode_org(conn, ctx: Ctx, episode_id) -> str | None:
+    """The organisation an episode belongs to here (scopes its alerts' on-call paging and its
+    events' partner webhooks)."""
+    org = await conn.fetchval("SELECT organisation_id FROM episodes WHERE episode_id = $1", episode_id)
+    return org or default_org(ctx)
+
+
 def _j(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
 
@@ -255,8 +268,7 @@ async def on_alert_escalation(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
     if alert is None or alert["acknowledged_at"] or alert["resolved_at"]:
         return
     now = uow.now()
-    oncall = await uow.conn.fetch(
-        "SELECT DISTINCT clinician_id FROM oncall WHERE starts_at <= $1 AND ends_at > $1 ORDER BY clinician_id", now)
+    oncall = await _oncall_at(uow.conn, ctx, now, await episode_org(uow.conn, ctx, alert["episode_id"]))
     await uow.conn.execute("UPDATE alerts SET escalated_at = $2 WHERE alert_id = $1", alert["alert_id"], now)
     if not oncall:
         log.error("safety alert unacknowledged and nobody on call", alert_id=str(alert["alert_id"]))
@@ -264,6 +276,16 @@ async def on_alert_escalation(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
         await enqueue(uow, ctx, kind=rules.SAFETY_ESCALATION, cause_event_id=timer.payload["cause_event_id"],
                       episode_id=alert["episode_id"], recipient_ref=f"oncall:{r['clinician_id']}",
                       alert_id=alert["alert_id"], params=timer.payload.get("params", {}))
+
+
+async def _oncall_at(conn, ctx: Ctx, at: datetime, org: str | None) -> list:
+    """The on-call clinicians of the alert's organisation at ``at`` (an admin sets its own
+    organisation's rota; slots from before organisations count for the default one). An episode of
+    no organisation pages the slots of no organisation (a deployment without organisations)."""
+    return await conn.fetch(
+        "SELECT DISTINCT clinician_id FROM oncall WHERE starts_at <= $1 AND ends_at > $1"
+        " AND COALESCE(organisation_id, $2::text) IS NOT DISTINCT FROM $3::text ORDER BY clinician_id",
+        at, default_org(ctx), org)
 
 
 async def acknowledge_alert(uow: UnitOfWork, ctx: Ctx, alert_id: uuid.UUID, by: str) -> dict | None:
@@ -282,15 +304,25 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
     conn, now = uow.conn, uow.now()
     if t == "rapport.intake.completed.v1":
         instruments = sorted({b.instrument for b in data.baseline_scores}) or None
+        # The organisation the intake names wins; an older producer's event (none named) keeps
+        # what is known, else the default organisation.
         await conn.execute(
-            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments) VALUES ($1,$2,$3,$4)"
-            " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, instruments=COALESCE($4, episodes.instruments)",
-            data.episode_id, data.person_id, data.clinician_id, instruments)
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments, organisation_id)"
+            " VALUES ($1,$2,$3,$4,COALESCE($5::text, $6::text))"
+            " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, instruments=COALESCE($4, episodes.instruments),"
+            " organisation_id=COALESCE($5::text, episodes.organisation_id, $6::text)",
+            data.episode_id, data.person_id, data.clinician_id, instruments, data.organisation_id, default_org(ctx))
+    elif t == "rapport.intake.declined.v1":
+        if data.organisation_id:
+            await conn.execute(
+                "INSERT INTO episodes (episode_id, person_id, organisation_id) VALUES ($1,$2,$3)"
+                " ON CONFLICT (episode_id) DO UPDATE SET organisation_id=$3", data.episode_id, data.person_id,
+                data.organisation_id)
     elif t == "rapport.course.planned.v1":
         await conn.execute(
-            "INSERT INTO episodes (episode_id, person_id, clinician_id, course_id) VALUES ($1,$2,$3,$4)"
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, course_id, organisation_id) VALUES ($1,$2,$3,$4,$5)"
             " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, course_id=$4",
-            data.episode_id, data.person_id, data.clinician_id, data.course_id)
+            data.episode_id, data.person_id, data.clinician_id, data.course_id, default_org(ctx))
         for s in data.sessions:
             await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=s.session_id, number=s.number,
                                  starts_at=s.starts_at, cause_id=event.id, at=event.time)
@@ -299,11 +331,11 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
                       params={"episode_id": str(data.episode_id), "sessions": data.contracted_sessions,
                               "first_session_at": format_time(data.first_session_at)})
     elif t == "rapport.session.scheduled.v1":
-        await _ensure_episode(conn, data.episode_id)
+        await _ensure_episode(conn, ctx, data.episode_id)
         await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
                              starts_at=data.starts_at, cause_id=event.id, at=event.time)
     elif t == "rapport.session.rescheduled.v1":
-        await _ensure_episode(conn, data.episode_id)
+        await _ensure_episode(conn, ctx, data.episode_id)
         await upsert_session(uow, ctx, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
                              starts_at=data.starts_at, cause_id=event.id, at=event.time, moved=True)
     elif t in ("rapport.session.cancelled.v1", "rapport.session.attended.v1", "rapport.session.missed.v1"):
@@ -364,8 +396,9 @@ async def handle_event(uow: UnitOfWork, event: CloudEvent, data, ctx: Ctx) -> No
     await fan_out_webhooks(uow, ctx, event, data)
 
 
-async def _ensure_episode(conn, episode_id) -> None:
-    await conn.execute("INSERT INTO episodes (episode_id) VALUES ($1) ON CONFLICT DO NOTHING", episode_id)
+async def _ensure_episode(conn, ctx: Ctx, episode_id) -> None:
+    await conn.execute("INSERT INTO episodes (episode_id, organisation_id) VALUES ($1,$2) ON CONFLICT DO NOTHING",
+                       episode_id, default_org(ctx))
 
 
 async def _alert_raised(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> None:
@@ -409,9 +442,8 @@ async def _page_oncall_out_of_hours(uow: UnitOfWork, ctx: Ctx, event: CloudEvent
             return
     except WorkingHoursError:  # validated on the way in; never lose a page over it
         log.error("unreadable working hours; treating the alert as out of hours", clinician_id=data.clinician_id)
-    oncall = await uow.conn.fetch(
-        "SELECT DISTINCT clinician_id FROM oncall WHERE starts_at <= $1 AND ends_at > $1 AND clinician_id <> $2"
-        " ORDER BY clinician_id", at, data.clinician_id)
+    oncall = [r for r in await _oncall_at(uow.conn, ctx, at, await episode_org(uow.conn, ctx, data.episode_id))
+              if r["clinician_id"] != data.clinician_id]
     await uow.conn.execute("UPDATE alerts SET out_of_hours = true WHERE alert_id = $1", data.alert_id)
     if not oncall:
         log.error("safety alert out of the assigned clinician's working hours and nobody else on call",
@@ -436,9 +468,16 @@ async def fan_out_webhooks(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -
         return  # the record of a webhook delivery is not itself pushed (no feedback loop)
     # A subscription receives the events that happened from its creation on (service-clock time),
     # so re-processing history (a replay past the inbox) never pushes old events to a newer subscriber.
+    # A partner receives only events of its own organisation's episodes: an episode of no known
+    # organisation goes to no partner (nor to a subscription from before organisations, unless a
+    # default organisation is configured).
+    org = getattr(data, "organisation_id", None) or await episode_org(uow.conn, ctx, data.episode_id)
+    if org is None:
+        return
     subs = await uow.conn.fetch(
         "SELECT subscription_id FROM subscriptions WHERE deleted_at IS NULL AND $1 = ANY(event_types)"
-        " AND (effective_from IS NULL OR effective_from <= $2) ORDER BY subscription_id", event.type, event.time)
+        " AND (effective_from IS NULL OR effective_from <= $2) AND COALESCE(organisation_id, $3::text) = $4"
+        " ORDER BY subscription_id", event.type, event.time, default_org(ctx), org)
     if not subs:
         return
     body = structured(event)
