@@ -13,12 +13,14 @@ from rapport_shared.runtime import ServiceRuntime
 from rapport_shared.topics import INTAKE
 
 from .adapters.contacts_relay import run_contacts_relay
+from .adapters.repository import episode_resolver
 from .domain.rules import load_rules
 from .entrypoints import http
 from .service_layer.handlers import IntakeConfig
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+ACCESS_POLICY = Path(__file__).with_name("access.yaml")
 
 DESCRIPTION = """Referrals, the IPT intake assessment and eligibility; emits `rapport.intake.completed.v1` /
 `rapport.intake.declined.v1` (through the outbox) and publishes contact details, encrypted, only on the
@@ -33,8 +35,10 @@ def build(settings: IntakeSettings) -> FastAPI:
         raise ValueError(f"intake rules require unknown instruments: {sorted(unknown)}")
     runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[INTAKE],
                              background=[run_contacts_relay], clock=clock_for(settings))
-    app = create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION)
+    default_org = settings.default_organisation or None
+    app = create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION, policy=ACCESS_POLICY,
+                     resolvers={"episode_id": episode_resolver(default_org)})
     app.state.intake_config = IntakeConfig(rules=rules, session_minutes=settings.session_minutes,
                                            allow_secondary_focus=settings.allow_secondary_focus,
-                                           schema=settings.db_schema)
+                                           schema=settings.db_schema, default_organisation=default_org)
     return app

@@ -58,6 +58,8 @@ class Api:
         self.url, self.tokens = url, tokens
         self.http = httpx.Client(timeout=30)
 
-    def call(self, method: str, path: str, body=None, *, role: str = "intake_clinician", sub: str = "ic-e2e") -> httpx.Response:
-        token = self.tokens.issue(sub, [role])
+    def call(self, method: str, path: str, body=None, *, role: str = "intake_clinician", sub: str = "ic-e2e",
+             org: str | None = None) -> httpx.Response:
+        """As ``sub`` with ``role``, acting for ``org`` (default: the issuer's, TEST_ORG)."""
+        token = self.tokens.issue(sub, [role], org=org)
         return self.http.request(method, f"{self.url}{path}", json=body, headers={"Authorization": f"Bearer {token}"})

@@ -17,6 +17,7 @@ import pytest
 from rapport_shared import db
 from rapport_shared.clock import ManualClock
 from rapport_shared.http.auth import TokenAuthority
+from rapport_shared.testing.fixtures import TEST_ORG
 from rapport_shared.testing.services import role_dsn
 from rapport_shared.uow import UnitOfWorkFactory
 from rapport_intake.bootstrap import build
@@ -25,6 +26,10 @@ from rapport_intake.settings import IntakeSettings
 SCHEMA = "intake_it"
 SECRET = "intake-it-" + secrets.token_hex(16)
 START = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+# TEST_ORG's care team in intake (PUT /v1/care-team): supervisors reach every referral of the
+# organisation. Tests where another clinician than the opener (ic-1) acts use one of these; a
+# clinician not named here reaches only the referrals it opened or is assigned to.
+SUPERVISORS = ("ic-7", "ic-42", "clin-9")
 
 
 @dataclass
@@ -35,12 +40,16 @@ class IntakeHarness:
     authority: TokenAuthority
     dsn: str
 
-    def auth(self, role: str = "intake_clinician", sub: str = "ic-1") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.authority.issue(sub, [role], now=datetime.now(timezone.utc))}"}
+    def auth(self, role: str = "intake_clinician", sub: str = "ic-1", org: str | None = None) -> dict[str, str]:
+        """A token of ``org`` (default: TEST_ORG, the organisation every test referral belongs to;
+        ``org=""`` a token naming none)."""
+        token = self.authority.issue(sub, [role], now=datetime.now(timezone.utc), org=org)
+        return {"Authorization": f"Bearer {token}"}
 
-    async def call(self, method: str, path: str, body=None, *, role: str = "intake_clinician", sub: str = "ic-1") -> httpx.Response:
+    async def call(self, method: str, path: str, body=None, *, role: str = "intake_clinician", sub: str = "ic-1",
+                   org: str | None = None) -> httpx.Response:
         self.clock.advance(timedelta(seconds=1))  # each request a moment later; no real waiting
-        return await self.client.request(method, path, json=body, headers=self.auth(role, sub))
+        return await self.client.request(method, path, json=body, headers=self.auth(role, sub, org))
 
     async def open(self, person_id: str | None = None, condition: str = "depression") -> tuple[str, str]:
         person = person_id or f"P-{uuid.uuid4().hex[:10]}"
@@ -83,6 +92,10 @@ async def intake_it(postgres) -> IntakeHarness:
     runtime.pool, runtime.clock = pool, clock
     runtime.uow = UnitOfWorkFactory(pool, runtime.outbox, clock)  # what runtime.start() wires, minus Kafka
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
-    yield IntakeHarness(client, pool, clock, TokenAuthority(SECRET), dsn)
+    harness = IntakeHarness(client, pool, clock, TokenAuthority(SECRET, org=TEST_ORG), dsn)
+    r = await harness.call("PUT", "/v1/care-team", {"entries": [{"clinician_id": c, "duty": "supervisor"}
+                                                                for c in SUPERVISORS]}, role="admin", sub="admin-1")
+    assert r.status_code == 200, r.text
+    yield harness
     await client.aclose()
     await pool.close()

@@ -263,7 +263,7 @@ async def test_item_9_blocks_completion_until_a_clinician_reviews(intake_it):
     review = {"decision": "proceed", "note": "no plan or intent; safety plan agreed"}
     assert (await h.call("POST", f"/v1/referrals/{episode}/risk-review", review, role="partner")).status_code == 403
     assert (await h.call("POST", f"/v1/referrals/{episode}/risk-review", review, role="admin")).status_code == 403
-    r = await h.call("POST", f"/v1/referrals/{episode}/risk-review", review, sub="ic-42")
+    r = await h.call("POST", f"/v1/referrals/{episode}/risk-review", review, sub="ic-42")  # a supervisor
     assert r.status_code == 200
     rr = r.json()["risk_review"]
     assert rr["required"] and rr["cleared"] and rr["reviews"][0]["reviewed_by"] == "ic-42"
@@ -361,7 +361,7 @@ async def test_the_worklist_pages_oldest_first_with_what_is_missing(intake_it):
     while True:
         r = await h.call("GET", "/v1/referrals?" + "&".join(
             [f"clinician_id={clin}", "status=open", "limit=1"] + ([f"after={after}"] if after else [])),
-            role="clinician", sub="clin-reader")
+            role="clinician", sub=clin)  # the treating clinician: its worklist holds the referrals assigned to it
         assert r.status_code == 200, r.text
         page = r.json()
         seen += page["referrals"]
@@ -374,7 +374,7 @@ async def test_the_worklist_pages_oldest_first_with_what_is_missing(intake_it):
     done = (await h.call("GET", f"/v1/referrals?clinician_id={clin}&status=completed")).json()["referrals"]
     assert [(x["episode_id"], x["missing"]) for x in done] == [(episodes[1], [])]
     # Audited: who saw which episodes.
-    audit = await h.pool.fetch("SELECT detail FROM audit_log WHERE action = 'referral.listed' AND actor = 'clin-reader'")
+    audit = await h.pool.fetch("SELECT detail FROM audit_log WHERE action = 'referral.listed' AND actor = $1", clin)
     assert sorted(e for a in audit for e in json.loads(a["detail"])["episodes"]) == sorted([episodes[0], episodes[2]])
     # Refusals name the parameter; a partner's form cannot list referrals.
     r = await h.call("GET", "/v1/referrals?after=yesterday")
@@ -387,8 +387,10 @@ async def test_the_worklist_pages_oldest_first_with_what_is_missing(intake_it):
 async def test_roles(intake_it):
     h = intake_it
     episode, _ = await h.open()
-    assert (await h.call("GET", f"/v1/referrals/{episode}", role="partner")).status_code == 403
-    assert (await h.call("GET", f"/v1/referrals/{episode}", role="clinician")).status_code == 200
+    # A partner of the referring organisation reads back only the minimal view (tests/integration/intake/test_access.py).
+    partner = await h.call("GET", f"/v1/referrals/{episode}", role="partner", sub="partner-clinic-1")
+    assert partner.status_code == 200 and partner.json()["view"] == "partner" and "baseline" not in partner.json()
+    assert (await h.call("GET", f"/v1/referrals/{episode}", role="clinician", sub="clin-9")).status_code == 200
     assert (await h.call("PUT", f"/v1/referrals/{episode}/consent", {"given": True, "method": "written"},
                          role="patient_app")).status_code == 403
     assert (await h.client.get(f"/v1/referrals/{episode}")).status_code == 401

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pytest
 from pydantic import ValidationError
 
+from rapport_shared.http.auth import TokenIssuer
 from rapport_shared.private_contacts import (
     DEV_KEYS_JSON,
     ContactRecordError,
@@ -108,8 +109,11 @@ def test_keyring_validation():
     assert Keyring.from_config(json.dumps({"k": urlsafe}), "k").key_ids == ("k",)
 
 
-def test_the_development_key_is_refused_in_production(monkeypatch):
-    monkeypatch.setenv("RAPPORT_AUTH_SECRET", "prod-secret-" + "x" * 32)
+def test_the_development_key_is_refused_in_production(monkeypatch, tmp_path):
+    # Production verifies tokens with the issuer's public keys (a JWKS), never a shared secret.
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(TokenIssuer.generate("prod-key-1").jwks()))
+    monkeypatch.setenv("RAPPORT_AUTH_JWKS", str(jwks))
     with pytest.raises(ValidationError, match="RAPPORT_CONTACTS_KEYS"):
         IntakeSettings(environment="production")
     monkeypatch.setenv("RAPPORT_CONTACTS_KEYS", json.dumps({"2026-03": key()}))

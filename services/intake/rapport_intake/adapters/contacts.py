@@ -71,10 +71,3 @@ async def record_erasure(conn: asyncpg.Connection, person_id: str, by: str, at: 
         "INSERT INTO erasures (person_id, erased_by, erased_at, referrals, contact) VALUES ($1,$2,$3,$4,$5)",
         person_id, by, at, referrals, contact,
     )
-
-
-async def known_person(conn: asyncpg.Connection, person_id: str) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM referrals WHERE person_id = $1) OR EXISTS (SELECT 1 FROM contacts WHERE person_id = $1)",
-        person_id,
-    ))

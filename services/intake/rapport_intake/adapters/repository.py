@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from rapport_shared.contracts import Availability, BaselineScore, TargetCondition
+from rapport_shared.http.access import RecordScope
 
 from ..domain.model import Consent, EligibilityRecord, Inventory, ProvisionalFocus, Referral, RiskReview, Status
 
@@ -18,23 +19,43 @@ async def add(conn: asyncpg.Connection, r: Referral, created_by: str, client_ref
     waits here for the first to commit, then sees it)."""
     return bool(await conn.fetchval(
         "INSERT INTO referrals (episode_id, person_id, referral_source, target_condition, created_by, created_at,"
-        " updated_at, client_referral_id) VALUES ($1, $2, $3, $4, $5, $6, $6, $7)"
+        " updated_at, client_referral_id, organisation_id, intake_clinician_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9)"
         " ON CONFLICT (created_by, client_referral_id) WHERE client_referral_id IS NOT NULL DO NOTHING RETURNING true",
         r.episode_id, r.person_id, r.referral_source, r.target_condition.value, created_by, r.created_at,
-        client_referral_id,
+        client_referral_id, r.organisation_id, r.intake_clinician_id,
     ))
 
 
 async def page(conn: asyncpg.Connection, *, status: str | None, clinician_id: str | None,
-               after: tuple, limit: int) -> list[Referral]:
+               after: tuple, limit: int, organisation_id: str | None = None, assigned_to: str | None = None,
+               person_id: str | None = None, default_organisation: str | None = None) -> list[Referral]:
     """Oldest first (a worklist), keyset-paged by (created_at, episode_id); ``after`` is that pair
-    from ``rapport_shared.http.paging.parse_cursor``, (None, None) for the first page."""
+    from ``rapport_shared.http.paging.parse_cursor``, (None, None) for the first page.
+    ``organisation_id`` / ``assigned_to`` / ``person_id`` narrow it to what the caller may see
+    (``Grant.list_filter``); rows without an organisation count as ``default_organisation``'s."""
     rows = await conn.fetch(
         "SELECT * FROM referrals WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR clinician_id = $2)"
         " AND ($3::timestamptz IS NULL OR (created_at, episode_id) > ($3, $4::uuid))"
+        " AND ($6::text IS NULL OR COALESCE(organisation_id, $9) = $6)"
+        " AND ($7::text IS NULL OR intake_clinician_id = $7 OR clinician_id = $7)"
+        " AND ($8::text IS NULL OR person_id = $8)"
         " ORDER BY created_at, episode_id LIMIT $5",
-        status, clinician_id, *after, limit)
+        status, clinician_id, *after, limit, organisation_id, assigned_to, person_id, default_organisation)
     return [await _hydrate(conn, row) for row in rows]
+
+
+async def scope(conn: asyncpg.Connection, episode_id: UUID) -> asyncpg.Record | None:
+    """What access decisions need of a referral (organisation, person, its clinicians): no personal data."""
+    return await conn.fetchrow("SELECT organisation_id, person_id, intake_clinician_id, clinician_id FROM referrals"
+                               " WHERE episode_id = $1", episode_id)
+
+
+async def person_in_organisation(conn: asyncpg.Connection, person_id: str, organisation_id: str,
+                                 default_organisation: str | None = None) -> bool:
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM referrals WHERE person_id = $1 AND COALESCE(organisation_id, $3) = $2)",
+        person_id, organisation_id, default_organisation))
 
 
 async def by_client_id(conn: asyncpg.Connection, created_by: str, client_referral_id: str) -> Referral | None:
@@ -92,6 +113,8 @@ async def _hydrate(conn: asyncpg.Connection, row) -> Referral:
         decline_reasons=tuple(row["decline_reasons"] or ()),
         declined_event_id=row["declined_event_id"],
         personal_text_erased_at=row["personal_text_erased_at"],
+        organisation_id=row["organisation_id"],
+        intake_clinician_id=row["intake_clinician_id"],
     )
 
 
@@ -100,10 +123,13 @@ async def get(conn: asyncpg.Connection, episode_id: UUID, *, for_update: bool = 
     return await _hydrate(conn, row) if row else None
 
 
-async def for_person(conn: asyncpg.Connection, person_id: str, *, for_update: bool = False) -> list[Referral]:
+async def for_person(conn: asyncpg.Connection, person_id: str, *, for_update: bool = False,
+                     organisation_id: str | None = None, default_organisation: str | None = None) -> list[Referral]:
+    """The person's referrals (only those of ``organisation_id`` when given)."""
     rows = await conn.fetch(
-        "SELECT * FROM referrals WHERE person_id = $1 ORDER BY created_at, episode_id" + (" FOR UPDATE" if for_update else ""),
-        person_id,
+        "SELECT * FROM referrals WHERE person_id = $1 AND ($2::text IS NULL OR COALESCE(organisation_id, $3) = $2)"
+        " ORDER BY created_at, episode_id" + (" FOR UPDATE" if for_update else ""),
+        person_id, organisation_id, default_organisation,
     )
     return [await _hydrate(conn, row) for row in rows]
 
@@ -142,3 +168,21 @@ async def add_risk_review(conn: asyncpg.Connection, episode_id: UUID, r: RiskRev
 
 async def erase_review_notes(conn: asyncpg.Connection, episode_ids: list[UUID]) -> None:
     await conn.execute("UPDATE risk_reviews SET note = NULL WHERE episode_id = ANY($1::uuid[])", episode_ids)
+
+
+def episode_resolver(default_organisation: str | None = None):
+    """The access policy's resolver for ``{episode_id}`` (rapport_shared.http.access): the
+    referral's organisation, person and clinicians (intake and treating), or None for a missing
+    referral or a malformed id — both then answer the same 404."""
+    async def resolve(conn: asyncpg.Connection, value: str) -> RecordScope | None:
+        try:
+            episode_id = UUID(value)
+        except ValueError:
+            return None
+        row = await scope(conn, episode_id)
+        if row is None:
+            return None
+        return RecordScope(organisation_id=row["organisation_id"] or default_organisation, person_id=row["person_id"],
+                           assigned=frozenset(c for c in (row["intake_clinician_id"], row["clinician_id"]) if c))
+
+    return resolve

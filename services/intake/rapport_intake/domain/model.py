@@ -200,6 +200,11 @@ class Referral:
     decline_reasons: tuple[str, ...] = ()
     declined_event_id: UUID | None = None
     personal_text_erased_at: datetime | None = None
+    # Ownership (who may see what): the organisation that opened it (None only for rows written
+    # before ownership was recorded) and the intake clinician who opened it (None when an admin
+    # or a partner system did).
+    organisation_id: str | None = None
+    intake_clinician_id: str | None = None
 
     # -- state ---------------------------------------------------------------------------
     def ensure_open(self) -> None:
@@ -361,6 +366,7 @@ class Referral:
             referred_at=self.created_at, completed_at=self.completed_at,
             referral_source=self.referral_source,
             risk_review=RiskReviewSummary(decision=review.decision.value, reviewed_at=review.reviewed_at) if review else None,
+            organisation_id=self.organisation_id, intake_clinician_id=self.intake_clinician_id,
         )
 
     def declined_event(self) -> IntakeDeclinedV1:
@@ -368,4 +374,5 @@ class Referral:
         return IntakeDeclinedV1(
             episode_id=self.episode_id, person_id=self.person_id, reason_code=self.decline_reasons[0],
             declined_at=self.declined_at, reason_codes=list(self.decline_reasons), template_id=self.template_id,
+            organisation_id=self.organisation_id,
         )

@@ -1,12 +1,16 @@
 """Intake's HTTP API (thin: validate, call a handler in a unit of work, shape the answer).
 
-Roles: ``intake_clinician`` does everything clinical; a ``partner`` system (a partner clinic's
-intake form) may open and fill in referrals but not read them back, record a risk review,
-erase or read the audit log; ``admin`` erases, reads the audit log and republishes contacts.
+Who may call what, on which referrals, is the access policy (``access.yaml``, enforced app-wide
+before any handler runs; architecture.md "Who may see what"): ``intake_clinician`` does
+everything clinical on the referrals it is assigned to (or its organisation's, with a care-team
+duty); a ``partner`` system (a partner clinic's intake form) may open and fill in its own
+organisation's referrals and gets back only the minimal partner view; ``admin`` acts on its
+organisation's records (erasure, the audit log) and republishes contacts.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -14,22 +18,20 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from rapport_shared.contracts import Availability, PseudonymousId
-from rapport_shared.http.auth import Principal, Role, require
-from rapport_shared.http.errors import Conflict
+from rapport_shared.http.access import AccessConfig, Grant, RecordScope, Relation, current_grant, relations_to, write_audit
+from rapport_shared.http.auth import Principal, Role
+from rapport_shared.http.errors import Conflict, NotFound
 from rapport_shared.http.paging import cursor, parse_cursor
 
 from ..adapters.audit import Actor
 from ..domain import commands
 from ..service_layer import handlers
 from ..service_layer.handlers import IntakeConfig
-from .views import (AuditPage, ContactView, ErasureView, Problem, ReferralPage, ReferralView, referral_summary,
-                    referral_view)
+from .views import (AuditPage, ContactView, ErasureView, Problem, ReferralPage, ReferralPartnerView, ReferralView,
+                    partner_view, referral_summary, referral_view)
 
-WRITE = require(Role.intake_clinician, Role.partner, Role.admin)
-READ = require(Role.intake_clinician, Role.clinician, Role.admin)
-CONTACT_READ = require(Role.intake_clinician, Role.admin)
-RISK = require(Role.intake_clinician)
-ADMIN = require(Role.admin)
+# What a referral route answers: the whole record, or to a partner system the minimal view.
+AnyView = ReferralView | ReferralPartnerView
 
 REFUSALS = {
     404: {"model": Problem, "description": "no such referral"},
@@ -41,136 +43,158 @@ router = APIRouter(prefix="/v1", responses=REFUSALS)
 
 
 def _actor(p: Principal) -> Actor:
-    return Actor(p.sub, tuple(sorted(p.roles)))
+    return Actor(p.sub, tuple(sorted(p.roles)), p.org)
 
 
 def _cfg(request: Request) -> IntakeConfig:
     return request.app.state.intake_config
 
 
-async def _run(request: Request, handler, cmd, episode_id: UUID, who: Principal) -> ReferralView:
+def _sees_whole_record(request: Request, grant: Grant) -> bool:
+    """True when a role other than ``partner`` admits the caller to this record on this route;
+    a caller admitted only as a partner gets the minimal view (never notes, inventory,
+    rationale, answers or contact details)."""
+    access: AccessConfig = request.app.state.access
+    rule = access.policy.rule(request.method, request.scope["route"].path)
+    have = relations_to(grant.principal, grant.scope, grant.duties) if grant.scope else frozenset(Relation)
+    return any(rule.allow[role] & have for role in grant.principal.roles & set(rule.allow) if role != Role.partner)
+
+
+def _view(request: Request, grant: Grant, referral) -> AnyView:
+    rules = _cfg(request).rules
+    return referral_view(referral, rules) if _sees_whole_record(request, grant) else partner_view(referral, rules)
+
+
+async def _run(request: Request, handler, cmd, episode_id: UUID, grant: Grant) -> AnyView:
     cfg = _cfg(request)
     async with request.app.state.runtime.uow() as uow:
-        referral = await handler(cmd, uow, episode_id, _actor(who), cfg)
-    return referral_view(referral, cfg.rules)
+        referral = await handler(cmd, uow, episode_id, _actor(grant.principal), cfg)
+    return _view(request, grant, referral)
 
 
 # ---- referrals ---------------------------------------------------------------------------
 
-@router.post("/referrals", status_code=201, response_model=ReferralView, tags=["referrals"],
-             summary="Open a referral (starts an episode)",
+@router.post("/referrals", status_code=201, response_model=AnyView, tags=["referrals"],
+             summary="Open a referral (starts an episode). It belongs to the caller's organisation (token claim "
+                     "`org`; a token without one is refused, 422 naming `org`); an intake clinician opening it is "
+                     "its intake clinician",
              responses={200: {"description": "the same client_referral_id again: the referral it opened"},
                         409: {"description": "client_referral_id reused for a different referral"}})
 async def open_referral(cmd: commands.OpenReferral, request: Request, response: Response,
-                        who: Principal = Depends(WRITE)) -> ReferralView:
+                        grant: Grant = Depends(current_grant)) -> AnyView:
     async with request.app.state.runtime.uow() as uow:
-        opened = await handlers.open_referral(cmd, uow, _actor(who))
+        opened = await handlers.open_referral(cmd, uow, _actor(grant.principal))
     if opened.replayed:
         response.status_code = 200
-    return referral_view(opened.referral, _cfg(request).rules)
+    return _view(request, grant, opened.referral)
 
 
 @router.get("/referrals", response_model=ReferralPage, tags=["referrals"],
             summary="The worklist: referrals oldest first, with what completion still needs (audited read)")
-async def list_referrals(request: Request, who: Principal = Depends(READ),
+async def list_referrals(request: Request, grant: Grant = Depends(current_grant),
                          status: Literal["open", "completed", "declined"] | None = None,
                          clinician_id: PseudonymousId | None = None, limit: int = Query(50, ge=1, le=500),
                          after: str | None = Query(None, description="the previous page's `next`")) -> ReferralPage:
+    cfg = _cfg(request)
     async with request.app.state.runtime.uow() as uow:
-        referrals = await handlers.list_referrals(uow, _actor(who), status=status, clinician_id=clinician_id,
-                                                  after=parse_cursor(after), limit=limit)
+        referrals = await handlers.list_referrals(uow, _actor(grant.principal), status=status, clinician_id=clinician_id,
+                                                  after=parse_cursor(after), limit=limit, reach=grant.list_filter(),
+                                                  default_organisation=cfg.default_organisation)
     last = referrals[-1] if len(referrals) == limit else None
     rules = _cfg(request).rules
     return ReferralPage(referrals=[referral_summary(r, rules) for r in referrals],
                         next=cursor(last.created_at, last.episode_id) if last else None)
 
 
-@router.get("/referrals/{episode_id}", response_model=ReferralView, tags=["referrals"],
-            summary="The referral's intake record and what completion still needs (audited read)")
-async def get_referral(episode_id: UUID, request: Request, who: Principal = Depends(READ)) -> ReferralView:
+@router.get("/referrals/{episode_id}", response_model=AnyView, tags=["referrals"],
+            summary="The referral's intake record and what completion still needs (audited read; a partner gets "
+                    "the minimal view)")
+async def get_referral(episode_id: UUID, request: Request, grant: Grant = Depends(current_grant)) -> AnyView:
     async with request.app.state.runtime.uow() as uow:
-        referral = await handlers.read_referral(uow, episode_id, _actor(who))
-    return referral_view(referral, _cfg(request).rules)
+        referral = await handlers.read_referral(uow, episode_id, _actor(grant.principal))
+    return _view(request, grant, referral)
 
 
-@router.put("/referrals/{episode_id}/consent", response_model=ReferralView, tags=["assessment"], summary="Record consent")
-async def put_consent(episode_id: UUID, cmd: commands.RecordConsent, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.record_consent, cmd, episode_id, who)
+@router.put("/referrals/{episode_id}/consent", response_model=AnyView, tags=["assessment"], summary="Record consent")
+async def put_consent(episode_id: UUID, cmd: commands.RecordConsent, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_consent, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/contact", response_model=ReferralView, tags=["personal data"],
+@router.put("/referrals/{episode_id}/contact", response_model=AnyView, tags=["personal data"],
             summary="Record the person's contact details and channel preferences (personal data: intake's schema "
                     "and the encrypted private contacts topic only; allowed after the intake ended too)")
-async def put_contact(episode_id: UUID, cmd: commands.RecordContact, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.record_contact, cmd, episode_id, who)
+async def put_contact(episode_id: UUID, cmd: commands.RecordContact, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_contact, cmd, episode_id, grant)
 
 
 @router.get("/referrals/{episode_id}/contact", response_model=ContactView, tags=["personal data"],
             summary="The person's contact details (audited read)")
-async def get_contact(episode_id: UUID, request: Request, who: Principal = Depends(CONTACT_READ)) -> ContactView:
+async def get_contact(episode_id: UUID, request: Request, grant: Grant = Depends(current_grant)) -> ContactView:
     async with request.app.state.runtime.uow() as uow:
-        contact = await handlers.read_contact(uow, episode_id, _actor(who))
+        contact = await handlers.read_contact(uow, episode_id, _actor(grant.principal))
     return ContactView(episode_id=str(episode_id), contact=contact)
 
 
-@router.post("/referrals/{episode_id}/baseline", response_model=ReferralView, tags=["assessment"],
+@router.post("/referrals/{episode_id}/baseline", response_model=AnyView, tags=["assessment"],
              summary="Submit one baseline questionnaire (item answers; scored with the instrument catalogue). "
                      "Submitting an instrument again replaces its earlier baseline.")
-async def post_baseline(episode_id: UUID, cmd: commands.SubmitBaseline, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.submit_baseline, cmd, episode_id, who)
+async def post_baseline(episode_id: UUID, cmd: commands.SubmitBaseline, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.submit_baseline, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/inventory", response_model=ReferralView, tags=["assessment"],
+@router.put("/referrals/{episode_id}/inventory", response_model=AnyView, tags=["assessment"],
             summary="Record the interpersonal inventory (key relationships)")
-async def put_inventory(episode_id: UUID, cmd: commands.RecordInventory, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.record_inventory, cmd, episode_id, who)
+async def put_inventory(episode_id: UUID, cmd: commands.RecordInventory, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_inventory, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/focus", response_model=ReferralView, tags=["assessment"],
+@router.put("/referrals/{episode_id}/focus", response_model=AnyView, tags=["assessment"],
             summary="Record the provisional focus problem area (primary, optional secondary) with its rationale")
-async def put_focus(episode_id: UUID, cmd: commands.RecordFocus, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.record_focus, cmd, episode_id, who)
+async def put_focus(episode_id: UUID, cmd: commands.RecordFocus, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_focus, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/template", response_model=ReferralView, tags=["assessment"],
+@router.put("/referrals/{episode_id}/template", response_model=AnyView, tags=["assessment"],
             summary="Choose the programme template (changing it clears an eligibility decided for another)")
-async def put_template(episode_id: UUID, cmd: commands.ChooseTemplate, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.choose_template, cmd, episode_id, who)
+async def put_template(episode_id: UUID, cmd: commands.ChooseTemplate, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.choose_template, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/clinician", response_model=ReferralView, tags=["assessment"],
+@router.put("/referrals/{episode_id}/clinician", response_model=AnyView, tags=["assessment"],
             summary="Assign the clinician")
-async def put_clinician(episode_id: UUID, cmd: commands.AssignClinician, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.assign_clinician, cmd, episode_id, who)
+async def put_clinician(episode_id: UUID, cmd: commands.AssignClinician, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.assign_clinician, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/availability", response_model=ReferralView, tags=["assessment"],
+@router.put("/referrals/{episode_id}/availability", response_model=AnyView, tags=["assessment"],
             summary="Record the patient's weekly availability (must hold a weekly session)")
-async def put_availability(episode_id: UUID, cmd: Availability, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.record_availability, cmd, episode_id, who)
+async def put_availability(episode_id: UUID, cmd: Availability, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_availability, cmd, episode_id, grant)
 
 
-@router.put("/referrals/{episode_id}/eligibility", response_model=ReferralView, tags=["assessment"],
+@router.put("/referrals/{episode_id}/eligibility", response_model=AnyView, tags=["assessment"],
             summary="Record eligibility (age, exclusions present), decided against the chosen template; "
                     "an exclusion or a failed age rule declines the referral")
-async def put_eligibility(episode_id: UUID, cmd: commands.RecordEligibility, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.record_eligibility, cmd, episode_id, who)
+async def put_eligibility(episode_id: UUID, cmd: commands.RecordEligibility, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_eligibility, cmd, episode_id, grant)
 
 
-@router.post("/referrals/{episode_id}/risk-review", response_model=ReferralView, tags=["safety"],
+@router.post("/referrals/{episode_id}/risk-review", response_model=AnyView, tags=["safety"],
              summary="Record a clinician's risk review (needed before completion when a baseline safety item is "
                      "positive); 'decline_crisis_referral' declines the referral")
-async def post_risk_review(episode_id: UUID, cmd: commands.RecordRiskReview, request: Request, who: Principal = Depends(RISK)):
-    return await _run(request, handlers.record_risk_review, cmd, episode_id, who)
+async def post_risk_review(episode_id: UUID, cmd: commands.RecordRiskReview, request: Request,
+                           grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.record_risk_review, cmd, episode_id, grant)
 
 
-@router.post("/referrals/{episode_id}/complete", response_model=ReferralView, tags=["referrals"],
+@router.post("/referrals/{episode_id}/complete", response_model=AnyView, tags=["referrals"],
              summary="Complete the intake (optionally recording the parts given in the body first); emits "
                      "rapport.intake.completed.v1. Refused with 409 listing what is missing; idempotent.")
-async def complete(episode_id: UUID, cmd: commands.CompleteIntake, request: Request, who: Principal = Depends(WRITE)):
-    if cmd.risk_review is not None and Role.intake_clinician.value not in who.roles:
+async def complete(episode_id: UUID, cmd: commands.CompleteIntake, request: Request,
+                   grant: Grant = Depends(current_grant)):
+    if cmd.risk_review is not None and Role.intake_clinician.value not in grant.principal.roles:
         raise HTTPException(status_code=403, detail="a risk review needs the role intake_clinician")
-    view = await _run(request, handlers.complete_intake, cmd, episode_id, who)
+    view = await _run(request, handlers.complete_intake, cmd, episode_id, grant)
     if view.status == "declined":  # a part of the body declined it; that decision was kept
         raise Conflict(f"the referral was declined ({', '.join(view.decline_reasons)}) and can never start a course",
                        field="status", status=view.status, decline_reasons=view.decline_reasons,
@@ -178,14 +202,14 @@ async def complete(episode_id: UUID, cmd: commands.CompleteIntake, request: Requ
     return view
 
 
-@router.post("/referrals/{episode_id}/decline", response_model=ReferralView, tags=["referrals"],
+@router.post("/referrals/{episode_id}/decline", response_model=AnyView, tags=["referrals"],
              summary="Decline the referral by hand (withdrawn, referred elsewhere); emits rapport.intake.declined.v1")
-async def decline(episode_id: UUID, cmd: commands.Decline, request: Request, who: Principal = Depends(WRITE)):
-    return await _run(request, handlers.decline_intake, cmd, episode_id, who)
+async def decline(episode_id: UUID, cmd: commands.Decline, request: Request, grant: Grant = Depends(current_grant)):
+    return await _run(request, handlers.decline_intake, cmd, episode_id, grant)
 
 
 @router.get("/intake-rules", tags=["referrals"], summary="Templates, age rules, exclusions, required baseline, decline reasons")
-async def intake_rules(request: Request, who: Principal = Depends(WRITE)) -> dict:
+async def intake_rules(request: Request) -> dict:
     cfg = _cfg(request)
     return {**cfg.rules.model_dump(mode="json"), "session_minutes": cfg.session_minutes,
             "allow_secondary_focus": cfg.allow_secondary_focus}
@@ -195,25 +219,49 @@ async def intake_rules(request: Request, who: Principal = Depends(WRITE)) -> dic
 
 @router.post("/persons/{person_id}/erasure", response_model=ErasureView, tags=["personal data"],
              summary="Erase a person's contact details and every free text about them; publishes the tombstone")
-async def erase(person_id: PseudonymousId, request: Request, who: Principal = Depends(ADMIN)) -> dict:
-    async with request.app.state.runtime.uow() as uow:
-        return await handlers.erase_person(person_id, uow, _actor(who), _cfg(request))
+async def erase(person_id: PseudonymousId, request: Request, grant: Grant = Depends(current_grant)) -> dict:
+    """Admin of an organisation: erases what that organisation holds about the person (access.yaml's
+    note). A person with no referral in the caller's organisation is 404, the same body as an
+    unknown person; every attempt leaves an access-audit row (decision allowed or not_found)."""
+    try:
+        async with request.app.state.runtime.uow() as uow:
+            erased = await handlers.erase_person(person_id, uow, _actor(grant.principal), _cfg(request))
+    except NotFound:
+        await _audit_erasure(request, grant, person_id, "not_found", 404)
+        raise
+    await _audit_erasure(request, grant, person_id, "allowed", 200)
+    return erased
+
+
+async def _audit_erasure(request: Request, grant: Grant, person_id: str, decision: str, status: int) -> None:
+    # The route's row names no record (its scope is the person's referrals in the caller's
+    # organisation, decided in the handler), so the handler writes the access-audit row itself.
+    access: AccessConfig = request.app.state.access
+    rule = replace(access.policy.rule(request.method, request.scope["route"].path), record="person_id")
+    rt = request.app.state.runtime
+    async with rt.pool.acquire() as conn:
+        await write_audit(conn, access.audit_table, at=rt.clock.now(), principal=grant.principal, request=request,
+                          rule=rule, record_id=person_id, decision=decision, status=status,
+                          scope=RecordScope(organisation_id=grant.principal.org, person_id=person_id)
+                          if decision == "allowed" else None)
 
 
 @router.post("/admin/contacts/republish", tags=["personal data"],
              summary="Republish every contact on the private topic (after rotating the contacts key)")
-async def republish(request: Request, who: Principal = Depends(ADMIN)) -> dict:
+async def republish(request: Request, grant: Grant = Depends(current_grant)) -> dict:
     async with request.app.state.runtime.uow() as uow:
-        n = await handlers.republish_contacts(uow, _actor(who), _cfg(request))
+        n = await handlers.republish_contacts(uow, _actor(grant.principal), _cfg(request))
     return {"queued": n}
 
 
-@router.get("/audit", response_model=AuditPage, tags=["audit"], summary="Who read or changed which referral, when")
-async def get_audit(request: Request, who: Principal = Depends(ADMIN), episode_id: UUID | None = None,
+@router.get("/audit", response_model=AuditPage, tags=["audit"],
+            summary="Who read or changed which referral, when (the caller's organisation's trail; audited read)")
+async def get_audit(request: Request, grant: Grant = Depends(current_grant), episode_id: UUID | None = None,
                     person_id: str | None = None, actor: str | None = None, action: str | None = None,
                     since: datetime | None = None, after_seq: int = Query(0, ge=0),
                     limit: int = Query(100, ge=1, le=1000)) -> AuditPage:
     async with request.app.state.runtime.uow() as uow:
-        entries = await handlers.query_audit(uow, _actor(who), episode_id=episode_id, person_id=person_id, actor=actor,
+        entries = await handlers.query_audit(uow, _actor(grant.principal), _cfg(request).default_organisation,
+                                             episode_id=episode_id, person_id=person_id, actor=actor,
                                              action=action, since=since, after_seq=after_seq, limit=limit)
     return AuditPage(entries=entries, next_after_seq=entries[-1]["seq"] if len(entries) == limit else None)

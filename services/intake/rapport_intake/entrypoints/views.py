@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from rapport_shared.contracts import Availability, BaselineScore
 from rapport_shared.private_contacts import ContactRecordV1
@@ -57,6 +59,39 @@ def referral_view(r: Referral, rules: IntakeRules) -> ReferralView:
         declined_at=r.declined_at, decline_reasons=list(r.decline_reasons),
         declined_event_id=str(r.declined_event_id) if r.declined_event_id else None,
         personal_text_erased_at=r.personal_text_erased_at,
+    )
+
+
+class ReferralPartnerView(BaseModel):
+    """What a partner system gets back (architecture.md "Who may see what"): where the referral
+    stands, its ids, what completion still needs and coded facts. Never the risk review, the
+    inventory, the focus rationale, baseline answers or contact details."""
+
+    model_config = ConfigDict(extra="forbid")  # a full view never passes for this one
+    view: Literal["partner"] = "partner"
+    episode_id: str
+    person_id: str
+    status: str
+    referral_source: str
+    target_condition: str
+    opened_at: datetime
+    template_id: str | None
+    missing: list[str]
+    completed_at: datetime | None
+    completed_event_id: str | None
+    declined_at: datetime | None
+    decline_reasons: list[str]
+    declined_event_id: str | None
+
+
+def partner_view(r: Referral, rules: IntakeRules) -> ReferralPartnerView:
+    return ReferralPartnerView(
+        episode_id=str(r.episode_id), person_id=r.person_id, status=r.status.value, referral_source=r.referral_source,
+        target_condition=r.target_condition.value, opened_at=r.created_at, template_id=r.template_id,
+        missing=r.missing_for_completion(rules) if r.status.value == "open" else [],
+        completed_at=r.completed_at, completed_event_id=str(r.completed_event_id) if r.completed_event_id else None,
+        declined_at=r.declined_at, decline_reasons=list(r.decline_reasons),
+        declined_event_id=str(r.declined_event_id) if r.declined_event_id else None,
     )
 
 

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from rapport_shared.http.errors import Conflict, NotFound
+from pydantic import TypeAdapter, ValidationError
+
+from rapport_shared.contracts.base import PseudonymousId
+from rapport_shared.http.access import ListFilter
+from rapport_shared.http.errors import Conflict, Invalid, NotFound
 from rapport_shared.uow import UnitOfWork
 
 from ..adapters import audit, contacts, repository
@@ -27,6 +31,22 @@ class IntakeConfig:
     session_minutes: int
     allow_secondary_focus: bool
     schema: str  # the intake schema (its NOTIFY channel wakes the contacts relay)
+    # Rows written before referrals recorded their organisation count as this one's (None: no one's).
+    default_organisation: str | None = None
+
+
+_ORG = TypeAdapter(PseudonymousId)
+
+
+def _organisation_of(actor: Actor) -> str:
+    """A referral belongs to the organisation of whoever opens it: a token without one cannot."""
+    if not actor.org:
+        raise Invalid("the token names no organisation (claim org): a referral belongs to the organisation that "
+                      "opens it", field="org")
+    try:
+        return _ORG.validate_python(actor.org)
+    except ValidationError:
+        raise Invalid("the token's organisation is not a pseudonymous code", field="org") from None
 
 
 async def _load(uow: UnitOfWork, episode_id: UUID) -> Referral:
@@ -64,11 +84,17 @@ class Opened:
 
 
 async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: Actor) -> Opened:
+    organisation = _organisation_of(actor)
     referral = Referral(episode_id=uuid.uuid4(), person_id=cmd.person_id, referral_source=cmd.referral_source,
-                        target_condition=cmd.target_condition, created_at=uow.now())
+                        target_condition=cmd.target_condition, created_at=uow.now(), organisation_id=organisation,
+                        # the opener is the intake clinician when they are one (admins, partner forms: none yet)
+                        intake_clinician_id=actor.sub if "intake_clinician" in actor.roles else None)
     if not await repository.add(uow.conn, referral, created_by=actor.sub, client_referral_id=cmd.client_referral_id):
         earlier = await repository.by_client_id(uow.conn, actor.sub, cmd.client_referral_id)
         assert earlier is not None  # the insert met it
+        if earlier.organisation_id is not None and earlier.organisation_id != organisation:
+            # The same caller id under another organisation: never name (or return) that referral.
+            raise Conflict("client_referral_id was already used for a different referral", field="client_referral_id")
         if (earlier.person_id, earlier.referral_source, earlier.target_condition) != (
                 cmd.person_id, cmd.referral_source, cmd.target_condition):
             raise Conflict("client_referral_id was already used for a different referral", field="client_referral_id",
@@ -81,9 +107,15 @@ async def open_referral(cmd: commands.OpenReferral, uow: UnitOfWork, actor: Acto
 
 
 async def list_referrals(uow: UnitOfWork, actor: Actor, *, status: str | None, clinician_id: str | None,
-                         after: tuple, limit: int) -> list[Referral]:
-    """The worklist. Audited like a read: one entry with the filters and the episodes shown."""
-    referrals = await repository.page(uow.conn, status=status, clinician_id=clinician_id, after=after, limit=limit)
+                         after: tuple, limit: int, reach: ListFilter | None = None,
+                         default_organisation: str | None = None) -> list[Referral]:
+    """The worklist, narrowed to what the caller may see (``reach``: its organisation, the
+    referrals it is assigned to). Audited like a read: one entry with the filters and the episodes shown."""
+    reach = reach or ListFilter()
+    referrals = [] if reach.nothing else await repository.page(
+        uow.conn, status=status, clinician_id=clinician_id, after=after, limit=limit,
+        organisation_id=reach.organisation_id, assigned_to=reach.assigned_to, person_id=reach.person_id,
+        default_organisation=default_organisation)
     await audit.record(uow.conn, at=uow.now(), actor=actor, action="referral.listed", status=status,
                        clinician_id=clinician_id, episodes=[str(r.episode_id) for r in referrals])
     return referrals
@@ -240,12 +272,16 @@ async def decline_intake(cmd: commands.Decline, uow: UnitOfWork, episode_id: UUI
 # ---- personal data -----------------------------------------------------------------------
 
 async def erase_person(person_id: str, uow: UnitOfWork, actor: Actor, cfg: IntakeConfig) -> dict:
-    """Erase a person's contact details and every free text about them; publish the tombstone."""
+    """Erase a person's contact details and every free text about them in the caller's
+    organisation's referrals; publish the tombstone. A person with no referral in the caller's
+    organisation answers like an unknown person (404, the same body)."""
     conn = uow.conn
-    if not await contacts.known_person(conn, person_id):
+    if not actor.org or not await repository.person_in_organisation(conn, person_id, actor.org,
+                                                                     cfg.default_organisation):
         raise NotFound(f"no referral or contact for person {person_id}", field="person_id")
     now = uow.now()
-    referrals = await repository.for_person(conn, person_id, for_update=True)
+    referrals = await repository.for_person(conn, person_id, for_update=True, organisation_id=actor.org,
+                                            default_organisation=cfg.default_organisation)
     for r in referrals:
         r.erase_personal_text(now)
         await repository.save(conn, r, now)
@@ -266,8 +302,11 @@ async def republish_contacts(uow: UnitOfWork, actor: Actor, cfg: IntakeConfig) -
     return n
 
 
-async def query_audit(uow: UnitOfWork, reader: Actor, **filters: Any) -> list[dict]:
-    entries = await audit.query(uow.conn, **filters)
+async def query_audit(uow: UnitOfWork, reader: Actor, default_organisation: str | None = None,
+                      **filters: Any) -> list[dict]:
+    """The caller's organisation's trail only (entries on its referrals or by its callers)."""
+    entries = await audit.query(uow.conn, organisation_id=reader.org, default_organisation=default_organisation,
+                                **filters)
     # Reading the audit log is itself audited (who looked at whose trail).
     await audit.record(uow.conn, at=uow.now(), actor=reader, action="audit.read",
                        episode_id=filters.get("episode_id"), person_id=filters.get("person_id"))
