@@ -237,17 +237,17 @@ class SimTime:
 
 async def publish_intake(bootstrap: str, episode_id: uuid.UUID, person_id: str, clinician_id: str, at: datetime,
                          org: str | None = "org-test") -> str:
-    """The episode's ``rapport.intake.completed.v1`` as intake publishes it: it tells the notifier
-    the episode's organisation (``org``, the tests' ``TEST_ORG`` by default), which scopes who may
-    read its deliveries, which partners' webhooks carry its events and whose on-call is paged."""
-    from rapport_shared.contracts import IntakeCompletedV1  # noqa: PLC0415
+    """Tell the notifier the episode's organisation (``org``, the tests' ``TEST_ORG`` by default),
+    which scopes who may read its deliveries, which partners' webhooks carry its events and whose
+    on-call is paged. It is sent as ``rapport.intake.declined.v1`` carrying ``organisation_id``: the
+    notifier records the organisation from it and nothing else, while an ``intake.completed`` of
+    made-up content would also reach the scheduler, which cannot plan it and dead-letters it (the
+    tests publish the episode's course events themselves). ``clinician_id`` is kept for callers."""
+    from rapport_shared.contracts import IntakeDeclinedV1  # noqa: PLC0415
 
-    return await publish(bootstrap, IntakeCompletedV1(
-        episode_id=episode_id, person_id=person_id, target_condition="depression", template_id="ipt_depression_16",
-        focus={"primary": "grief"}, clinician_id=clinician_id,
-        availability={"timezone": "Europe/London", "slots": [{"weekday": 2, "start": "09:00", "end": "12:00"}]},
-        referred_at=at - timedelta(hours=2), completed_at=at - timedelta(hours=1), organisation_id=org),
-        source="/rapport/intake", at=at)
+    return await publish(bootstrap, IntakeDeclinedV1(
+        episode_id=episode_id, person_id=person_id, reason_code="withdrawn", declined_at=at - timedelta(hours=1),
+        organisation_id=org), source="/rapport/intake", at=at)
 
 
 async def episode_org(dsn: str, episode_id: uuid.UUID) -> str | None:
