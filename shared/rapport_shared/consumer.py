@@ -5,13 +5,31 @@ the offset is committed only after the effect's transaction committed (or the re
 dead-lettered). The effect and the inbox row commit together, so a crash anywhere between
 "effect" and "commit" leads to a redelivery that the inbox skips.
 
-What happens to a record:
-- not a valid CloudEvent, or ``data`` fails its contract model → dead-lettered at once;
+Every record ends somewhere — processed, ignored or dead-lettered — so no record can stop its
+partition. What happens to a record (``dlq_reason`` header in brackets):
+
+- anything at all goes wrong while decoding it (not a CloudEvent, bad/missing/duplicate headers,
+  not UTF-8, not strict JSON, nested too deeply for the parser, ...) → dead-lettered at once
+  [``envelope``];
+- an event type of the catalogue that belongs to another topic than the one it was read from
+  (``EventData.topic``) → dead-lettered at once [``type_topic_mismatch``];
 - an event type this service does not handle → committed and ignored (forward compatible);
-- handler raises ``PoisonEvent`` → dead-lettered at once (the event can never apply);
-- handler fails with an infrastructure error (Postgres unreachable, ...) → retried with backoff
-  until it works; the partition waits, nothing is skipped;
-- handler fails otherwise → retried ``max_attempts`` times, then dead-lettered.
+- ``data`` fails its contract model → dead-lettered at once [``contract``];
+- handler raises ``PoisonEvent`` → dead-lettered at once (the event can never apply) [``rejected``];
+- Postgres or Kafka is unreachable (``rapport_shared.retry.is_infrastructure_error``: no
+  connection could be acquired, the connection was lost, connection-class SQLSTATEs, retriable
+  Kafka errors) → retried with jittered backoff until it works; the partition waits, nothing is
+  skipped;
+- handler fails otherwise — including a plain ``OSError``/``TimeoutError``/``InterfaceError``
+  raised by handler code on a healthy connection → retried ``max_attempts`` times with jittered
+  exponential backoff, then dead-lettered [``handler``];
+- a bug in this module itself while handling a record → dead-lettered [``consumer_error``].
+
+A dead letter keeps the original key, value and headers and adds ``dlq_*`` headers (reason,
+error, original topic/partition/offset, group, attempts, time). Publishing it is retried until
+Kafka takes it (the offset is not committed before); a record too large for the DLQ topic is
+dead-lettered without its value (``dlq_value_omitted``: read it at its original offset: event
+topics keep everything).
 """
 
 from __future__ import annotations
@@ -24,14 +42,18 @@ from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 import asyncpg
 import structlog
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from pydantic import ValidationError
+from tenacity import RetryCallState
 
 from . import inbox
+from .contracts import model_for
 from .contracts.base import EventData
 from .envelope import CloudEvent, EnvelopeError, KafkaRecord, decode
 from .faults import crash_point
 from .logging import get_logger
 from .metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
+from .retry import InfrastructureUnavailable, RetryPolicy, is_infrastructure_error
 from .topics import dlq_topic
 from .uow import UnitOfWork
 from .outbox import Outbox
@@ -41,17 +63,7 @@ log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, CloudEvent, Any], Awaitable[None]]
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
-)
+MAX_ERROR_CHARS = 2000  # dlq_error header and log line
 
 
 class PoisonEvent(Exception):
@@ -96,6 +108,7 @@ class EventConsumer:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
+        self.retry_policy = RetryPolicy(max_attempts=max_attempts, initial_s=backoff_s, max_s=backoff_max_s)
         self.handlers: dict[str, tuple[type[EventData], Handler]] = {}
 
     def on(self, model: type[EventData]) -> Callable[[Handler], Handler]:
@@ -115,20 +128,37 @@ class EventConsumer:
         return sorted({m.topic for m, _ in self.handlers.values()})
 
     async def process(self, record: RecordLike) -> Outcome:
+        """Handle one record. Returns only when the record ended somewhere (its offset may be
+        committed); raises only on cancellation."""
         ctx = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         with structlog.contextvars.bound_contextvars(**ctx):
             try:
                 event = decode(record.value, record.headers)
-            except EnvelopeError as exc:
-                await self._dead_letter(record, "envelope", str(exc))
-                return Outcome("dead_lettered", error=str(exc))
+            except Exception as exc:  # EnvelopeError, or anything decode did not foresee
+                error = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
+                await self._dead_letter(record, "envelope", error)
+                return Outcome("dead_lettered", error=error)
             with structlog.contextvars.bound_contextvars(
                 event_id=event.id, event_type=event.type, correlation_id=event.correlation_id
             ):
-                return await self._process_event(record, event)
+                try:
+                    return await self._process_event(record, event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug here must not stop the partition either
+                    log.exception("consumer failed on a record; dead-lettering")
+                    error = f"{type(exc).__name__}: {exc}"
+                    await self._dead_letter(record, "consumer_error", error, event)
+                    return Outcome("dead_lettered", event.id, error)
 
     async def _process_event(self, record: RecordLike, event: CloudEvent) -> Outcome:
+        catalogued = model_for(event.type)
         entry = self.handlers.get(event.type)
+        model = entry[0] if entry else catalogued
+        if model is not None and model.topic != record.topic:
+            error = f"{event.type} belongs to {model.topic}, not {record.topic}"
+            await self._dead_letter(record, "type_topic_mismatch", error, event)
+            return Outcome("dead_lettered", event.id, error)
         if entry is None:
             EVENTS_CONSUMED.labels(record.topic, event.type, "ignored").inc()
             return Outcome("ignored", event.id)
@@ -140,46 +170,81 @@ class EventConsumer:
             await self._dead_letter(record, "contract", reason, event)
             return Outcome("dead_lettered", event.id, reason)
 
-        attempt, delay = 0, self.backoff_s
-        while True:
-            started = time.perf_counter()
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = round(state.upcoming_sleep, 3)
+            if isinstance(exc, InfrastructureUnavailable):
+                log.warning("infrastructure unavailable; retrying", error=repr(exc.cause), retry_in_s=wait)
+            else:
+                log.warning("handler failed; retrying", error=repr(exc)[:MAX_ERROR_CHARS], attempt=budget.attempts,
+                            retry_in_s=wait)
+
+        retrying, budget = self.retry_policy.retrying(give_up_at_once=(PoisonEvent,), before_sleep=before_sleep)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(record, event, handler, data)
+        except PoisonEvent as exc:
+            await self._dead_letter(record, "rejected", str(exc), event)
+            return Outcome("dead_lettered", event.id, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("handler failed; dead-lettering", attempts=budget.attempts, error=repr(exc)[:MAX_ERROR_CHARS])
+            await self._dead_letter(record, "handler", f"{type(exc).__name__}: {exc}", event, budget.attempts)
+            return Outcome("dead_lettered", event.id, repr(exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(self, record: RecordLike, event: CloudEvent, handler: Handler, data: Any) -> Outcome:
+        """One try in one transaction. Errors that mean "Postgres is unreachable" come out as
+        ``InfrastructureUnavailable``; everything else as raised."""
+        started = time.perf_counter()
+        try:
+            conn = await self.pool.acquire()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # no connection at all: the database is down or unreachable
+            raise InfrastructureUnavailable(exc) from exc
+        try:
             try:
-                async with self.pool.acquire() as conn, conn.transaction():
+                async with conn.transaction():
                     if not await inbox.claim(conn, event, record.topic, record.partition, record.offset):
                         EVENTS_CONSUMED.labels(record.topic, event.type, "duplicate").inc()
                         log.info("duplicate event skipped")
                         return Outcome("duplicate", event.id)
                     await handler(UnitOfWork(conn, self.outbox, self.clock, cause=event), event, data)
-                crash_point("consumer.after_effect", event.type)
-                HANDLER_SECONDS.labels(event.type).observe(time.perf_counter() - started)
-                EVENTS_CONSUMED.labels(record.topic, event.type, "processed").inc()
-                log.info("event processed")
-                return Outcome("processed", event.id)
-            except PoisonEvent as exc:
-                await self._dead_letter(record, "rejected", str(exc), event)
-                return Outcome("dead_lettered", event.id, str(exc))
-            except TRANSIENT_ERRORS as exc:
-                log.warning("infrastructure error; retrying", error=repr(exc), retry_in_s=delay)
             except Exception as exc:
-                attempt += 1
-                if attempt >= self.max_attempts:
-                    log.exception("handler failed; dead-lettering", attempts=attempt)
-                    await self._dead_letter(record, "handler", f"{type(exc).__name__}: {exc}", event, attempt)
-                    return Outcome("dead_lettered", event.id, repr(exc))
-                log.warning("handler failed; retrying", error=repr(exc), attempt=attempt, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max_s)
+                if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
+                    raise InfrastructureUnavailable(exc) from exc
+                raise
+        finally:
+            try:
+                await self.pool.release(conn)
+            except Exception:  # a lost connection cannot be reset; the pool replaces it
+                pass
+        crash_point("consumer.after_effect", event.type)
+        HANDLER_SECONDS.labels(event.type).observe(time.perf_counter() - started)
+        EVENTS_CONSUMED.labels(record.topic, event.type, "processed").inc()
+        log.info("event processed")
+        return Outcome("processed", event.id)
 
     async def _dead_letter(
         self, record: RecordLike, reason: str, error: str, event: CloudEvent | None = None, attempts: int = 1
     ) -> None:
-        headers = {}
-        for name, raw in record.headers or ():
-            headers[name] = raw.decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray)) else str(raw or "")
+        headers: dict[str, str] = {}
+        for item in record.headers or ():
+            try:
+                name, raw = item
+                name = name if isinstance(name, str) else bytes(name).decode("utf-8", "replace")
+                headers[name[:256]] = (bytes(raw).decode("utf-8", "replace") if isinstance(raw, (bytes, bytearray, memoryview))
+                                       else str(raw or ""))[:4096]
+            except Exception:  # a header we cannot even copy: the original record still has it
+                continue
+        error = error[:MAX_ERROR_CHARS]
         headers.update(
             {
                 "dlq_reason": reason,
-                "dlq_error": error[:4000],
+                "dlq_error": error,
                 "dlq_original_topic": record.topic,
                 "dlq_original_partition": str(record.partition),
                 "dlq_original_offset": str(record.offset),
@@ -189,16 +254,28 @@ class EventConsumer:
             }
         )
         target = dlq_topic(record.topic, self.group_id)
-        dlq_record = KafkaRecord(key=record.key or b"", value=record.value or b"", headers=headers)
-        delay = self.backoff_s
+        key = record.key if isinstance(record.key, (bytes, bytearray)) else b""
+        value = record.value if isinstance(record.value, (bytes, bytearray)) else b""
+        dlq_record = KafkaRecord(key=bytes(key), value=bytes(value), headers=headers)
+        delays = self.retry_policy.delays()
         while True:  # the record must reach the DLQ before its offset is committed
             try:
                 await self.dead_letter(target, dlq_record)
                 break
-            except Exception as exc:
-                log.warning("dead-letter publish failed; retrying", error=repr(exc), retry_in_s=delay)
+            except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+                if dlq_record.headers.get("dlq_value_omitted") != "true":
+                    log.warning("dead letter too large; sending it without its value", error=repr(exc))
+                    kept = {k: v[:256] for k, v in headers.items() if k in ("ce_id", "ce_type", "ce_source", "ce_subject")}
+                    kept.update({k: v for k, v in headers.items() if k.startswith("dlq_")})
+                    dlq_record = KafkaRecord(key=dlq_record.key[:1024], value=b"", headers={**kept, "dlq_value_omitted": "true"})
+                    continue
+                delay = next(delays)
+                log.error("dead letter too large even without its value; retrying", error=repr(exc), retry_in_s=round(delay, 3))
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
+            except Exception as exc:
+                delay = next(delays)
+                log.warning("dead-letter publish failed; retrying", error=repr(exc), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
         DEAD_LETTERED.labels(record.topic, reason).inc()
         EVENTS_CONSUMED.labels(record.topic, event.type if event else "", "dead_lettered").inc()
         log.error("record dead-lettered", reason=reason, error=error, dlq_topic=target)

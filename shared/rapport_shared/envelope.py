@@ -106,26 +106,92 @@ def encode(event: CloudEvent) -> KafkaRecord:
         headers["correlation_id"] = event.correlation_id
     if event.traceparent:
         headers["traceparent"] = event.traceparent
-    value = json.dumps(event.data, separators=(",", ":"), sort_keys=True).encode()
+    # allow_nan=False: NaN/Infinity are not JSON and every consumer would dead-letter them.
+    value = json.dumps(event.data, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
     return KafkaRecord(key=event.key, value=value, headers=headers)
 
 
+# Headers a decoder reads: each may appear at most once (two ``ce_type`` headers would let two
+# readers disagree on what the record is).
+SINGLE_HEADERS = (*REQUIRED_HEADERS, "ce_dataschema", "content-type", "correlation_id", "traceparent")
+MAX_HEADER_BYTES = 4096  # per header value; a ce_* attribute is short
+
+
 def _header_map(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, Any]) -> dict[str, str]:
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    try:
+        items = list(headers.items() if isinstance(headers, Mapping) else headers)
+    except Exception as exc:  # not iterable, or not pairs
+        raise EnvelopeError("headers", f"are not a list of (name, value): {type(exc).__name__}") from None
     out: dict[str, str] = {}
-    for name, raw in items:
+    for item in items:
+        try:
+            name, raw = item
+        except (TypeError, ValueError):
+            raise EnvelopeError("headers", "are not a list of (name, value)") from None
+        if not isinstance(name, str):
+            raise EnvelopeError("headers", f"a header name is {type(name).__name__}, not text")
+        if name in out and name in SINGLE_HEADERS:
+            raise EnvelopeError(f"header {name}", "appears more than once")
         if raw is None:
             out[name] = ""
             continue
-        try:
-            out[name] = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
-        except UnicodeDecodeError as exc:
-            raise EnvelopeError(f"header {name}", "is not UTF-8") from exc
+        if isinstance(raw, (bytes, bytearray, memoryview)):
+            raw = bytes(raw)
+            if len(raw) > MAX_HEADER_BYTES and name in SINGLE_HEADERS:
+                raise EnvelopeError(f"header {name}", f"is longer than {MAX_HEADER_BYTES} bytes")
+            try:
+                out[name] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise EnvelopeError(f"header {name}", "is not UTF-8") from None
+        elif isinstance(raw, str):
+            out[name] = raw
+        else:
+            raise EnvelopeError(f"header {name}", f"is {type(raw).__name__}, not bytes or text")
     return out
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("an object has a duplicate key")
+    return out
+
+
+def parse_json(value: bytes) -> Any:
+    """Strict JSON: UTF-8 only, no NaN/Infinity, no duplicate object keys. Raises ``EnvelopeError``
+    for anything else, including a document nested too deeply to parse (``RecursionError``)."""
+    try:
+        text = bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvelopeError("value", "is not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise EnvelopeError("value", "is nested too deeply") from None
+    except MemoryError:
+        raise EnvelopeError("value", "is too large to parse") from None
+    except (ValueError, TypeError) as exc:
+        raise EnvelopeError("value", f"is not JSON: {str(exc)[:200]}") from None
+
+
 def decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | Mapping[str, Any]) -> CloudEvent:
-    """Validate a Kafka record as a Rapport CloudEvent. Raises ``EnvelopeError`` naming the field."""
+    """Validate a Kafka record as a Rapport CloudEvent. Raises ``EnvelopeError`` naming the field
+    (and nothing else, whatever the bytes: consumers dead-letter on it)."""
+    try:
+        return _decode(value, headers)
+    except EnvelopeError:
+        raise
+    except RecursionError:
+        raise EnvelopeError("value", "is nested too deeply") from None
+    except Exception as exc:  # a shape nobody foresaw: still a bad record, never a crash
+        raise EnvelopeError("record", f"cannot be decoded: {type(exc).__name__}") from exc
+
+
+def _decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | Mapping[str, Any]) -> CloudEvent:
     h = _header_map(headers)
     for name in REQUIRED_HEADERS:
         if not h.get(name):
@@ -134,12 +200,12 @@ def decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | Ma
         raise EnvelopeError("header ce_specversion", f"must be {SPEC_VERSION}, got {h['ce_specversion']!r}")
     try:
         uuid.UUID(h["ce_id"])
-    except ValueError as exc:
-        raise EnvelopeError("header ce_id", "must be a UUID") from exc
+    except ValueError:
+        raise EnvelopeError("header ce_id", "must be a UUID") from None
     try:
         time = datetime.fromisoformat(h["ce_time"].replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise EnvelopeError("header ce_time", "must be an RFC 3339 timestamp") from exc
+    except ValueError:
+        raise EnvelopeError("header ce_time", "must be an RFC 3339 timestamp") from None
     if time.tzinfo is None:
         raise EnvelopeError("header ce_time", "must carry a UTC offset")
     content_type = h.get("content-type", CONTENT_TYPE) or CONTENT_TYPE
@@ -147,10 +213,9 @@ def decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | Ma
         raise EnvelopeError("header content-type", f"must be {CONTENT_TYPE}, got {content_type!r}")
     if value is None:
         raise EnvelopeError("value", "is empty (a tombstone is not an event)")
-    try:
-        data = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise EnvelopeError("value", f"is not JSON: {exc}") from exc
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise EnvelopeError("value", f"is {type(value).__name__}, not bytes")
+    data = parse_json(value)
     if not isinstance(data, dict):
         raise EnvelopeError("value", "must be a JSON object")
     known = {*REQUIRED_HEADERS, "ce_dataschema", "content-type", "correlation_id", "traceparent"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Awaitable
 
@@ -63,6 +64,22 @@ def dead_letter_publisher(broker: KafkaBroker):
     return dead_letter
 
 
+async def _tolerant_parser(record: Any, original_parser: Any) -> Any:
+    """FastStream's own parser decodes every header value as strict UTF-8 (and cannot take a
+    null one): a record with such a header would fail before our handler ever sees it, and be
+    redelivered forever. Hand it a copy with printable headers, then put the untouched record
+    back as ``raw_message``: the envelope judges (and the DLQ keeps) the real bytes."""
+    try:
+        return await original_parser(record)
+    except Exception:
+        pass
+    safe = [(k, v.decode("utf-8", "replace").encode() if isinstance(v, (bytes, bytearray)) else b"")
+            for k, v in (record.headers or ())]
+    msg = await original_parser(dataclasses.replace(record, headers=safe))
+    msg.raw_message = record
+    return msg
+
+
 async def _raw_body(msg: Any) -> bytes:
     # Hand the handler the raw bytes: decoding and validation are the envelope's job.
     return msg.body
@@ -78,14 +95,16 @@ def attach(broker: KafkaBroker, consumer: EventConsumer, *, auto_offset_reset: s
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset=auto_offset_reset,
         decoder=_raw_body,
+        parser=_tolerant_parser,
     )
 
     @subscriber
     async def on_record(body: bytes, msg: KafkaMessage) -> None:
+        # ``process`` ends every record (processed, ignored or dead-lettered) and raises only on
+        # cancellation (shutdown): then rewind so the record is not committed past.
         try:
             await consumer.process(msg.raw_message)
         except BaseException:
-            # Anything unexpected: rewind to this record so it is not committed past.
             await msg.nack()
             raise
         await msg.ack()

@@ -195,27 +195,84 @@ def encode_tombstone(person_id: str) -> PrivateRecord:
     return PrivateRecord(key=person_id.encode(), value=None, headers={H_RECORD: RECORD_FORMAT, H_ERASED: "true"})
 
 
-def _headers(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, object]) -> dict[str, str]:
-    items = headers.items() if isinstance(headers, Mapping) else headers
-    return {k: (v.decode() if isinstance(v, (bytes, bytearray)) else ("" if v is None else str(v))) for k, v in items}
+def _headers(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, object] | None) -> dict[str, str]:
+    """Header values as text, never failing: an undecodable byte becomes U+FFFD (and then simply
+    does not equal the expected format, algorithm or key id)."""
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    out: dict[str, str] = {}
+    for item in items:
+        try:
+            k, v = item
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(k, str):
+            continue
+        out[k] = (bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, bytearray, memoryview))
+                  else ("" if v is None else str(v)))[:256]
+    return out
+
+
+_PERSON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")  # contracts.base.PseudonymousId
+MAX_KEY_BYTES = 64
+
+
+def person_id_of(key: bytes | None) -> str:
+    """The person id a record key names. Raises ``ContactRecordError`` for anything that is not a
+    pseudonymous id (no key, not UTF-8, too long, wrong characters) — tombstones included, so a
+    reader never acts on, stores or logs a key it cannot trust. The message never repeats the key."""
+    if not key:
+        raise ContactRecordError("record has no key (the person id)")
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise ContactRecordError(f"record key is {type(key).__name__}, not bytes")
+    key = bytes(key)
+    if len(key) > MAX_KEY_BYTES:
+        raise ContactRecordError(f"record key is {len(key)} bytes; a person id has at most {MAX_KEY_BYTES}")
+    try:
+        person_id = key.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ContactRecordError("record key is not UTF-8") from None
+    if not _PERSON_ID.match(person_id):
+        raise ContactRecordError("record key is not a pseudonymous person id")
+    return person_id
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyring) -> ContactRecordV1 | None:
     """The contact a record carries, or ``None`` for a tombstone (erase what you hold for ``key``).
 
-    Raises ``ContactRecordError`` for anything else: no key, unknown format or key id, a value
-    that does not decrypt under its key id and record key, or plaintext that is not a contact.
-    """
-    if not key:
-        raise ContactRecordError("record has no key (the person id)")
-    person_id = key.decode("utf-8", "replace")
+    Raises ``ContactRecordError`` — and nothing else, whatever the bytes — for anything else: a
+    key that is not a person id (``person_id_of``), unknown format or key id, a value that does not
+    decrypt under its key id and record key, or plaintext that is not a contact. Messages name
+    what is wrong, never the contact data (they are logged)."""
+    try:
+        return _decode_record(key, value, headers, keyring)
+    except ContactRecordError:
+        raise
+    except Exception as exc:  # a shape nobody foresaw: unreadable, never a crash of the reader
+        raise ContactRecordError(f"record cannot be read: {type(exc).__name__}") from None
+
+
+def _decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyring) -> ContactRecordV1 | None:
+    person_id = person_id_of(key)
     h = _headers(headers)
     if h.get(H_RECORD) != RECORD_FORMAT:
-        raise ContactRecordError(f"header {H_RECORD} must be {RECORD_FORMAT!r}, got {h.get(H_RECORD)!r}")
+        raise ContactRecordError(f"header {H_RECORD} must be {RECORD_FORMAT!r}, got {h.get(H_RECORD, '')[:64]!r}")
     if value is None:
         return None
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise ContactRecordError(f"value is {type(value).__name__}, not bytes")
+    value = bytes(value)
     if h.get(H_ALG) != ALGORITHM:
-        raise ContactRecordError(f"header {H_ALG} must be {ALGORITHM!r}, got {h.get(H_ALG)!r}")
+        raise ContactRecordError(f"header {H_ALG} must be {ALGORITHM!r}, got {h.get(H_ALG, '')[:64]!r}")
     kid = h.get(H_KID, "")
     if len(value) <= NONCE_BYTES:
         raise ContactRecordError("value too short")
@@ -226,9 +283,14 @@ def decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyr
     try:
         record = ContactRecordV1.model_validate_json(plaintext)
     except ValidationError as exc:
-        raise ContactRecordError(f"plaintext is not a contact record: {exc}") from exc
+        # Field names and error types only: the input is personal data and must not reach a log.
+        where = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['type']}"
+                          for e in exc.errors(include_input=False, include_url=False, include_context=False)[:5])
+        raise ContactRecordError(f"plaintext is not a contact record: {where}") from None
     if record.person_id != person_id:
         raise ContactRecordError("record key and person id differ")
+    if _has_nul(record.model_dump(mode="json")):
+        raise ContactRecordError("contact record contains a NUL character (not storable)")
     return record
 
 

@@ -224,24 +224,26 @@ def _private_channel() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _dlq_channel(groups: list[str], consumed: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     dlq_headers = {
-        "dlq_reason": ("envelope | contract | rejected | handler", None),
-        "dlq_error": ("the error, at most 4000 characters", None),
+        "dlq_reason": ("envelope | type_topic_mismatch | contract | rejected | handler | consumer_error", None),
+        "dlq_error": ("the error, at most 2000 characters", None),
         "dlq_original_topic": ("topic the record was read from", None),
         "dlq_original_partition": ("its partition (decimal)", None),
         "dlq_original_offset": ("its offset (decimal)", None),
         "dlq_consumer_group": ("the consumer group that gave up on it", None),
         "dlq_attempts": ("handler attempts made (decimal)", None),
         "dlq_failed_at": ("RFC 3339 UTC", "date-time"),
+        "dlq_value_omitted": ("\"true\" when the value was too large for the DLQ and left out (read it at the "
+                              "original offset)", None),
     }
     props = {}
     for name, (text, fmt) in dlq_headers.items():
         props[name] = {"type": "string", "description": text, **({"format": fmt} if fmt else {})}
-    props["dlq_reason"]["enum"] = ["envelope", "contract", "rejected", "handler"]
+    props["dlq_reason"]["enum"] = ["envelope", "type_topic_mismatch", "contract", "rejected", "handler", "consumer_error"]
     message = {
         "name": "dead-letter",
         "title": "Dead-lettered record",
         "summary": "A record a consumer group could not apply: original key, value and headers, plus `dlq_*` headers.",
-        "headers": {"type": "object", "required": sorted(dlq_headers), "properties": props,
+        "headers": {"type": "object", "required": sorted(set(dlq_headers) - {"dlq_value_omitted"}), "properties": props,
                     "description": "The original record's headers (usually the CloudEvents `ce_*` ones) plus these."},
         "payload": {"description": "The original record value, byte for byte (normally the event's JSON data)."},
         "bindings": {"kafka": {"key": {"type": "string", "description": "the original record key"},

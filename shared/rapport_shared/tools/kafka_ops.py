@@ -545,10 +545,37 @@ class DeadLetter:
 
     @property
     def original_topic(self) -> str:
-        return self.h.get("dlq_original_topic") or (DLQ_PATTERN.match(self.dlq_topic) or {"topic": ""})["topic"]
+        """Where a redrive sends it: the topic the DLQ's own name encodes (``<topic>.dlq.<group>``),
+        never the record's ``dlq_original_topic`` header: anyone who can write to a DLQ can write
+        any header, and the header must not pick the target."""
+        m = DLQ_PATTERN.match(self.dlq_topic)
+        return m["topic"] if m else ""
+
+    @property
+    def header_topic(self) -> str | None:
+        return self.h.get("dlq_original_topic")
+
+    @property
+    def header_disagrees(self) -> bool:
+        """The record's ``dlq_original_topic`` header names another topic than its DLQ's name."""
+        return self.header_topic is not None and self.header_topic != self.original_topic
 
     def original_headers(self) -> list[tuple[str, bytes | None]]:
         return [(k, v) for k, v in self.headers if not k.startswith("dlq_")]
+
+
+def redrive_target(dlq_topic: str) -> str:
+    """The topic a DLQ's name encodes. Raises ``ToolError`` for a name that is not
+    ``<topic>.dlq.<group>`` or whose topic no record may be redriven to (Kafka-internal, another
+    DLQ, the redrive state, the private contacts table)."""
+    m = DLQ_PATTERN.match(dlq_topic)
+    if not m:
+        raise ToolError(f"not a dead-letter topic (<topic>.dlq.<group>): {dlq_topic}")
+    target = m["topic"]
+    if (target.startswith("__") or DLQ_PATTERN.match(target)
+            or target in (REDRIVE_STATE_TOPIC, rapport_topics.PRIVATE_CONTACTS)):
+        raise ToolError(f"{dlq_topic}: records are never redriven to {target}")
+    return target
 
 
 def redrive_key(dlq_topic: str, partition: int, offset: int) -> str:
@@ -595,6 +622,7 @@ class RedriveResult:
     already: list[DeadLetter]
     sent: list[DeadLetter]
     undecodable: list[DeadLetter] = field(default_factory=list)  # held back: no CloudEvent, no ce_id
+    mismatched: list[DeadLetter] = field(default_factory=list)  # skipped: dlq_original_topic ≠ the DLQ's topic
 
 
 def undecodable(d: DeadLetter) -> bool:
@@ -615,9 +643,12 @@ async def redrive(conn: Conn, dlq_topic: str, *, apply: bool = False, offsets: S
     marks are read. A redriven record keeps its ``ce_id``, so even a consumer reading uncommitted
     data (which could see a send whose transaction then aborted) applies it once through its inbox.
     Records that were not CloudEvents (``dlq_reason=envelope`` or no ``ce_id``) are held back unless
-    ``include_undecodable``."""
-    if not DLQ_PATTERN.match(dlq_topic):
-        raise ToolError(f"not a dead-letter topic (<topic>.dlq.<group>): {dlq_topic}")
+    ``include_undecodable``.
+
+    The target is the topic the DLQ's name encodes (``redrive_target``), never a header: a record
+    whose ``dlq_original_topic`` header names another topic was not dead-lettered by this DLQ's
+    consumer (or was tampered with) and is skipped and reported (``mismatched``), not sent."""
+    target = redrive_target(dlq_topic)
     producer = None
     if apply:
         await ensure_topic(conn, REDRIVE_STATE_TOPIC, 1, {"cleanup.policy": "compact"})
@@ -630,18 +661,20 @@ async def redrive(conn: Conn, dlq_topic: str, *, apply: bool = False, offsets: S
                     if (not wanted or (d.partition, d.offset) in wanted)
                     and (reason is None or d.h.get("dlq_reason") == reason)
                     and (event_type is None or d.h.get("ce_type") == event_type)]
-        held = [d for d in selected if not d.redriven and undecodable(d) and not include_undecodable]
+        mismatched = [d for d in selected if not d.redriven and d.header_disagrees]
+        held = [d for d in selected if not d.redriven and undecodable(d) and not include_undecodable
+                and d not in mismatched]
         already = [d for d in selected if d.redriven]
-        todo = [d for d in selected if not d.redriven and d not in held]
+        todo = [d for d in selected if not d.redriven and d not in held and d not in mismatched]
         sent: list[DeadLetter] = []
         if producer is None:
-            return RedriveResult(selected, already, [], held)
+            return RedriveResult(selected, already, [], held, mismatched)
         me = f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}"
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
             async with producer.transaction():
                 for d in chunk:
-                    md = await (await producer.send(d.original_topic, value=d.value, key=d.key or None,
+                    md = await (await producer.send(target, value=d.value, key=d.key or None,
                                                     headers=d.original_headers()))
                     mark = {"dlq_topic": d.dlq_topic, "dlq_partition": d.partition, "dlq_offset": d.offset,
                             "target_topic": md.topic, "target_partition": md.partition, "target_offset": md.offset,
@@ -652,7 +685,7 @@ async def redrive(conn: Conn, dlq_topic: str, *, apply: bool = False, offsets: S
             sent.extend(chunk)
             if progress:
                 progress(len(chunk))
-        return RedriveResult(selected, already, sent, held)
+        return RedriveResult(selected, already, sent, held, mismatched)
     finally:
         if producer is not None:
             await producer.stop()

@@ -133,3 +133,66 @@ async def test_unknown_event_types_are_ignored_not_dead_lettered(setup):
     pool, consumer, dead = setup
     _, rec = record_of(valid_data(), ce_type="rapport.course.something_new.v1")
     assert (await consumer.process(rec)).status == "ignored" and dead == []
+
+
+async def test_a_lost_postgres_connection_retries_beyond_the_handler_budget(setup):
+    """A real connectivity error (the backend is terminated mid-transaction: asyncpg raises
+    AdminShutdownError / ConnectionDoesNotExistError and the connection is closed) is retried
+    until Postgres answers, however many times: it never counts against max_attempts (3)."""
+    pool, consumer, dead = setup
+    calls = []
+
+    @consumer.on(PhaseChangedV1)
+    async def apply(uow, event, data):
+        calls.append(1)
+        if len(calls) <= 4:  # more failures than max_attempts
+            await uow.conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        await uow.conn.execute("INSERT INTO effects VALUES ($1, 'x')", uuid.UUID(event.id))
+
+    ev, rec = record_of(valid_data())
+    assert (await consumer.process(rec)).status == "processed"
+    assert len(calls) == 5 and dead == [] and await effects(pool, ev.id) == 1
+
+
+async def test_handler_oserror_timeouterror_and_interfaceerror_are_bounded(setup):
+    """Raised by handler code on a healthy connection, these are not outages: bounded retries."""
+    pool, consumer, dead = setup
+    calls = []
+    errors = iter([OSError("disk"), TimeoutError("slow api"), asyncpg.InterfaceError("misuse")])
+
+    @consumer.on(PhaseChangedV1)
+    async def apply(uow, event, data):
+        calls.append(1)
+        raise next(errors)
+
+    _, rec = record_of(valid_data())
+    out = await consumer.process(rec)
+    assert out.status == "dead_lettered" and len(calls) == 3
+    [(_, dl)] = dead
+    assert dl.headers["dlq_reason"] == "handler" and "InterfaceError" in dl.headers["dlq_error"]
+
+
+async def test_a_type_of_another_topic_is_dead_lettered_not_applied(setup):
+    pool, consumer, dead = setup
+    calls = []
+
+    @consumer.on(PhaseChangedV1)
+    async def apply(uow, event, data):
+        calls.append(1)
+
+    ev, rec = record_of(valid_data())
+    rec.topic = "rapport.intake"
+    out = await consumer.process(rec)
+    assert out.status == "dead_lettered" and calls == []
+    [(topic, dl)] = dead
+    assert topic == "rapport.intake.dlq.g-test" and dl.headers["dlq_reason"] == "type_topic_mismatch"
+
+
+async def test_a_value_nested_too_deeply_is_dead_lettered(setup):
+    pool, consumer, dead = setup
+    _, rec = record_of(valid_data())
+    rec.value = b"[" * 200_000 + b"]" * 200_000
+    out = await consumer.process(rec)
+    assert out.status == "dead_lettered"
+    [(_, dl)] = dead
+    assert dl.headers["dlq_reason"] == "envelope" and "nested too deeply" in dl.headers["dlq_error"]

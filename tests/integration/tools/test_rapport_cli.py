@@ -332,3 +332,25 @@ def test_redrive_holds_back_records_that_were_not_cloudevents(kafka):
     assert forced.exit_code == 0 and "1 record(s) redriven" in forced.output
     [[(_, key, value, headers, _)]] = asyncio.run(read_raw(kafka.bootstrap, original)).values()
     assert (key, value, headers) == (b"poison-1", b"\x00\x01 not an event", ())
+
+
+def test_redrive_sends_only_to_the_topic_the_dlq_name_encodes_never_to_a_header(kafka):
+    """A dead letter whose dlq_original_topic header names another topic (forged, or copied from
+    another DLQ) is reported and skipped; nothing reaches the topic the header names."""
+    original, elsewhere, group = name("orig"), name("elsewhere"), "rapport-test"
+    dlq = f"{original}.dlq.{group}"
+    letters = [dead_letter(original, group, 0), dead_letter(elsewhere, group, 1), dead_letter(original, group, 2)]
+    for t in (original, elsewhere, dlq):
+        asyncio.run(create(kafka.bootstrap, t))
+    asyncio.run(produce(kafka.bootstrap, dlq, letters))
+
+    dry = cli(kafka, "dlq", "redrive", dlq)
+    assert dry.exit_code == 0 and "2 record(s) would be redriven" in dry.output and "1 skipped" in dry.output, dry.output
+    res = asyncio.run(ops.redrive(ops.Conn(kafka.bootstrap), dlq, apply=True))
+    assert len(res.sent) == 2 and [d.header_topic for d in res.mismatched] == [elsewhere]
+    assert all(m.redriven["target_topic"] == original for m in res.sent)
+    assert asyncio.run(read_raw(kafka.bootstrap, elsewhere)) == {}
+    sent = [rec for recs in asyncio.run(read_raw(kafka.bootstrap, original)).values() for rec in recs]
+    assert sorted(rec[1] for rec in sent) == sorted([letters[0]["key"], letters[2]["key"]])
+    again = cli(kafka, "dlq", "redrive", dlq, "--apply")  # the mismatched one stays pending, reported again
+    assert again.exit_code == 0 and "0 record(s) redriven, 2 already" in again.output and "1 skipped" in again.output

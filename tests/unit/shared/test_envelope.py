@@ -73,3 +73,51 @@ def test_bad_values(value, reason):
 def test_naive_time_refused_at_creation():
     with pytest.raises(ValueError):
         envelope.new_event(type="x", source="/s", subject="e", data={}, time=datetime(2026, 1, 1))
+
+
+def _valid():
+    rec = envelope.encode(sample())
+    return rec.value, [(k, v.encode()) for k, v in rec.headers.items()]
+
+
+@pytest.mark.parametrize("case", ["deep_nesting", "not_utf8", "utf16", "nan", "infinity", "duplicate_key",
+                                  "duplicate_ce_type", "missing_ce_source", "header_not_bytes", "header_name_bytes",
+                                  "huge_header", "value_not_bytes", "headers_not_pairs", "headers_none_items"])
+def test_hostile_records_raise_envelope_error_and_nothing_else(case):
+    value, headers = _valid()
+    if case == "deep_nesting":
+        value = b"[" * 200_000 + b"]" * 200_000
+    elif case == "not_utf8":
+        value = b'{"a": "\xff"}'
+    elif case == "utf16":
+        value = '{"a": 1}'.encode("utf-16")
+    elif case == "nan":
+        value = b'{"a": NaN}'
+    elif case == "infinity":
+        value = b'{"a": -Infinity}'
+    elif case == "duplicate_key":
+        value = b'{"a": 1, "a": 2}'
+    elif case == "duplicate_ce_type":
+        headers.append(("ce_type", b"rapport.intake.completed.v1"))
+    elif case == "missing_ce_source":
+        headers = [(k, v) for k, v in headers if k != "ce_source"]
+    elif case == "header_not_bytes":
+        headers = [(k, 12345 if k == "ce_time" else v) for k, v in headers]
+    elif case == "header_name_bytes":
+        headers.append((b"ce_x", b"1"))
+    elif case == "huge_header":
+        headers = [(k, b"x" * 100_000 if k == "ce_source" else v) for k, v in headers]
+    elif case == "value_not_bytes":
+        value = {"a": 1}
+    elif case == "headers_not_pairs":
+        headers = [("ce_id",)]
+    elif case == "headers_none_items":
+        headers = None
+    with pytest.raises(EnvelopeError):
+        envelope.decode(value, headers)
+
+
+def test_encode_refuses_nan():
+    ev = sample()
+    with pytest.raises(ValueError):
+        envelope.encode(envelope.CloudEvent(**{**ev.__dict__, "data": {"x": float("nan")}}))
