@@ -9,6 +9,17 @@ HANDLER_SECONDS = Histogram("rapport_handler_seconds", "Time to apply one event'
 DEAD_LETTERED = Counter("rapport_dead_lettered_total", "Records sent to a dead-letter topic", ["topic", "reason"])
 OUTBOX_PUBLISHED = Counter("rapport_outbox_published_total", "Outbox rows published to Kafka", ["topic"])
 OUTBOX_PENDING = Gauge("rapport_outbox_pending", "Outbox rows not yet published (at last relay pass)")
+OUTBOX_PARKED = Gauge(
+    "rapport_outbox_parked", "Outbox rows parked by the relay (refused by Kafka): `rapport outbox parked` lists them")
+OUTBOX_WAITING = Gauge(
+    "rapport_outbox_waiting", "Unsent outbox rows held behind a parked row of the same key (per-episode order)")
+OUTBOX_PARKED_TOTAL = Counter(
+    "rapport_outbox_rows_parked_total", "Outbox rows parked, by topic and why (permanent: refused as such; attempts: "
+    "failed max_attempts passes)", ["topic", "reason"])
+OUTBOX_EVENTS_REFUSED = Counter(
+    "rapport_outbox_events_refused_total", "Events refused by Outbox.add as larger than max_event_bytes (nothing "
+    "written)", ["event_type"])
+HTTP_BODY_REFUSED = Counter("rapport_http_body_refused_total", "Requests refused with 413: body above the limit")
 RELAY_LAG_SECONDS = Histogram(
     "rapport_outbox_lag_seconds", "Time from outbox insert to Kafka acknowledgement", buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 )

@@ -42,7 +42,8 @@ class ServiceRuntime:
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.outbox = Outbox(source=f"/rapport/{self.settings.service_name}", schema=self.settings.db_schema)
+        self.outbox = Outbox(source=f"/rapport/{self.settings.service_name}", schema=self.settings.db_schema,
+                             max_event_bytes=self.settings.max_event_bytes)
         self.migrations = db.discover(self.migrations_dir)
 
     async def start(self) -> None:
@@ -78,7 +79,8 @@ class ServiceRuntime:
             self.relay = OutboxRelay(
                 self.pool, publisher(self.broker), s.db_schema,
                 batch_size=s.relay_batch_size, poll_interval_s=s.relay_poll_interval_s,
-                retention_hours=s.outbox_retention_hours,
+                retention_hours=s.outbox_retention_hours, max_event_bytes=s.max_event_bytes,
+                max_attempts=s.relay_max_attempts,
             )
             self._relay_task = asyncio.create_task(self.relay.run(), name="outbox-relay")
         for job in self.background:

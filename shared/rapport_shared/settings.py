@@ -142,6 +142,13 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = 200
     relay_poll_interval_s: float = 1.0
     outbox_retention_hours: int = 72
+    # Size limit of one event on Kafka (value + key + headers as the producer counts them): below the
+    # broker's default message.max.bytes (1 MB). ``Outbox.add`` refuses a larger event (HTTP 422),
+    # and the relay parks an outbox row above it instead of sending it (docs/architecture.md).
+    max_event_bytes: int = Field(default=900 * 1024, ge=1024)
+    # A row whose publish fails this many passes in a row with an error that is neither the broker
+    # being away nor retriable is parked (``rapport outbox parked``); later rows of its key wait.
+    relay_max_attempts: int = Field(default=5, ge=1)
 
     # Consumer retry policy: a handler error is retried with backoff, then dead-lettered.
     handler_max_attempts: int = 5
@@ -160,6 +167,8 @@ class ServiceSettings(BaseSettings):
     # HTTP
     http_host: str = "0.0.0.0"
     http_port: int = 8080
+    # Request bodies above this are refused with 413 before any handler runs (http/limits.py).
+    http_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Bearer tokens (docs/access.md): the issuer's public keys, a JWKS file path or https URL.
     # Services verify tokens and cannot mint them. The HMAC secret is for development and the
     # in-process tests only: used when no JWKS is set; production refuses it.

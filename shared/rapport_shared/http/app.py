@@ -17,6 +17,7 @@ from . import access_routes
 from .access import AccessConfig, AccessPolicy, Resolver, enforce
 from .auth import DEV_KID_PREFIX, JwksSource, TokenVerifier
 from .errors import install_error_handlers
+from .limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from ..db import audit_schema
 
 
@@ -82,4 +83,6 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
     for router in (*routers, access_routes.router):
         app.include_router(router)
     app.state.access.policy.check_routes(app)
+    # Outermost (added last): an oversized body is refused with 413 before any handler sees it.
+    app.add_middleware(BodySizeLimit, max_bytes=getattr(runtime.settings, "http_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
     return app

@@ -2,6 +2,7 @@
 
     rapport [--bootstrap HOST:PORT] topics | tail | dump | load | groups list|reset | dlq list|redrive
                                     | acls show|apply
+    rapport outbox parked|show|retry|drop --dsn DSN [--schema S]     (a service's outbox in Postgres)
 
 The broker comes from ``--bootstrap`` or ``RAPPORT_KAFKA_BOOTSTRAP`` (default ``localhost:9092``);
 SASL credentials (secure profile) from ``--sasl-username``/``--sasl-password`` or
@@ -35,6 +36,9 @@ app.add_typer(groups_app, name="groups")
 app.add_typer(dlq_app, name="dlq")
 acls_app = typer.Typer(no_args_is_help=True, help="Kafka ACLs of the secure profile (docs/partners.md, Access).")
 app.add_typer(acls_app, name="acls")
+outbox_app = typer.Typer(no_args_is_help=True, help="A service's outbox in Postgres: parked rows (list, show, retry, "
+                         "drop; deploy/README.md, \"Parked outbox rows\").")
+app.add_typer(outbox_app, name="outbox")
 
 # Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -382,7 +386,7 @@ def _offset_spec(spec: str) -> tuple[int, int]:
 def dlq_redrive(
     topic: str = typer.Argument(..., help="the DLQ topic, <topic>.dlq.<group>"),
     offset: Optional[List[str]] = typer.Option(None, "--offset", help="only these records, PARTITION:OFFSET (repeatable)"),
-    reason: Optional[str] = typer.Option(None, "--reason", help="only this dlq_reason (envelope, contract, rejected, handler)"),
+    reason: Optional[str] = typer.Option(None, "--reason", help="only this dlq_reason (envelope, type_topic_mismatch, contract, rejected, handler, consumer_error)"),
     type_: Optional[str] = typer.Option(None, "--type", help="only this ce_type"),
     include_undecodable: bool = typer.Option(False, "--include-undecodable",
                                              help="also records that were not CloudEvents (dlq_reason=envelope / no ce_id)"),
@@ -403,6 +407,7 @@ def dlq_redrive(
         t.add_column(col, overflow="fold")
     sent = {id(d) for d in res.sent}
     held = {id(d) for d in res.undecodable}
+    mismatched = {id(d) for d in res.mismatched}
     for d in res.selected:
         h = d.h
         if id(d) in sent:
@@ -410,6 +415,9 @@ def dlq_redrive(
             status = f"[green]sent → {m.get('target_partition')}@{m.get('target_offset')}[/green]"
         elif d.redriven:
             status = "already redriven (skipped)"
+        elif id(d) in mismatched:
+            status = (f"[red]skipped: its dlq_original_topic header says {d.header_topic!r}, "
+                      f"not {d.original_topic}[/red]")
         elif id(d) in held:
             status = "[yellow]held back: not a CloudEvent (--include-undecodable)[/yellow]"
         else:
@@ -417,8 +425,11 @@ def dlq_redrive(
         t.add_row(f"{d.partition}@{d.offset}", h.get("dlq_reason", ""), h.get("ce_type", ""), h.get("ce_id", ""),
                   d.original_topic, status)
     out.print(t)
-    todo = len(res.selected) - len(res.already) - len(res.undecodable)
+    todo = len(res.selected) - len(res.already) - len(res.undecodable) - len(res.mismatched)
     held_note = f", {len(res.undecodable)} held back (not CloudEvents)" if res.undecodable else ""
+    if res.mismatched:
+        held_note += (f", {len(res.mismatched)} skipped (dlq_original_topic header disagrees with the DLQ's "
+                      "topic; redrive only ever sends to the topic the DLQ's name encodes)")
     if apply:
         err.print(f"[green]{len(res.sent)} record(s) redriven[/green], {len(res.already)} already redriven before{held_note}")
     else:
@@ -473,6 +484,130 @@ def acls_apply(
     for a in report.extra:
         out.print(f"[yellow]?[/yellow] {a} (not in the set; kept, --prune deletes it)")
     err.print(report.summary())
+
+
+# ------------------------------------------------------------------------------------ outbox
+
+DSN_OPTION = typer.Option(..., "--dsn", envvar="RAPPORT_DATABASE_DSN",
+                          help="Postgres DSN of the service's role [env RAPPORT_DATABASE_DSN]")
+SCHEMA_OPTION = typer.Option(None, "--schema", "-s", envvar="RAPPORT_DB_SCHEMA",
+                             help="the service's schema (intake, scheduler, outcomes, notifier) [env RAPPORT_DB_SCHEMA; "
+                                  "default: the role's search_path]")
+
+
+def _outbox(dsn: str, schema: Optional[str], work: Any) -> Any:
+    """Run ``work(conn, schema)`` against the service's database."""
+    import asyncpg  # noqa: PLC0415
+
+    async def go() -> Any:
+        try:
+            conn = await asyncpg.connect(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise ops.ToolError(f"cannot connect to Postgres: {exc}") from None
+        try:
+            name = schema or await conn.fetchval("SELECT current_schema()")
+            if not name or await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{name}.outbox"):
+                raise ops.ToolError(f"no outbox table in schema {name!r} (give --schema)")
+            return await work(conn, name)
+        except ValueError as exc:
+            raise ops.ToolError(str(exc)) from None
+        finally:
+            await conn.close()
+
+    return run(go())
+
+
+def _row_json(r: dict) -> dict:
+    d = {k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k == "event_id" else v) for k, v in r.items()}
+    if isinstance(r.get("value"), bytes):
+        d["value"], d["value_encoding"] = ops.encode_bytes(r["value"])
+    return d
+
+
+@outbox_app.command("parked")
+def outbox_parked(dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION,
+                  as_json: bool = typer.Option(False, "--json", help="one JSON line per parked row")) -> None:
+    """Parked rows (the relay skips them; later rows of their key wait), oldest first."""
+    from .. import outbox  # noqa: PLC0415
+
+    async def work(conn: Any, name: str) -> tuple[list[dict], dict]:
+        return await outbox.parked_rows(conn, name), await outbox.outbox_status(conn, name)
+
+    rows, status = _outbox(dsn, schema, work)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(_row_json(r), separators=(",", ":")))
+        return
+    t = Table(title=f"Parked outbox rows ({len(rows)})", title_justify="left")
+    for col in ("seq", "event id", "topic", "type", "key", "bytes", "attempts", "parked at", "waiting", "error"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(str(r["seq"]), str(r["event_id"]), r["topic"], r["event_type"], r["key"], str(r["value_bytes"]),
+                  str(r["attempts"]), r["parked_at"].isoformat(timespec="seconds"), str(r["waiting"]),
+                  (r["last_error"] or "")[:200])
+    out.print(t)
+    err.print(f"{status['parked']} parked, {status['pending']} pending ({status['failing']} failing, not parked yet)"
+              + ("; `rapport outbox retry ID` or `rapport outbox drop ID --apply`" if rows else ""))
+
+
+@outbox_app.command("show")
+def outbox_show(row_id: str = typer.Argument(..., help="the row's seq or event id"),
+                dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION,
+                value: bool = typer.Option(False, "--value", help="also print the value (the event's data: may hold "
+                                                                  "health data)")) -> None:
+    """One outbox row: state, error, headers (and with --value, the data)."""
+    from .. import outbox  # noqa: PLC0415
+
+    r = _outbox(dsn, schema, lambda conn, name: outbox.outbox_row(conn, name, row_id))
+    if r is None:
+        err.print(f"[red]error:[/red] no outbox row {row_id}")
+        raise typer.Exit(1)
+    d = _row_json(r)
+    if not value:
+        d.pop("value", None)
+        d.pop("value_encoding", None)
+    typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
+
+
+@outbox_app.command("retry")
+def outbox_retry(row_id: Optional[List[str]] = typer.Argument(None, help="seqs or event ids of parked rows"),
+                 all_: bool = typer.Option(False, "--all", help="every parked row"),
+                 dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION) -> None:
+    """Unpark rows: the relay publishes them again (first of their key), with a fresh attempt count.
+    Fix the cause first (a topic's max.message.bytes, an ACL), or they park again."""
+    from .. import outbox  # noqa: PLC0415
+
+    if bool(row_id) == all_:
+        raise typer.BadParameter("give row ids or --all")
+    seqs = _outbox(dsn, schema, lambda conn, name: outbox.retry_parked(conn, name, None if all_ else list(row_id or [])))
+    if not seqs:
+        err.print("[yellow]no parked row matched[/yellow]")
+        raise typer.Exit(1)
+    err.print(f"[green]{len(seqs)} row(s) unparked[/green]: {', '.join(map(str, seqs))}; the relay publishes them next")
+
+
+@outbox_app.command("drop")
+def outbox_drop(row_id: str = typer.Argument(..., help="the parked row's seq or event id"),
+                dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION,
+                save: Optional[str] = typer.Option(None, "--save", help="write the row (JSON, value included) here "
+                                                                        "before deleting it"),
+                apply: bool = typer.Option(False, "--apply", help="delete it (default: dry run)")) -> None:
+    """Delete a parked row: its event is never published, the later rows of its key flow. Dry run
+    unless --apply. Only parked rows can be dropped."""
+    from .. import outbox  # noqa: PLC0415
+
+    r = _outbox(dsn, schema, lambda conn, name: outbox.drop_parked(conn, name, row_id, apply=apply))
+    if r is None:
+        err.print(f"[red]error:[/red] no parked outbox row {row_id}")
+        raise typer.Exit(1)
+    if save:
+        with open(save, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(_row_json(r), ensure_ascii=False) + "\n")
+    what = f"seq {r['seq']} ({r['event_type']} on {r['topic']}, key {r['key']}, event {r['event_id']})"
+    if apply:
+        err.print(f"[green]dropped[/green] {what}" + (f"; saved to {save}" if save else ""))
+    else:
+        err.print(f"dry run: would drop {what}; add --apply" + (f" (saved to {save})" if save else ""))
 
 
 def main() -> None:
