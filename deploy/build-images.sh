@@ -7,11 +7,17 @@
 #                                debootstrap (minbase) from the host's Debian mirror + docker import
 #   rapport/postgres:15          Debian postgresql-15                       (deploy/postgres/)
 #   rapport/kafka:4.3.1          Kafka jars from Maven Central + Debian JRE (deploy/kafka/)
-#   rapport/python-runtime:bookworm  (--all only) Debian python3 + the locked third-party wheels
-#                                built on the host               (deploy/python-runtime.Dockerfile)
+#   rapport/python-runtime:bookworm  (--all only) Debian python3 + the locked third-party wheels,
+#                                installed with uv.lock's hashes (deploy/python-runtime.Dockerfile)
 #   rapport/<svc>:<version>      + :latest, for intake scheduler outcomes notifier (--all only):
 #                                runtime + the service's wheels           (services/<svc>/Dockerfile)
 #
+# Supply chain: the Python wheels are the ones uv.lock pins, downloaded and installed with its
+# sha256 hashes (`uv export --frozen`, `pip download/install --require-hashes`; uv itself pinned:
+# UV_VERSION in _common.sh); the Kafka jars are checked against Maven Central's published
+# .sha1/.sha512 (deploy/kafka/verify_jars.py); every image gets a CycloneDX 1.5 SBOM of its Debian
+# packages (exact versions, from its dpkg database), jars and wheels: deploy/.build/sbom/<name>.cdx.json
+# (+ <name>.dpkg.tsv, index.tsv: image, image id, SBOM sha256), made by deploy/sbom.py.
 # Each image carries the label rapport.inputs.sha256 (hash of everything it is built from,
 # including its parent image id); an image whose inputs did not change is not rebuilt.
 # Env: RAPPORT_FORCE_REBUILD=1 rebuilds everything except the base; RAPPORT_REBUILD_BASE=1 the base
@@ -39,7 +45,8 @@ LABEL=rapport.inputs.sha256
 # Bump when the way images are built changes in a way the hashed files do not show.
 RECIPE_VERSION=1
 
-mkdir -p "$RAPPORT_BUILD_DIR"
+SBOM_DIR="$RAPPORT_BUILD_DIR/sbom"
+mkdir -p "$RAPPORT_BUILD_DIR" "$SBOM_DIR"
 SUMMARY=()
 summary() { SUMMARY+=("$(printf '%-28s %-9s %6ss  %s' "$1" "$2" "$3" "${4:-}")"); }
 
@@ -74,6 +81,61 @@ docker_build() {
   if ! docker build --force-rm --network host --label "$LABEL=$hash" -t "$image" "$@" >"$logf" 2>&1; then
     tail -n 40 "$logf" >&2
     die "docker build of $image failed (full log: $logf)"
+  fi
+}
+
+# image_sbom IMAGE NAME : deploy/.build/sbom/NAME.cdx.json (CycloneDX 1.5) and NAME.dpkg.tsv for
+# IMAGE, from the image itself: its dpkg database (dpkg-query), /etc/debian_version and what the
+# Dockerfiles recorded in /usr/share/rapport/ (jar and wheel hashes, the uv.lock excerpt, apt
+# Release files). Done again only when the image id or deploy/sbom.py changed.
+# shellcheck disable=SC2016 # expanded inside the container
+SBOM_EXTRACT='set -e; d=$(mktemp -d)
+dpkg-query -W -f="\${Package}\t\${Version}\t\${Architecture}\t\${source:Package}\t\${source:Version}\t\${db:Status-Abbrev}\n" > "$d/dpkg.tsv"
+cp /etc/debian_version "$d/"
+if [ -d /usr/share/rapport ]; then cp -r /usr/share/rapport "$d/rapport"; fi
+tar -C "$d" -cf - .'
+SBOM_CHANGED=0
+image_sbom() {
+  local image="$1" name="$2" id key out dir
+  id=$(image_id "$image")
+  out="$SBOM_DIR/$name.cdx.json"
+  key="$id $(sha256sum "$RAPPORT_DEPLOY/sbom.py" | cut -c1-64)"
+  if [ -f "$out" ] && [ "$(cat "$SBOM_DIR/.$name.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  dir=$(mktemp -d)
+  docker run --rm --network none --user 0 --entrypoint /bin/sh "$image" -c "$SBOM_EXTRACT" | tar -x -C "$dir" \
+    || { rm -rf "$dir"; die "sbom: cannot read the package records of $image"; }
+  python3 "$RAPPORT_DEPLOY/sbom.py" generate --image "$image" --image-id "$id" --root "$dir" \
+      --out "$out" --dpkg-out "$SBOM_DIR/$name.dpkg.tsv" \
+      --created "$(docker image inspect -f '{{.Created}}' "$image")" \
+      --property "rapport:inputs.sha256=$(image_label "$image" "$LABEL")" \
+      --property "rapport:base.source=$(image_label "$image" rapport.base.source)" \
+    || { rm -rf "$dir"; die "sbom: generating the SBOM of $image failed"; }
+  rm -rf "$dir"
+  echo "$key" > "$SBOM_DIR/.$name.key"
+  SBOM_CHANGED=1
+}
+
+# sbom_index : deploy/.build/sbom/index.tsv (image, image id, SBOM, its sha256) and, when the
+# project's virtualenv has cyclonedx-python-lib (`uv sync`), a check of every SBOM against the
+# CycloneDX 1.5 JSON schema (when one was written by this run); an invalid one fails the build.
+sbom_index() {
+  local f name image py="$RAPPORT_ROOT/.venv/bin/python"
+  [ "$SBOM_CHANGED" = 0 ] && [ -f "$SBOM_DIR/index.tsv" ] && return 0
+  {
+    printf 'image\timage_id\tsbom\tsbom_sha256\tdebian_packages\n'
+    for f in "$SBOM_DIR"/*.cdx.json; do
+      [ -f "$f" ] || continue
+      name=$(basename "$f" .cdx.json)
+      image=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["metadata"]["component"]; print(c["name"]+":"+c["version"])' "$f")
+      printf '%s\t%s\t%s\t%s\t%s\n' "$image" "$(image_id "$image")" "sbom/$name.cdx.json" \
+        "$(sha256sum "$f" | cut -c1-64)" "$(($(wc -l < "$SBOM_DIR/$name.dpkg.tsv") - 1))"
+    done
+  } > "$SBOM_DIR/index.tsv"
+  if [ -x "$py" ] && "$py" -c 'import cyclonedx.validation.json' >/dev/null 2>&1; then
+    "$py" "$RAPPORT_DEPLOY/sbom.py" validate "$SBOM_DIR"/*.cdx.json || die "an SBOM is not valid CycloneDX 1.5"
+    log "sbom: $(ls "$SBOM_DIR"/*.cdx.json | wc -l) SBOMs valid CycloneDX 1.5 (cyclonedx-python-lib, strict) -> $SBOM_DIR"
+  else
+    log "sbom: SBOMs in $SBOM_DIR (not validated: no .venv with cyclonedx-python-lib; run uv sync)"
   fi
 }
 
@@ -159,7 +221,7 @@ build_kafka() {
     summary "$KAFKA_IMAGE" up-to-date "$(elapsed "$t0")"; return
   fi
   mkdir -p "$ctx"
-  fetch_kafka_jars "$ctx"
+  fetch_kafka_jars "$ctx"   # verified against Maven Central's checksums -> $ctx/jars.verified.tsv
   cp "$RAPPORT_DEPLOY/kafka/"{Dockerfile,kafka-run.sh,healthcheck.sh,log4j2.yaml} "$ctx/"
   local jars=("$ctx"/lib/*.jar)
   log "kafka: building $KAFKA_IMAGE (${#jars[@]} jars)"
@@ -174,47 +236,56 @@ service_version() {
 }
 
 # make_wheelhouse : deploy/.build/python/{requirements.txt,deps/,app/} from uv.lock and the sources.
+#   requirements.txt  every third-party pin of the four services WITH uv.lock's sha256 hashes
+#   deps/             those wheels: `pip download --require-hashes --only-binary=:all: --no-deps`
+#                     (a file whose hash is not in the lock is refused; nothing is built from an sdist)
+#   app/              the workspace wheels (`uv build`) and app/<svc>.requirements.txt: the two
+#                     wheels of <svc> with their sha256, for `pip install --require-hashes`
 make_wheelhouse() {
-  local ctx="$RAPPORT_BUILD_DIR/python" t0 svc pip=(python3 -m pip)
+  local ctx="$RAPPORT_BUILD_DIR/python" t0 svc reqhash arch i plats=()
   t0=$(now_s)
-  command -v uv >/dev/null 2>&1 || "${pip[@]}" install -q uv
-  rm -rf "$ctx/app" "$ctx/req"; mkdir -p "$ctx/deps" "$ctx/app" "$ctx/req"
-  for svc in "${SERVICES[@]}"; do
-    (cd "$RAPPORT_ROOT" && uv export --package "rapport-$svc" --frozen --no-dev --no-emit-workspace \
-        --no-hashes --no-header -q -o "$ctx/req/$svc.txt" >/dev/null)
-  done
-  # One union of pins (one lock, so no conflicts): the deps layer is shared by all four images.
-  grep -hE '^[A-Za-z0-9]' "$ctx/req/"*.txt | LC_ALL=C sort -u > "$ctx/requirements.txt"
-  log "python: pip wheel ($(wc -l < "$ctx/requirements.txt") pinned dependencies + 5 workspace packages)"
-  # Wheels for the container's python (Debian bookworm: 3.11, glibc 2.36), built on the host (3.11).
-  local reqhash
-  reqhash=$(sha256sum "$ctx/requirements.txt" | cut -c1-64)
+  ensure_uv || die "cannot install uv==$UV_VERSION"
+  rm -rf "$ctx/app" "$ctx/req"; mkdir -p "$ctx/deps" "$ctx/app"
+  # The root project (package = false) depends on the five workspace packages, so its export
+  # without the dev group is exactly the union of the four services' `uv export --package` pins.
+  (cd "$RAPPORT_ROOT" && uv export --frozen --no-dev --no-emit-workspace --format requirements-txt \
+      --no-header -q -o "$ctx/requirements.txt" >/dev/null) || die "uv export --frozen failed"
+  grep -q -- '--hash=sha256:' "$ctx/requirements.txt" || die "uv export wrote no hashes"
+  log "python: pip download --require-hashes ($(grep -cE '^[A-Za-z0-9]' "$ctx/requirements.txt") pins from uv.lock) + 5 workspace packages"
+  # Wheels for the container's python (Debian bookworm: CPython 3.11, glibc 2.36), whatever the
+  # host runs: manylinux_2_36 down to manylinux2014, pure-Python wheels; never an sdist.
+  arch=$(uname -m)
+  for i in $(seq 36 -1 17); do plats+=(--platform "manylinux_2_${i}_$arch"); done
+  plats+=(--platform "manylinux2014_$arch")
+  reqhash=$( { echo "download v2 $arch"; cat "$ctx/requirements.txt"; } | sha256sum | cut -c1-64)
   if [ "$(cat "$ctx/deps/.requirements.sha256" 2>/dev/null)" != "$reqhash" ]; then
-    "${pip[@]}" wheel -q --no-input -r "$ctx/requirements.txt" -w "$ctx/deps" >"$RAPPORT_BUILD_DIR/pip-deps.log" 2>&1 \
-      || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-deps.log" >&2; die "pip wheel (dependencies) failed"; }
+    rm -rf "$ctx/deps.new"
+    python3 -m pip download -q --no-input --no-deps --require-hashes --only-binary=:all: \
+        --implementation cp --python-version 3.11 --abi cp311 "${plats[@]}" \
+        -r "$ctx/requirements.txt" -d "$ctx/deps.new" >"$RAPPORT_BUILD_DIR/pip-deps.log" 2>&1 \
+      || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-deps.log" >&2; die "pip download --require-hashes (dependencies) failed"; }
+    rm -rf "$ctx/deps"; mv "$ctx/deps.new" "$ctx/deps"
     echo "$reqhash" > "$ctx/deps/.requirements.sha256"
   fi
   # The workspace's own wheels: `uv build` (1-2 s; it caches the build backend), else pip wheel.
   if ! (cd "$RAPPORT_ROOT" && uv build -q --all-packages --wheel -o "$ctx/app") >"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1; then
     rm -rf "$ctx/app"; mkdir -p "$ctx/app"
-    "${pip[@]}" wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared" "${SERVICES[@]/#/$RAPPORT_ROOT/services/}" \
+    python3 -m pip wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared" "${SERVICES[@]/#/$RAPPORT_ROOT/services/}" \
       -w "$ctx/app" >>"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1 \
       || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-app.log" >&2; die "building the workspace wheels failed"; }
   fi
   rm -f "$ctx/app/.gitignore"
-  # Keep only the wheels that requirements.txt names (deps/ accumulates across lock changes).
-  python3 - "$ctx" <<'PY'
-import pathlib, re, sys
-ctx = pathlib.Path(sys.argv[1])
-norm = lambda n: re.sub(r"[-_.]+", "_", n).lower()
-pins = [l.split(";")[0].strip() for l in (ctx / "requirements.txt").read_text().splitlines()]
-wanted = {norm(p.split("==")[0]) + "-" + p.split("==")[1].strip() for p in pins if "==" in p}
-for whl in (ctx / "deps").glob("*.whl"):
-    name, version = whl.name.split("-")[:2]
-    if f"{norm(name)}-{version}" not in wanted:
-        whl.unlink()
-PY
-  summary "(wheelhouse)" built "$(elapsed "$t0")" "$(ls "$ctx/deps" | wc -l) dependency wheels"
+  local whl name
+  for svc in "${SERVICES[@]}"; do
+    : > "$ctx/app/$svc.requirements.txt"
+    for name in rapport_shared "rapport_$svc"; do
+      whl=$(cd "$ctx/app" && ls "$name"-*.whl)
+      [ "$(printf '%s\n' "$whl" | wc -l)" = 1 ] || die "expected one $name wheel in $ctx/app, found: $whl"
+      printf '%s @ file:///tmp/wheels/%s --hash=sha256:%s\n' "${name//_/-}" "$whl" \
+        "$(sha256sum "$ctx/app/$whl" | cut -c1-64)" >> "$ctx/app/$svc.requirements.txt"
+    done
+  done
+  summary "(wheelhouse)" built "$(elapsed "$t0")" "$(ls "$ctx/deps" | wc -l) dependency wheels, hashes from uv.lock"
 }
 
 build_services() {
@@ -262,6 +333,16 @@ build_base
 build_postgres
 build_kafka
 if [ "$MODE" = all ]; then build_services; fi
+t=$(now_s)
+image_sbom "$BASE_IMAGE" base
+image_sbom "$PG_IMAGE" postgres
+image_sbom "$KAFKA_IMAGE" kafka
+if [ "$MODE" = all ]; then
+  image_sbom "$RUNTIME_IMAGE" python-runtime
+  for svc in "${SERVICES[@]}"; do image_sbom "rapport/$svc:$(service_version "$svc")" "$svc"; done
+fi
+sbom_index
+summary "(sbom)" done "$(elapsed "$t")" "CycloneDX 1.5 per image -> $SBOM_DIR"
 # Old versions of our images, untagged by the rebuilds above.
 docker image prune -f --filter "label=$LABEL" >/dev/null 2>&1 || true
 log "build-images ($MODE) done in $(elapsed "$T0")s"

@@ -10,6 +10,7 @@ export RAPPORT_CLOCK="${RAPPORT_CLOCK:-simulated}"
 export RAPPORT_AUTH_SIGNING_KEY="${RAPPORT_AUTH_SIGNING_KEY:-$PWD/deploy/dev-keys/issuer.jwk.json}"
 export RAPPORT_AUTH_JWKS_FILE="${RAPPORT_AUTH_JWKS_FILE:-$PWD/deploy/dev-keys/jwks.json}"
 bash deploy/up.sh
-command -v uv >/dev/null 2>&1 || python3 -m pip install -q uv
+source deploy/_common.sh
+ensure_uv || die "cannot install uv==$UV_VERSION"
 uv sync --frozen -q
 uv run python deploy/demo.py "$@"

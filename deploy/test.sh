@@ -3,7 +3,7 @@
 #   1. engine       deploy/engine.sh (installs/starts Docker); if that fails, Kafka and Postgres
 #                   run as plain processes instead (deploy/local-infra.sh) and the engine's error
 #                   is printed
-#   2. uv           pip install uv, if absent
+#   2. uv           the pinned uv (UV_VERSION in deploy/_common.sh): pip install uv==UV_VERSION if absent
 #   3. uv sync      uv sync --frozen
 #   4. images       deploy/build-images.sh --infra-only (falls back to local-infra if it fails)
 #   5. pytest       uv run pytest "$@"   (default: tests/)
@@ -59,10 +59,7 @@ fi
 
 # 2. uv -----------------------------------------------------------------------------------------
 t=$(now_s)
-if ! command -v uv >/dev/null 2>&1; then
-  python3 -m pip install -q uv || pip install -q uv || { echo "test.sh: ERROR: cannot install uv" >&2; exit 1; }
-  hash -r
-fi
+ensure_uv || { echo "test.sh: ERROR: cannot install uv==$UV_VERSION" >&2; exit 1; }
 phase_done uv "$t" "$(uv --version 2>/dev/null)"
 
 # 3. uv sync ------------------------------------------------------------------------------------
