@@ -6,7 +6,9 @@ a service-specific subclass may add fields.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -207,4 +209,24 @@ class ServiceSettings(BaseSettings):
                 raise ValueError("production needs RAPPORT_AUTH_JWKS (a JWKS file or https URL of the token issuer)")
             if self.auth_jwks.startswith("http://"):
                 raise ValueError("RAPPORT_AUTH_JWKS must be an https URL or a file in production")
+            for refusal in self.production_refusals():
+                raise ValueError(refusal)
         return self
+
+    def production_refusals(self) -> list[str]:
+        """What production refuses beyond tokens, one clear sentence each (README "Security").
+        Service settings extend this list (the notifier: HTTP webhooks, the development contacts key)."""
+        out: list[str] = []
+        if os.environ.get("RAPPORT_CRASH_AT"):
+            out.append("production refuses RAPPORT_CRASH_AT: crash points kill the process on purpose (tests only)")
+        if self.clock == "simulated":
+            out.append("production refuses RAPPORT_CLOCK=simulated: time would follow the clock topic, not the wall clock")
+        if self.kafka_security().protocol != "SASL_SSL":
+            out.append(f"production refuses Kafka over {self.kafka_security().protocol}: set "
+                       "RAPPORT_KAFKA_SECURITY_PROTOCOL=SASL_SSL with a SASL username and password (authenticated "
+                       "and encrypted)")
+        sslmode = dict(parse_qsl(urlsplit(self.database_dsn).query)).get("sslmode", "")
+        if sslmode not in ("verify-ca", "verify-full"):
+            out.append(f"production refuses a Postgres connection without verified TLS (sslmode={sslmode or 'unset'}): "
+                       "add ?sslmode=verify-full (or verify-ca) and sslrootcert=<CA file> to RAPPORT_DATABASE_DSN")
+        return out

@@ -72,6 +72,17 @@ class NotifierSettings(ServiceSettings):
     def keyring(self) -> Keyring:
         return Keyring.from_config(self.contacts_keys.get_secret_value(), self.contacts_active_key)
 
+    def production_refusals(self) -> list[str]:
+        out = super().production_refusals()
+        if self.webhook_allow_http:
+            out.append("production refuses RAPPORT_WEBHOOK_ALLOW_HTTP: partner webhooks must be https to public hosts")
+        if self.contacts_enabled and self.keyring().is_development():
+            # With the intake's real key and this public one, every contact record would be
+            # skipped as undecryptable and patients would get nothing.
+            out.append("production refuses the development contacts key: set RAPPORT_CONTACTS_KEYS (the same keys "
+                       "as intake's) and RAPPORT_CONTACTS_ACTIVE_KEY")
+        return out
+
     @property
     def instruments(self) -> list[str]:
         return [i.strip() for i in self.default_instruments.split(",") if i.strip()]

@@ -275,7 +275,8 @@ def stand_in(name: str, svc: str) -> str:
     if name == "RAPPORT_CONTACTS_ACTIVE_KEY":
         return "k8s-test-1"
     if name == "RAPPORT_DATABASE_DSN":
-        return f"postgresql://rapport_{svc}:stand-in@db.invalid:5432/rapport"
+        # production refuses a DSN without verified TLS (deploy/README.md, "Kubernetes")
+        return f"postgresql://rapport_{svc}:stand-in@db.invalid:5432/rapport?sslmode=verify-full"
     return "stand-in-secret-value-of-at-least-32-bytes"
 
 

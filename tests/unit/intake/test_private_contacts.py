@@ -114,6 +114,10 @@ def test_the_development_key_is_refused_in_production(monkeypatch, tmp_path):
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps(TokenIssuer.generate("prod-key-1").jwks()))
     monkeypatch.setenv("RAPPORT_AUTH_JWKS", str(jwks))
+    # ... and verified TLS to Postgres, SASL_SSL to Kafka (production's other refusals)
+    monkeypatch.setenv("RAPPORT_DATABASE_DSN", "postgresql://u:p@db:5432/rapport?sslmode=verify-full")
+    monkeypatch.setenv("RAPPORT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RAPPORT_KAFKA_SASL_USERNAME", "intake")
     with pytest.raises(ValidationError, match="RAPPORT_CONTACTS_KEYS"):
         IntakeSettings(environment="production")
     monkeypatch.setenv("RAPPORT_CONTACTS_KEYS", json.dumps({"2026-03": key()}))

@@ -205,7 +205,15 @@ def test_wrong_role_is_403(client):
 
 # ---- settings: what production refuses ------------------------------------------------------------
 
+# What production also requires (tests/unit/shared/test_production_refusals.py): verified TLS to
+# Postgres and SASL_SSL to Kafka, so the token checks below are the only thing each test varies.
+PRODUCTION_TRANSPORT = dict(database_dsn="postgresql://u:p@db:5432/rapport?sslmode=verify-full",
+                            kafka_security_protocol="SASL_SSL", kafka_sasl_username="intake")
+
+
 def settings(**kw) -> ServiceSettings:
+    if kw.get("environment") == "production":
+        kw = {**PRODUCTION_TRANSPORT, **kw}
     return ServiceSettings(service_name="intake", **kw)
 
 
