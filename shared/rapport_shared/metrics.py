@@ -25,6 +25,13 @@ RELAY_LAG_SECONDS = Histogram(
 )
 HTTP_REQUESTS = Counter("rapport_http_requests_total", "HTTP requests", ["method", "route", "status"])
 TIMERS_FIRED = Counter("rapport_timers_fired_total", "Durable timers fired (their effect committed)", ["kind"])
-TIMERS_FAILED = Counter(
-    "rapport_timers_failed_total", "Durable timers given up after max_attempts: their effect will not happen by itself",
-    ["kind"])
+TIMERS_PARKED = Gauge(
+    "rapport_timers_parked", "Durable timers parked (their handler kept failing with an error that is not an outage): "
+    "their effect will not happen until an operator retries them (`rapport timers parked` lists them)", ["kind"])
+TIMERS_PARKED_TOTAL = Counter(
+    "rapport_timers_parkings_total", "Times a durable timer was parked, by kind and why (attempts: the handler failed max_attempts "
+    "times; no_handler: no handler for the kind)", ["kind", "reason"])
+TIMERS_RETRIED = Counter(
+    "rapport_timers_retried_total", "Timer firings that failed and will be tried again, by kind and cause (outage: "
+    "Postgres/Kafka unreachable, retried until it is back and never counted against the timer; error: counted, "
+    "parked after max_attempts)", ["kind", "cause"])

@@ -263,12 +263,13 @@ def consumed_topics(runtime, group: str) -> list[str]:
 
 
 async def idle_in_shadow(pool: asyncpg.Pool, now: datetime) -> bool:
-    """No timer due and unfired in the shadow (timers fire as simulated/real time says)."""
+    """No timer due and unfired in the shadow (timers fire as simulated/real time says; a parked
+    timer waits for an operator, not for the replay)."""
     async with pool.acquire() as c:
         if not await c.fetchval("SELECT to_regclass('timers') IS NOT NULL"):
             return True
         return not await c.fetchval("SELECT count(*) FROM timers WHERE fired_at IS NULL AND cancelled_at IS NULL"
-                                    " AND failed_at IS NULL AND due_at <= $1", now)
+                                    " AND failed_at IS NULL AND parked_at IS NULL AND due_at <= $1", now)
 
 
 async def run(settings: ServiceSettings, build_app: Callable, projection: Projection, *, admin_dsn: str,

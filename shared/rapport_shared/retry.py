@@ -166,6 +166,12 @@ class RetryPolicy:
         )
         return retrying, budget
 
+    def delay(self, attempt: int) -> float:
+        """The jittered wait before try ``attempt + 1`` (``attempt`` >= 1: failures so far)."""
+        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+        state.attempt_number = max(1, attempt)
+        return self.wait()(state)
+
     def delays(self) -> "_Delays":
         """An endless iterator of jittered backoff delays (for hand-written "until it works" loops)."""
         return _Delays(self.wait())

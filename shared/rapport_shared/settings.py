@@ -157,6 +157,13 @@ class ServiceSettings(BaseSettings):
     handler_backoff_s: float = 0.2
     handler_backoff_max_s: float = 10.0
 
+    # Durable timers (rapport_shared.timers): a handler error is retried with jittered backoff
+    # (from timer_backoff_s, capped at timer_backoff_max_s) up to timer_max_attempts times in all,
+    # then the timer is parked (`rapport timers parked`); an outage is retried until it is over.
+    timer_max_attempts: int = Field(default=8, ge=1)
+    timer_backoff_s: float = Field(default=0.5, ge=0)
+    timer_backoff_max_s: float = Field(default=60.0, ge=0)
+
     # Time (architecture.md "Time"): "system" (wall clock) or "simulated" (follow the clock topic, so
     # "now" means the same in every service of a simulation: tests and the demo).
     clock: Literal["system", "simulated"] = "system"

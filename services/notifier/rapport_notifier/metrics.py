@@ -13,3 +13,9 @@ DELIVERIES = Counter(
     "Deliveries finished, by outcome: delivered, failed (for good: retries exhausted or a permanent error),"
     " suppressed (replay mode), no_channel (the recipient has no reachable channel: recorded failed at once)",
     ["channel", "kind", "outcome"])
+SAFETY_FALLBACK = Counter(
+    "rapport_notifier_safety_fallback_total",
+    "Safety pages that found nobody on call for the alert's organisation, by kind (safety_alert: out of hours;"
+    " safety_escalation) and outcome: paged (RAPPORT_SAFETY_FALLBACK paged instead) or unconfigured (no fallback set:"
+    " recorded as a failed no_channel delivery)",
+    ["kind", "outcome"])

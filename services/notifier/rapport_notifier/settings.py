@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import re
+
 from pydantic import SecretStr, field_validator
 
 from rapport_shared.clock import parse_delta
@@ -12,6 +14,11 @@ from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
 from rapport_shared.settings import ServiceSettings
 
 TEMPLATES = Path(__file__).parent / "templates"
+# The recipient of a safety page sent to RAPPORT_SAFETY_FALLBACK when it is an email address
+# (reserved: no clinician may be paged on call under this id). A clinician id pages `oncall:<id>`.
+FALLBACK_EMAIL_REF = "oncall:fallback"
+_EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
+_CLINICIAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
 class NotifierSettings(ServiceSettings):
@@ -26,6 +33,11 @@ class NotifierSettings(ServiceSettings):
     questionnaire_reminder_after: str = "24h"   # one reminder this long after the request, if unanswered
     questionnaire_expiry_lead: str = "0s"       # the request expires this long before the session starts
     escalation_after: str = "15m"               # unacknowledged safety alert → on-call clinician
+    # Who is paged when a safety escalation (or an out-of-hours first page) finds nobody on call for
+    # the alert's organisation: an email address, or the id of a clinician of this notifier's
+    # clinicians table (paged on all their channels). Required in production; unset elsewhere, such
+    # a page is recorded as a failed delivery (no_channel), never only logged. docs/notifier.md.
+    safety_fallback: str = ""
     default_instruments: str = "phq9"           # when the episode's instruments are not known
     default_language: str = "en"
     templates_dir: str = str(TEMPLATES)
@@ -66,6 +78,30 @@ class NotifierSettings(ServiceSettings):
         parse_delta(v)
         return v
 
+    @field_validator("safety_fallback")
+    @classmethod
+    def _fallback(cls, v: str) -> str:
+        v = v.strip()
+        if v and not (_EMAIL.match(v) if "@" in v else _CLINICIAN_ID.match(v) and v != "fallback"):
+            raise ValueError("RAPPORT_SAFETY_FALLBACK must be an email address or a clinician id")
+        return v
+
+    def safety_fallback_recipient(self) -> tuple[str, list[str] | None] | None:
+        """(recipient ref, channels) of the safety fallback, or None when none is configured. An
+        email address: ``oncall:fallback`` over email (the address is read when sending); a
+        clinician id: ``oncall:<id>``, over that clinician's channels (None: looked up)."""
+        if not self.safety_fallback:
+            return None
+        if "@" in self.safety_fallback:
+            return FALLBACK_EMAIL_REF, ["email"]
+        return f"oncall:{self.safety_fallback}", None
+
+    def fallback_address(self, recipient_ref: str, channel: str) -> str | None:
+        """The address of the email fallback, for its deliveries."""
+        if recipient_ref == FALLBACK_EMAIL_REF and channel == "email" and "@" in self.safety_fallback:
+            return self.safety_fallback
+        return None
+
     def delta(self, name: str) -> timedelta:
         return parse_delta(getattr(self, name))
 
@@ -76,6 +112,9 @@ class NotifierSettings(ServiceSettings):
         out = super().production_refusals()
         if self.webhook_allow_http:
             out.append("production refuses RAPPORT_WEBHOOK_ALLOW_HTTP: partner webhooks must be https to public hosts")
+        if not self.safety_fallback:
+            out.append("production needs RAPPORT_SAFETY_FALLBACK (an email address or a clinician id): who is paged "
+                       "when a safety alert finds nobody on call")
         if self.contacts_enabled and self.keyring().is_development():
             # With the intake's real key and this public one, every contact record would be
             # skipped as undecryptable and patients would get nothing.

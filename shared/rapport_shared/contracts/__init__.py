@@ -7,7 +7,7 @@ model and its committed schema disagree.
 
 from __future__ import annotations
 
-from .base import EventData, Phase, ProblemArea, PseudonymousId, TargetCondition
+from .base import EpisodeEventData, EventData, Phase, ProblemArea, PseudonymousId, TargetCondition
 from .course import CoursePlannedV1, PhaseChangedV1, PhaseChangeReason, PhaseSpan, PlannedSession
 from .intake import Availability, BaselineScore, Focus, IntakeCompletedV1, IntakeDeclinedV1, WeeklySlot
 from .notifications import NotificationDeliveredV1, NotificationFailedV1
@@ -39,6 +39,7 @@ __all__ = [
     "Availability",
     "BaselineScore",
     "CoursePlannedV1",
+    "EpisodeEventData",
     "EventData",
     "Focus",
     "IntakeCompletedV1",

@@ -8,9 +8,10 @@ constrained so that an e-mail address or a name with spaces cannot pass validati
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 # Opaque pseudonymous id: no '@', '+', spaces — an e-mail, phone number in +44 form or a
 # "First Last" name is rejected by the pattern.
@@ -52,3 +53,28 @@ class EventData(BaseModel):
 
     event_type: ClassVar[str]
     topic: ClassVar[str]
+
+
+class EpisodeEventData(EventData):
+    """Base of the events about one episode on ``rapport.course``, ``rapport.outcomes`` and
+    ``rapport.notifications``: the episode (the record key) and the organisation it belongs to.
+
+    ``organisation_id`` is set by the producing service from the organisation it recorded for the
+    episode (from ``rapport.intake.completed.v1``, else its ``RAPPORT_DEFAULT_ORGANISATION``), so
+    a partner can filter a topic and every consumer can scope what it stores without asking
+    another service. Subclasses still list ``episode_id`` first; it keeps its place."""
+
+    episode_id: UUID
+    # Added in v1 as an optional field (older consumers ignore it; older records lack it).
+    organisation_id: PseudonymousId | None = Field(
+        default=None, description="the organisation the episode belongs to (pseudonymous code; scopes who may see "
+                                  "its records), as the producing service recorded it from the intake. Optional in "
+                                  "v1 for older producers and for episodes of no organisation; Rapport sets it "
+                                  "whenever it knows the episode's organisation")
+
+    def with_organisation(self, organisation_id: str | None) -> Self:
+        """This event naming ``organisation_id`` (validated like any field: an invalid code raises).
+        Unchanged when it names one already or ``organisation_id`` is None (the episode has none)."""
+        if organisation_id is None or self.organisation_id is not None:
+            return self
+        return self.model_validate({**self.model_dump(), "organisation_id": organisation_id})

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..topics import COURSE
-from .base import Code, EventData, Phase, PseudonymousId
+from .base import Code, EpisodeEventData, Phase, PseudonymousId
 from .intake import Focus
 
 
@@ -28,7 +28,7 @@ class PlannedSession(BaseModel):
     duration_minutes: int = Field(gt=0)
 
 
-class CoursePlannedV1(EventData):
+class CoursePlannedV1(EpisodeEventData):
     """A course was created from a template: contract, phase plan and first dates."""
 
     event_type = "rapport.course.planned.v1"
@@ -59,7 +59,7 @@ class PhaseChangeReason(StrEnum):
     maintenance_contract = "maintenance_contract"  # completed → maintenance
 
 
-class PhaseChangedV1(EventData):
+class PhaseChangedV1(EpisodeEventData):
     """One phase transition of a course, effective from a session number."""
 
     event_type = "rapport.course.phase_changed.v1"
@@ -82,7 +82,7 @@ class SessionKind(StrEnum):
     maintenance = "maintenance"
 
 
-class SessionScheduledV1(EventData):
+class SessionScheduledV1(EpisodeEventData):
     """A session was booked (at planning, as a replacement, or under a new contract)."""
 
     event_type = "rapport.session.scheduled.v1"
@@ -98,7 +98,7 @@ class SessionScheduledV1(EventData):
     scheduled_at: datetime
 
 
-class SessionRescheduledV1(EventData):
+class SessionRescheduledV1(EpisodeEventData):
     event_type = "rapport.session.rescheduled.v1"
     topic = COURSE
 
@@ -117,7 +117,7 @@ class CancelledBy(StrEnum):
     clinic = "clinic"
 
 
-class SessionCancelledV1(EventData):
+class SessionCancelledV1(EpisodeEventData):
     """A session will not take place; the contracted count stays, so a later one replaces it."""
 
     event_type = "rapport.session.cancelled.v1"
@@ -132,7 +132,7 @@ class SessionCancelledV1(EventData):
     cancelled_at: datetime
 
 
-class SessionAttendedV1(EventData):
+class SessionAttendedV1(EpisodeEventData):
     event_type = "rapport.session.attended.v1"
     topic = COURSE
 
@@ -146,7 +146,7 @@ class SessionAttendedV1(EventData):
     attended_at: datetime
 
 
-class SessionMissedV1(EventData):
+class SessionMissedV1(EpisodeEventData):
     event_type = "rapport.session.missed.v1"
     topic = COURSE
 
@@ -165,7 +165,7 @@ class CourseEndReason(StrEnum):
     referral_on = "referral_on"
 
 
-class CourseEndedV1(EventData):
+class CourseEndedV1(EpisodeEventData):
     """The acute course is over: completed, or ended early with a reason."""
 
     event_type = "rapport.course.ended.v1"
@@ -187,7 +187,7 @@ class ContractKind(StrEnum):
     maintenance = "maintenance"  # IPT-M after a completed course in remission
 
 
-class CourseContractChangedV1(EventData):
+class CourseContractChangedV1(EpisodeEventData):
     """A new contract: the session count changed (acute, within the template's bounds) or a
     maintenance contract was agreed. Sessions added or removed follow as session events."""
 
@@ -215,7 +215,7 @@ class ChecklistItem(StrEnum):
     contract_set = "contract_set"
 
 
-class CourseChecklistUpdatedV1(EventData):
+class CourseChecklistUpdatedV1(EpisodeEventData):
     """One initial-phase checklist item recorded (coded facts only; notes stay out of events)."""
 
     event_type = "rapport.course.checklist_updated.v1"
@@ -239,7 +239,7 @@ class ReviewReason(StrEnum):
     session_outcome_unrecorded = "session_outcome_unrecorded"  # a session a cadence overdue, no outcome
 
 
-class CourseReviewNeededV1(EventData):
+class CourseReviewNeededV1(EpisodeEventData):
     """A notice to the assigned clinician that the course needs their review (not a phase change)."""
 
     event_type = "rapport.course.review_needed.v1"

@@ -8,10 +8,10 @@ from uuid import UUID
 from pydantic import Field
 
 from ..topics import NOTIFICATIONS
-from .base import Code, EventData
+from .base import Code, EpisodeEventData
 
 
-class NotificationDeliveredV1(EventData):
+class NotificationDeliveredV1(EpisodeEventData):
     event_type = "rapport.notification.delivered.v1"
     topic = NOTIFICATIONS
 
@@ -24,7 +24,7 @@ class NotificationDeliveredV1(EventData):
     delivered_at: datetime
 
 
-class NotificationFailedV1(EventData):
+class NotificationFailedV1(EpisodeEventData):
     event_type = "rapport.notification.failed.v1"
     topic = NOTIFICATIONS
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..topics import OUTCOMES
-from .base import Code, EventData, PseudonymousId
+from .base import Code, EpisodeEventData, PseudonymousId
 
 
 class Timepoint(StrEnum):
@@ -24,7 +24,7 @@ class ReliableChange(StrEnum):
     no_reliable_change = "no_reliable_change"
 
 
-class ScoreSubmittedV1(EventData):
+class ScoreSubmittedV1(EpisodeEventData):
     """A validated, scored questionnaire submission. Item answers stay in outcomes."""
 
     event_type = "rapport.score.submitted.v1"
@@ -64,7 +64,7 @@ class AlertUrgency(StrEnum):
     routine = "routine"
 
 
-class AlertRaisedV1(EventData):
+class AlertRaisedV1(EpisodeEventData):
     """An alert for the assigned clinician. Never carries a 'risk score': the flag and its cause."""
 
     event_type = "rapport.alert.raised.v1"
@@ -91,7 +91,7 @@ class AlertAction(StrEnum):
     other = "other"
 
 
-class AlertResolvedV1(EventData):
+class AlertResolvedV1(EpisodeEventData):
     """A clinician resolved an alert (who by pseudonymous id, when, which action; no free text)."""
 
     event_type = "rapport.alert.resolved.v1"
@@ -122,7 +122,7 @@ class InstrumentOutcome(BaseModel):
     final_submission_id: UUID
 
 
-class OutcomeEvaluatedV1(EventData):
+class OutcomeEvaluatedV1(EpisodeEventData):
     """End-of-course classification (domain.md 3.2). ``None`` = not determinable."""
 
     event_type = "rapport.outcome.evaluated.v1"

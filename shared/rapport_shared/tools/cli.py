@@ -3,6 +3,7 @@
     rapport [--bootstrap HOST:PORT] topics | tail | dump | load | groups list|reset | dlq list|redrive
                                     | acls show|apply
     rapport outbox parked|show|retry|drop --dsn DSN [--schema S]     (a service's outbox in Postgres)
+    rapport timers parked|show|retry|cancel --dsn DSN [--schema S]   (a service's durable timers)
 
 The broker comes from ``--bootstrap`` or ``RAPPORT_KAFKA_BOOTSTRAP`` (default ``localhost:9092``);
 SASL credentials (secure profile) from ``--sasl-username``/``--sasl-password`` or
@@ -39,6 +40,9 @@ app.add_typer(acls_app, name="acls")
 outbox_app = typer.Typer(no_args_is_help=True, help="A service's outbox in Postgres: parked rows (list, show, retry, "
                          "drop; deploy/README.md, \"Parked outbox rows\").")
 app.add_typer(outbox_app, name="outbox")
+timers_app = typer.Typer(no_args_is_help=True, help="A service's durable timers in Postgres: parked timers (list, show, "
+                         "retry, cancel; deploy/README.md, \"Parked timers\").")
+app.add_typer(timers_app, name="timers")
 
 # Tables stay readable when piped or captured (rich would otherwise assume 80 columns).
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -497,6 +501,11 @@ SCHEMA_OPTION = typer.Option(None, "--schema", "-s", envvar="RAPPORT_DB_SCHEMA",
 
 def _outbox(dsn: str, schema: Optional[str], work: Any) -> Any:
     """Run ``work(conn, schema)`` against the service's database."""
+    return _in_schema(dsn, schema, "outbox", work)
+
+
+def _in_schema(dsn: str, schema: Optional[str], table: str, work: Any) -> Any:
+    """Run ``work(conn, schema)`` against the service's database, whose schema has ``table``."""
     import asyncpg  # noqa: PLC0415
 
     async def go() -> Any:
@@ -506,8 +515,8 @@ def _outbox(dsn: str, schema: Optional[str], work: Any) -> Any:
             raise ops.ToolError(f"cannot connect to Postgres: {exc}") from None
         try:
             name = schema or await conn.fetchval("SELECT current_schema()")
-            if not name or await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{name}.outbox"):
-                raise ops.ToolError(f"no outbox table in schema {name!r} (give --schema)")
+            if not name or await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{name}.{table}"):
+                raise ops.ToolError(f"no {table} table in schema {name!r} (give --schema)")
             return await work(conn, name)
         except ValueError as exc:
             raise ops.ToolError(str(exc)) from None
@@ -608,6 +617,90 @@ def outbox_drop(row_id: str = typer.Argument(..., help="the parked row's seq or 
         err.print(f"[green]dropped[/green] {what}" + (f"; saved to {save}" if save else ""))
     else:
         err.print(f"dry run: would drop {what}; add --apply" + (f" (saved to {save})" if save else ""))
+
+
+# ------------------------------------------------------------------------------------ timers
+
+def _timer_json(r: dict) -> dict:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else str(v) if k == "timer_id" else v) for k, v in r.items()}
+
+
+@timers_app.command("parked")
+def timers_parked(dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION,
+                  kind: Optional[str] = typer.Option(None, "--kind", help="only timers of this kind"),
+                  as_json: bool = typer.Option(False, "--json", help="one JSON line per parked timer")) -> None:
+    """Parked timers (their handler kept failing; the runner skips them until retried), oldest first."""
+    from .. import timers  # noqa: PLC0415
+
+    async def work(conn: Any, name: str) -> tuple[list[dict], dict]:
+        return await timers.parked_timers(conn, name, kind), await timers.timer_status(conn, name)
+
+    rows, status = _in_schema(dsn, schema, "timers", work)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(_timer_json(r), separators=(",", ":"), default=str))
+        return
+    t = Table(title=f"Parked timers ({len(rows)})", title_justify="left")
+    for col in ("timer id", "kind", "key", "due at", "attempts", "parked at", "error"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(str(r["timer_id"]), r["kind"], r["key"], r["due_at"].isoformat(timespec="seconds"), str(r["attempts"]),
+                  r["parked_at"].isoformat(timespec="seconds"), (r["last_error"] or "")[:200])
+    out.print(t)
+    err.print(f"{status['parked']} parked, {status['pending']} pending ({status['failing']} failing, not parked yet)"
+              + ("; `rapport timers retry ID` or `rapport timers cancel ID --apply`" if rows else ""))
+
+
+@timers_app.command("show")
+def timers_show(timer_id: str = typer.Argument(..., help="the timer's id"),
+                dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION) -> None:
+    """One timer: kind, key, due time, payload, state, attempts, last error."""
+    from .. import timers  # noqa: PLC0415
+
+    r = _in_schema(dsn, schema, "timers", lambda conn, name: timers.timer_row(conn, name, timer_id))
+    if r is None:
+        err.print(f"[red]error:[/red] no timer {timer_id}")
+        raise typer.Exit(1)
+    typer.echo(json.dumps(_timer_json(r), indent=2, ensure_ascii=False, default=str))
+
+
+@timers_app.command("retry")
+def timers_retry(timer_id: Optional[List[str]] = typer.Argument(None, help="ids of parked timers"),
+                 all_: bool = typer.Option(False, "--all", help="every parked timer (with --kind: of that kind)"),
+                 kind: Optional[str] = typer.Option(None, "--kind", help="with --all: only timers of this kind"),
+                 dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION) -> None:
+    """Unpark timers: the runner fires them next (they are due), with a fresh attempt count. Fix
+    the cause first (the handler's error in `rapport timers show`), or they park again."""
+    from .. import timers  # noqa: PLC0415
+
+    if bool(timer_id) == all_:
+        raise typer.BadParameter("give timer ids or --all")
+    ids = _in_schema(dsn, schema, "timers",
+                     lambda conn, name: timers.retry_parked(conn, name, None if all_ else list(timer_id or []),
+                                                            kind if all_ else None))
+    if not ids:
+        err.print("[yellow]no parked timer matched[/yellow]")
+        raise typer.Exit(1)
+    err.print(f"[green]{len(ids)} timer(s) unparked[/green]: {', '.join(map(str, ids))}; the runner fires them next")
+
+
+@timers_app.command("cancel")
+def timers_cancel(timer_id: str = typer.Argument(..., help="the parked timer's id"),
+                  dsn: str = DSN_OPTION, schema: Optional[str] = SCHEMA_OPTION,
+                  apply: bool = typer.Option(False, "--apply", help="cancel it (default: dry run)")) -> None:
+    """Cancel a parked timer: its effect (a reminder, an escalation, an overdue check) never
+    happens. Dry run unless --apply. Only parked timers can be cancelled here."""
+    from .. import timers  # noqa: PLC0415
+
+    r = _in_schema(dsn, schema, "timers", lambda conn, name: timers.cancel_parked(conn, name, timer_id, apply=apply))
+    if r is None:
+        err.print(f"[red]error:[/red] no parked timer {timer_id}")
+        raise typer.Exit(1)
+    what = f"{r['timer_id']} ({r['kind']}, key {r['key']}, due {r['due_at'].isoformat(timespec='seconds')})"
+    if apply:
+        err.print(f"[green]cancelled[/green] {what}")
+    else:
+        err.print(f"dry run: would cancel {what}; add --apply")
 
 
 def main() -> None:

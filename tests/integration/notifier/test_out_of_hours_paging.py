@@ -89,7 +89,15 @@ async def test_inside_working_hours_or_without_them_only_the_clinician_is_paged_
 
 
 async def test_out_of_hours_with_nobody_on_call_still_pages_the_clinician(h):
+    """...and, with no RAPPORT_SAFETY_FALLBACK (development), records the missing on-call page as
+    a failed delivery (no_channel, with its notification.failed event): never only a log line.
+    With a fallback configured it is paged instead (test_safety_fallback.py)."""
     await clinician(h, "c1", WEEKDAYS_9_TO_5)
     data, _ = await raise_alert(h, SATURDAY_3AM)
-    assert [(r, k) for r, k, _ in await pages(h, data.alert_id)] == [("clinician:c1", "safety_alert")]
+    assert [(r, k) for r, k, _ in await pages(h, data.alert_id)] == [("clinician:c1", "safety_alert"),
+                                                                      ("oncall:fallback", "safety_alert")]
+    assert await h.val("SELECT status || '/' || last_error FROM notifications WHERE recipient_ref = 'oncall:fallback'"
+                       " AND alert_id = $1", data.alert_id) == "failed/no_channel"
+    assert [e["recipient_ref"] for e in await h.outbox_events("rapport.notification.failed.v1")] == \
+        ["oncall:fallback"]
     assert await h.val("SELECT out_of_hours FROM alerts WHERE alert_id = $1", data.alert_id) is True

@@ -95,9 +95,9 @@ async def test_runner_loop_fires_when_simulated_time_reaches_the_due_time(kafka,
         await clock.stop()
 
 
-async def test_a_timer_that_keeps_failing_is_given_up_and_counted_for_the_alert(sched_db):
-    """After max_attempts the timer is marked failed (never blocking the others) and
-    rapport_timers_failed_total{kind} moves: the metric RapportTimerFailed alerts on."""
+async def test_a_timer_that_keeps_failing_is_parked_and_counted_for_the_alert(sched_db):
+    """After max_attempts the timer is parked (never blocking the others) and
+    rapport_timers_parked{kind} shows it: the gauge RapportTimerParked alerts on."""
     from prometheus_client import REGISTRY
 
     from rapport_shared.clock import ManualClock
@@ -126,9 +126,10 @@ async def test_a_timer_that_keeps_failing_is_given_up_and_counted_for_the_alert(
     for _ in range(5):
         await runner.fire_due()
     async with pool.acquire() as conn:
-        row = await conn.fetchrow("SELECT attempts, failed_at, last_error FROM timers WHERE kind = $1", bad)
+        row = await conn.fetchrow("SELECT attempts, parked_at, failed_at, last_error FROM timers WHERE kind = $1", bad)
         fired = await conn.fetchval("SELECT fired_at FROM timers WHERE kind = $1", good)
-    assert row["attempts"] == 3 and row["failed_at"] is not None and "dependency is down" in row["last_error"]
+    assert row["attempts"] == 3 and row["parked_at"] is not None and "dependency is down" in row["last_error"]
+    assert row["failed_at"] is None
     assert fired is not None  # the failing one did not hold the other back
-    assert (count("rapport_timers_failed_total", bad), count("rapport_timers_fired_total", good)) == (1.0, 1.0)
+    assert (count("rapport_timers_parked", bad), count("rapport_timers_fired_total", good)) == (1.0, 1.0)
     assert count("rapport_timers_fired_total", bad) == 0.0

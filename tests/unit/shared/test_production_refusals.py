@@ -72,7 +72,7 @@ def _real_keys() -> dict:
 
 
 def test_the_notifier_refuses_http_webhooks(safe):
-    base = {**safe, "service_name": "notifier", **_real_keys()}
+    base = {**safe, "service_name": "notifier", "safety_fallback": "safety-desk@clinic.example", **_real_keys()}
     NotifierSettings(**base)
     with pytest.raises(ValueError, match="production refuses RAPPORT_WEBHOOK_ALLOW_HTTP"):
         NotifierSettings(**{**base, "webhook_allow_http": True})
@@ -80,7 +80,21 @@ def test_the_notifier_refuses_http_webhooks(safe):
 
 def test_the_notifier_refuses_the_development_contacts_key(safe):
     with pytest.raises(ValueError, match="production refuses the development contacts key"):
-        NotifierSettings(**{**safe, "service_name": "notifier"})
+        NotifierSettings(**{**safe, "service_name": "notifier", "safety_fallback": "safety-desk@clinic.example"})
+
+
+def test_the_notifier_needs_a_safety_fallback(safe):
+    """A safety escalation that finds nobody on call pages RAPPORT_SAFETY_FALLBACK: production
+    does not start without one (docs/notifier.md, "Safety pages")."""
+    base = {**safe, "service_name": "notifier", **_real_keys()}
+    with pytest.raises(ValueError, match="production needs RAPPORT_SAFETY_FALLBACK"):
+        NotifierSettings(**base)
+    for fallback, recipient in (("safety-desk@clinic.example", ("oncall:fallback", ["email"])),
+                                ("clin-duty", ("oncall:clin-duty", None))):
+        assert NotifierSettings(**{**base, "safety_fallback": fallback}).safety_fallback_recipient() == recipient
+    for bad in ("not an address", "a@b", "fallback"):
+        with pytest.raises(ValueError, match="RAPPORT_SAFETY_FALLBACK must be"):
+            NotifierSettings(**{**base, "safety_fallback": bad})
 
 
 def test_development_is_not_refused_any_of_it(monkeypatch):

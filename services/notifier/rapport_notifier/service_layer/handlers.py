@@ -21,9 +21,9 @@ from rapport_shared.timers import Timer, TimerStore
 from rapport_shared.uow import UnitOfWork
 
 from ..domain import rules
-from ..metrics import DELIVERIES
+from ..metrics import DELIVERIES, SAFETY_FALLBACK
 from ..domain.rules import QuietHours, QuietHoursError, WorkingHours, WorkingHoursError
-from ..settings import NotifierSettings
+from ..settings import FALLBACK_EMAIL_REF, NotifierSettings
 
 log = get_logger("rapport.notifier")
 
@@ -50,9 +50,14 @@ def default_org(ctx: Ctx) -> str | None:
 
 async def episode_org(conn, ctx: Ctx, episode_id) -> str | None:
     """The organisation an episode belongs to here (scopes its alerts' on-call paging and its
-    events' partner webhooks)."""
+    events' partner webhooks; named on the delivery events this service emits)."""
+    return await organisation_of(conn, episode_id, default_org(ctx))
+
+
+async def organisation_of(conn, episode_id, default: str | None) -> str | None:
+    """The organisation recorded for the episode, else ``default``."""
     org = await conn.fetchval("SELECT organisation_id FROM episodes WHERE episode_id = $1", episode_id)
-    return org or default_org(ctx)
+    return org or default
 
 
 def _j(v: Any) -> Any:
@@ -127,7 +132,8 @@ async def enqueue(uow: UnitOfWork, ctx: Ctx, *, kind: str, cause_event_id: str |
             await uow.emit(NotificationFailedV1(episode_id=episode_id, notification_id=nid, kind=kind,
                                                 recipient_ref=recipient_ref, channel="none",
                                                 cause_event_id=uuid.UUID(str(cause_event_id)), error_code="no_channel",
-                                                attempts=1, failed_at=uow.now()),
+                                                attempts=1, failed_at=uow.now(),
+                                                organisation_id=await episode_org(uow.conn, ctx, episode_id)),
                            event_id=str(uuid.uuid5(nid, "failed")))
             # Counted inside the consumer's transaction: a rolled-back, redelivered event counts again.
             DELIVERIES.labels("none", kind, "no_channel").inc()
@@ -271,11 +277,33 @@ async def on_alert_escalation(uow: UnitOfWork, timer: Timer, ctx: Ctx) -> None:
     oncall = await _oncall_at(uow.conn, ctx, now, await episode_org(uow.conn, ctx, alert["episode_id"]))
     await uow.conn.execute("UPDATE alerts SET escalated_at = $2 WHERE alert_id = $1", alert["alert_id"], now)
     if not oncall:
-        log.error("safety alert unacknowledged and nobody on call", alert_id=str(alert["alert_id"]))
+        await page_safety_fallback(uow, ctx, kind=rules.SAFETY_ESCALATION, cause_event_id=timer.payload["cause_event_id"],
+                                   episode_id=alert["episode_id"], alert_id=alert["alert_id"],
+                                   params=timer.payload.get("params", {}))
     for r in oncall:
         await enqueue(uow, ctx, kind=rules.SAFETY_ESCALATION, cause_event_id=timer.payload["cause_event_id"],
                       episode_id=alert["episode_id"], recipient_ref=f"oncall:{r['clinician_id']}",
                       alert_id=alert["alert_id"], params=timer.payload.get("params", {}))
+
+
+async def page_safety_fallback(uow: UnitOfWork, ctx: Ctx, *, kind: str, cause_event_id, episode_id, alert_id,
+                               params: dict) -> None:
+    """Nobody on call for the alert's organisation: page ``RAPPORT_SAFETY_FALLBACK`` instead, as a
+    delivery like any other (the delivery log, its delivered/failed event, the metrics), under the
+    key ``<cause>/<fallback ref>/<channel>/<kind>``. With no fallback configured (only outside
+    production) the page is recorded as a failed ``no_channel`` delivery to ``oncall:fallback``
+    (its ``notification.failed`` event and ``RapportSafetyNotificationNotDelivered``): never only
+    a log line."""
+    target = ctx.settings.safety_fallback_recipient()
+    ref, channels = target if target is not None else (FALLBACK_EMAIL_REF, [])
+    log.error("safety page with nobody on call: paging the fallback" if target else
+              "safety page with nobody on call and no RAPPORT_SAFETY_FALLBACK: recorded as not delivered",
+              alert_id=str(alert_id), kind=kind, recipient_ref=ref)
+    await enqueue(uow, ctx, kind=kind, cause_event_id=cause_event_id, episode_id=episode_id, recipient_ref=ref,
+                  alert_id=alert_id, params={**params, "fallback": True}, channels=channels,
+                  language=None if channels is None else ctx.settings.default_language)
+    # Counted inside the transaction (as DELIVERIES no_channel): a rolled-back firing counts again.
+    SAFETY_FALLBACK.labels(kind, "paged" if target else "unconfigured").inc()
 
 
 async def _oncall_at(conn, ctx: Ctx, at: datetime, org: str | None) -> list:
@@ -446,8 +474,8 @@ async def _page_oncall_out_of_hours(uow: UnitOfWork, ctx: Ctx, event: CloudEvent
               if r["clinician_id"] != data.clinician_id]
     await uow.conn.execute("UPDATE alerts SET out_of_hours = true WHERE alert_id = $1", data.alert_id)
     if not oncall:
-        log.error("safety alert out of the assigned clinician's working hours and nobody else on call",
-                  alert_id=str(data.alert_id), clinician_id=data.clinician_id)
+        await page_safety_fallback(uow, ctx, kind=rules.SAFETY_ALERT, cause_event_id=event.id,
+                                   episode_id=data.episode_id, alert_id=data.alert_id, params=params)
     for r in oncall:
         await enqueue(uow, ctx, kind=rules.SAFETY_ALERT, cause_event_id=event.id, episode_id=data.episode_id,
                       recipient_ref=f"oncall:{r['clinician_id']}", alert_id=data.alert_id, params=params)

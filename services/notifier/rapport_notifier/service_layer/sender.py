@@ -41,7 +41,7 @@ from rapport_shared.uow import UnitOfWork
 from ..adapters.channels import Outgoing, SendError
 from ..domain.rules import TemplateMissing, Templates
 from ..metrics import DELIVERIES, IN_DOUBT
-from .handlers import SENDER_CHANNEL
+from .handlers import SENDER_CHANNEL, organisation_of
 
 log = get_logger("rapport.notifier.sender")
 
@@ -233,7 +233,8 @@ class Sender:
             else:
                 c = await conn.fetchrow("SELECT * FROM clinicians WHERE clinician_id = $1", rid)
                 address = row["recipient_ref"] if row["channel"] == "log" else (
-                    c and (c["email"] if row["channel"] == "email" else c["phone"]))
+                    self.s.fallback_address(row["recipient_ref"], row["channel"])  # RAPPORT_SAFETY_FALLBACK
+                    or c and (c["email"] if row["channel"] == "email" else c["phone"]))
                 if not address:
                     raise SendError("no_contact", retryable=False)
         try:
@@ -256,7 +257,9 @@ class Sender:
             if not done:
                 return
             common = dict(episode_id=row["episode_id"], notification_id=row["notification_id"], kind=row["kind"],
-                          recipient_ref=row["recipient_ref"], channel=row["channel"], cause_event_id=row["cause_event_id"])
+                          recipient_ref=row["recipient_ref"], channel=row["channel"], cause_event_id=row["cause_event_id"],
+                          organisation_id=await organisation_of(conn, row["episode_id"],
+                                                                self.s.default_organisation or None))
             if status == "delivered":
                 await uow.emit(NotificationDeliveredV1(**common, delivered_at=uow.now()),
                                event_id=str(uuid.uuid5(row["notification_id"], "delivered")))

@@ -2,7 +2,8 @@
 
 Each runs inside one unit of work: the state it writes and the events it announces commit
 together (a safety alert is in the same transaction as the score that raised it), and every
-refusal is raised before the first write, so nothing is half-stored.
+refusal is raised before the first write, so nothing is half-stored. Every event names the
+episode's organisation as recorded from its intake (``episodes.organisation_id``).
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ async def _accept(uow: UnitOfWork, episode: Episode, s: Submission, policy: Outc
             subscales=dict(s.subscales), baseline_total=None if s.baseline_total is None else float(s.baseline_total),
             change_from_baseline=None if s.change_from_baseline is None else float(s.change_from_baseline),
             reliable_change=s.reliable_change, flags=list(s.flags), administered_at=s.administered_at,
-            scored_at=s.scored_at, alert_ids=list(alert_ids),
+            scored_at=s.scored_at, alert_ids=list(alert_ids), organisation_id=episode.organisation_id,
         ),
         correlation_id=episode.correlation_id,
     )
@@ -109,6 +110,7 @@ async def _raise_alert_with_id(uow: UnitOfWork, episode: Episode, decision: rule
             episode_id=episode.episode_id, alert_id=alert_id, kind=decision.kind, urgency=decision.urgency,
             reason_code=decision.reason_code, clinician_id=clinician, submission_id=submission_id,
             instrument=decision.instrument, raised_at=now, session_number=decision.session_number,
+            organisation_id=episode.organisation_id,
         ),
         correlation_id=correlation_id,
     )
@@ -226,6 +228,7 @@ async def resolve_alert(cmd: ResolveAlert, uow: UnitOfWork, alert_id: UUID, who:
             episode_id=alert["episode_id"], alert_id=alert_id, kind=AlertKind(alert["kind"]), resolved_by=who.sub,
             action=resolution.action, resolved_at=resolution.resolved_at,
             linked_submission_ids=[r["submission_id"] for r in links],
+            organisation_id=episode.organisation_id if episode else None,
         ),
         correlation_id=episode.correlation_id if episode else None,
     )
@@ -327,6 +330,7 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
         evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
         attended_sessions=attended, counts_toward_recovery=c.counts_toward_recovery,
         paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
+        organisation_id=episode.organisation_id,
     ))
     write = repo.add_evaluation if current is None else repo.replace_evaluation
     await write(

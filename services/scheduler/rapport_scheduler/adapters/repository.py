@@ -99,6 +99,11 @@ async def access_scope(conn: asyncpg.Connection, *, course_id: UUID | None = Non
                                episode_id)
 
 
+async def organisation_of(conn: asyncpg.Connection, course_id: UUID) -> str | None:
+    """The organisation recorded for a course when it was planned (None: it names none)."""
+    return await conn.fetchval("SELECT organisation_id FROM courses WHERE course_id = $1", course_id)
+
+
 async def availability(conn: asyncpg.Connection, course_id: UUID) -> Availability | None:
     raw = await conn.fetchval("SELECT availability FROM courses WHERE course_id = $1", course_id)
     return Availability.model_validate_json(raw) if raw else None
@@ -122,8 +127,9 @@ def _checklist_json(c: Course) -> str:
 async def save(conn: asyncpg.Connection, course: Course, *, before: Course | None, now: datetime,
                availability: Availability | None = None, organisation_id: str | None = None) -> None:
     """Write ``course`` (decided from ``before``, the state loaded in this transaction).
-    ``organisation_id`` (who may see the course, access.py) is written when the course is created;
-    it is not part of the aggregate (its events do not carry it) and never changes."""
+    ``organisation_id`` (who may see the course, access.py) is written when the course is created
+    and never changes; it is not part of the aggregate (the service layer stamps it on the course's
+    events, ``handlers._commit``)."""
     c = course
     common = (c.template_id, c.clinician_id, c.contracted, c.phase.value, c.focus.model_dump_json() if c.focus else None,
               _history_json(c), _checklist_json(c), c.attended, c.consecutive_missed, _json(sorted(c.notices)),

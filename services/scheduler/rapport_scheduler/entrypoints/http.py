@@ -176,12 +176,13 @@ async def start_maintenance(course_id: UUID, cmd: commands.StartMaintenance, req
                       lambda c, ctx: D.start_maintenance(c, cmd.sessions, cmd.reason_code, ctx))
 
 
-@router.get("/{course_id}/timers", summary="The course's pending durable timers")
+@router.get("/{course_id}/timers", summary="The course's pending durable timers (parked ones with parked_at)")
 async def timers(course_id: UUID, request: Request) -> dict:
     deps = request.app.state.scheduler
     async with request.app.state.runtime.pool.acquire() as conn:
         pending = await deps.timers.pending(conn, handlers.timer_key(course_id))
-    return {"timers": [{"kind": t.kind, "due_at": t.due_at.isoformat(), "attempts": t.attempts} for t in pending]}
+    return {"timers": [{"kind": t.kind, "due_at": t.due_at.isoformat(), "attempts": t.attempts,
+                        "parked_at": t.parked_at.isoformat() if t.parked_at else None} for t in pending]}
 
 
 # -- calendar configuration --------------------------------------------------------------------

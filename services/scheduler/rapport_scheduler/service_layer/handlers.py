@@ -10,6 +10,7 @@ from typing import Callable
 from uuid import UUID, uuid5
 
 from rapport_shared.contracts import IntakeCompletedV1
+from rapport_shared.contracts.base import EpisodeEventData
 from rapport_shared.contracts.intake import Availability
 from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
 from rapport_shared.logging import get_logger
@@ -89,8 +90,13 @@ async def _commit(uow: UnitOfWork, deps: Deps, d: D.Decision, *, availability: A
         return
     await repo.save(uow.conn, d.course, before=d.before, now=uow.now(), availability=availability,
                     organisation_id=organisation_id)
+    # Every event of the course names the episode's organisation (partners filter by it, consumers
+    # scope by it): the one recorded when the course was planned, else the configured default —
+    # the same rule as the access resolvers (access.py). The decider stays pure and org-free.
+    org = (organisation_id or await repo.organisation_of(uow.conn, d.course.course_id)
+           or deps.default_organisation)
     for event in d.events:
-        await uow.emit(event)
+        await uow.emit(event.with_organisation(org) if isinstance(event, EpisodeEventData) else event)
     # Timers follow from the state: armed, moved or cancelled in this same transaction.
     await deps.timers.sync(uow.conn, timer_key(d.course.course_id), D.desired_timers(d.course),
                            kinds=D.TIMER_KINDS, now=uow.now())
