@@ -174,7 +174,10 @@ async def run(args: argparse.Namespace) -> int:
                 for r in records:
                     if remaining is not None and r.offset >= end[tp]:
                         continue
-                    status, data, errors = validator.check(r.key, r.value, r.headers)
+                    try:
+                        status, data, errors = validator.check(r.key, r.value, r.headers)
+                    except (RecursionError, MemoryError) as exc:  # e.g. JSON nested deeper than the parser goes
+                        status, data, errors = "invalid", None, [f"value: cannot be checked ({type(exc).__name__})"]
                     h = {k: (v or b"").decode("utf-8", "replace") for k, v in r.headers or ()}
                     counts[status] += 1
                     if status == "valid" and not partner.handle(h["ce_id"], h["ce_type"], h["ce_subject"], data):

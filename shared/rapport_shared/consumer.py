@@ -59,6 +59,13 @@ from .uow import UnitOfWork
 from .outbox import Outbox
 from .clock import Clock, SystemClock
 
+
+def _type_label(event_type: str) -> str:
+    """A metric label for a record's type: catalogued types by name, anything else as one
+    "uncatalogued" value, so hostile records cannot grow the metrics without bound."""
+    return event_type if model_for(event_type) is not None else "uncatalogued"
+
+
 log = get_logger(__name__)
 
 Handler = Callable[[UnitOfWork, CloudEvent, Any], Awaitable[None]]
@@ -160,7 +167,7 @@ class EventConsumer:
             await self._dead_letter(record, "type_topic_mismatch", error, event)
             return Outcome("dead_lettered", event.id, error)
         if entry is None:
-            EVENTS_CONSUMED.labels(record.topic, event.type, "ignored").inc()
+            EVENTS_CONSUMED.labels(record.topic, _type_label(event.type), "ignored").inc()
             return Outcome("ignored", event.id)
         model, handler = entry
         try:
@@ -277,5 +284,5 @@ class EventConsumer:
                 log.warning("dead-letter publish failed; retrying", error=repr(exc), retry_in_s=round(delay, 3))
                 await asyncio.sleep(delay)
         DEAD_LETTERED.labels(record.topic, reason).inc()
-        EVENTS_CONSUMED.labels(record.topic, event.type if event else "", "dead_lettered").inc()
+        EVENTS_CONSUMED.labels(record.topic, _type_label(event.type) if event else "", "dead_lettered").inc()
         log.error("record dead-lettered", reason=reason, error=error, dlq_topic=target)
