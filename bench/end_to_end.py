@@ -53,7 +53,7 @@ class Episode:
 
 
 def clinician_of(i: int, tag: str) -> str:
-    return f"clin-{tag}-{i // CASELOAD:03d}"
+    return f"clin-b{tag}-{i // CASELOAD:03d}"
 
 
 def intakes(running, count: int, interval_s: float, tag: str) -> list[Episode]:

@@ -56,7 +56,7 @@ async def run(running, episodes: int) -> list[Figure]:
         if not (checks and all(c["equal"] for c in checks)):
             raise RuntimeError(f"the replayed projection differs from live: {checks}")
     finally:
-        await asyncio.to_thread(replay, running, "drop", "--shadow", shadow)
+        await asyncio.to_thread(replay, running, "drop", "--shadow", shadow, "--apply")
     cohort = f"{episodes + 1} episodes (incl. warm-up)"
     return [
         rate(NAME, f"rapport-{SERVICE} replay run: its own time", records, seconds, unit="records/s",

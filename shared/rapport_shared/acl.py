@@ -3,14 +3,15 @@
 The ACL set is data (:data:`SERVICES`, :func:`desired_acls`); :func:`apply_acls` makes a cluster
 match it with ``confluent_kafka``'s AdminClient (aiokafka has no ACL API), connecting as a super
 user (``admin`` in the compose secure profile). Creating an ACL that exists is a no-op, so applying
-is idempotent; ``prune=True`` also deletes ACLs that are not in the set (e.g. a removed partner).
+is idempotent; ``prune=True`` also deletes ACLs that are not in the set (e.g. a removed partner),
+unless ``prune_dry_run=True``, which only lists them (the command lines prune only with ``--apply``).
 
 Principals are ``User:<name>``, authenticated with SASL/PLAIN (``deploy/kafka/kafka-run.sh``,
 ``KAFKA_SECURE=1``). With ``allow.everyone.if.no.acl.found=false`` anything not granted here is
 refused — except for the super users (``User:broker``, ``User:admin``).
 
     python -m rapport_shared.acl show  [--partner demo ...] [--json]
-    python -m rapport_shared.acl apply [--bootstrap HOST:PORT] [--partner demo ...] [--prune]
+    python -m rapport_shared.acl apply [--bootstrap HOST:PORT] [--partner demo ...] [--prune [--apply]]
                                        [--no-topics] [--wait SECONDS]
     rapport acls show|apply ...     (the same from the ``rapport`` CLI)
 
@@ -37,7 +38,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from .settings import KafkaSecurity
-from .topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS, dlq_topic
+from .topics import (COURSE, ERASURES, INTAKE, NOTIFICATIONS, OUTCOMES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS,
+                     SHARED_TOPICS, dlq_topic)
 
 CLOCK_TOPIC = "rapport.clock"  # = clock.CLOCK_TOPIC (not imported: clock pulls in more than needed)
 PRIVATE_PREFIX = "rapport.private."
@@ -82,21 +84,26 @@ class ServiceAccess:
 
 SERVICES: dict[str, ServiceAccess] = {
     "intake": ServiceAccess(
-        writes=(INTAKE, PRIVATE_CONTACTS),
-        # intake owns the compacted private topic: ensure_private_topic describes and fixes its config.
-        extra=((PRIVATE_CONTACTS, "ALTER_CONFIGS"), (PRIVATE_CONTACTS, "DESCRIBE_CONFIGS")),
+        # the private contacts path, the per-person data keys (crypto-shredding) and the erasure
+        # notices (docs/privacy.md)
+        writes=(INTAKE, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS, ERASURES),
+        # intake owns these topics: ensure_private_topic describes and fixes their config.
+        extra=tuple((t, op) for t in (PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS, ERASURES)
+                    for op in ("ALTER_CONFIGS", "DESCRIBE_CONFIGS")),
     ),
     "scheduler": ServiceAccess(writes=(COURSE,), reads=(INTAKE, OUTCOMES, CLOCK_TOPIC),
                                reads_without_dlq=(CLOCK_TOPIC,)),
-    "outcomes": ServiceAccess(writes=(OUTCOMES,), reads=(INTAKE, COURSE, CLOCK_TOPIC),
-                              reads_without_dlq=(CLOCK_TOPIC,)),
+    # outcomes reads the erasure notices (pseudonymous id + organisation only) to erase its free
+    # text; never a rapport.private.* topic.
+    "outcomes": ServiceAccess(writes=(OUTCOMES,), reads=(INTAKE, COURSE, CLOCK_TOPIC, ERASURES),
+                              reads_without_dlq=(CLOCK_TOPIC, ERASURES)),
     "notifier": ServiceAccess(
         writes=(NOTIFICATIONS,),
         reads=(*SHARED_TOPICS, CLOCK_TOPIC),
         reads_without_dlq=(CLOCK_TOPIC,),
-        read_prefixes=(PRIVATE_PREFIX,),
-        # its contacts reader calls ensure_private_topic, which reads the topic's config
-        extra=((PRIVATE_CONTACTS, "DESCRIBE_CONFIGS"),),
+        read_prefixes=(PRIVATE_PREFIX,),  # rapport.private.contacts and rapport.private.person-keys
+        # its contacts reader calls ensure_private_topic, which reads the topics' config
+        extra=((PRIVATE_CONTACTS, "DESCRIBE_CONFIGS"), (PRIVATE_PERSON_KEYS, "DESCRIBE_CONFIGS")),
     ),
 }
 
@@ -170,11 +177,13 @@ def desired_acls(partners: Sequence[str] = DEFAULT_PARTNERS,
 def desired_topics(partitions: int = 3, replication: int = 1) -> dict[str, tuple[int, int, dict[str, str]]]:
     """Topics the ACL set refers to by literal name, created up front by :func:`apply_acls` so that a
     principal with READ only never needs CREATE: name -> (partitions, replication, config)."""
-    from .private_contacts import DEFAULT_TOPIC_CONFIG  # noqa: PLC0415
+    from .private_contacts import DEFAULT_TOPIC_CONFIG, ERASURES_TOPIC_CONFIG, KEYS_TOPIC_CONFIG  # noqa: PLC0415
 
     keep = {"retention.ms": "-1"}  # as kafka.ensure_topics: event topics are the system of record
     topics: dict[str, tuple[int, int, dict[str, str]]] = {t: (partitions, replication, keep) for t in SHARED_TOPICS}
     topics[PRIVATE_CONTACTS] = (partitions, replication, dict(DEFAULT_TOPIC_CONFIG))
+    topics[PRIVATE_PERSON_KEYS] = (partitions, replication, dict(KEYS_TOPIC_CONFIG))
+    topics[ERASURES] = (partitions, replication, dict(ERASURES_TOPIC_CONFIG))
     topics[CLOCK_TOPIC] = (1, replication, keep)  # as clock.py: one partition, total order
     for service in SERVICES:
         for dlq in service_dlq_topics(service):
@@ -241,11 +250,14 @@ class ApplyReport:
     deleted: list[Acl] = field(default_factory=list)
     extra: list[Acl] = field(default_factory=list)  # present, not desired, kept (prune=False)
     topics_created: list[str] = field(default_factory=list)
+    would_delete: list[Acl] = field(default_factory=list)  # prune with prune_dry_run: listed, kept
 
     def summary(self) -> str:
         return (f"{len(self.created)} ACL(s) created, {len(self.unchanged)} already present, "
                 f"{len(self.deleted)} deleted, {len(self.extra)} not in the set (kept); "
-                f"{len(self.topics_created)} topic(s) created")
+                f"{len(self.topics_created)} topic(s) created"
+                + (f"; dry run: {len(self.would_delete)} ACL(s) not in the set would be deleted, add --apply"
+                   if self.would_delete else ""))
 
 
 def current_acls(admin: Any, timeout: float = 30.0) -> list[Acl]:
@@ -279,14 +291,17 @@ def ensure_topics(admin: Any, topics: dict[str, tuple[int, int, dict[str, str]]]
 
 def apply_acls(bootstrap: str, security: KafkaSecurity | None = None, *, partners: Sequence[str] = DEFAULT_PARTNERS,
                acls: Iterable[Acl] | None = None, create_topics: bool = True, partitions: int = 3,
-               replication: int = 1, prune: bool = False, timeout: float = 30.0) -> ApplyReport:
+               replication: int = 1, prune: bool = False, prune_dry_run: bool = False, timeout: float = 30.0,
+               client_config: dict[str, Any] | None = None) -> ApplyReport:
     """Make the cluster's ACLs include (``prune``: equal) the desired set, as a super user.
 
     ``security`` are the admin's credentials (None = ``RAPPORT_KAFKA_*`` from the environment).
     With ``create_topics`` the topics of :func:`desired_topics` are created first if missing.
+    ``prune_dry_run``: list what ``prune`` would delete (``would_delete``), delete nothing.
+    ``client_config``: extra AdminClient settings (the command line's logging and timeouts).
     """
     wanted = sorted(set(acls) if acls is not None else set(desired_acls(partners)))
-    admin = admin_client(bootstrap, security)
+    admin = admin_client(bootstrap, security, **(client_config or {}))
     report = ApplyReport()
     if create_topics:
         report.topics_created = ensure_topics(admin, desired_topics(partitions, replication), timeout)
@@ -296,7 +311,9 @@ def apply_acls(bootstrap: str, security: KafkaSecurity | None = None, *, partner
     stale = sorted(have - set(wanted))
     if report.created:
         _wait_all(admin.create_acls([_binding(a) for a in report.created], request_timeout=timeout), timeout)
-    if prune and stale:
+    if prune and stale and prune_dry_run:
+        report.would_delete = stale
+    elif prune and stale:
         _wait_all(admin.delete_acls([_filter(a) for a in stale], request_timeout=timeout), timeout)
         report.deleted = stale
     else:
@@ -357,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--json", action="store_true")
         else:
             s.add_argument("--bootstrap", default=os.environ.get("RAPPORT_KAFKA_BOOTSTRAP", "localhost:9092"))
-            s.add_argument("--prune", action="store_true", help="delete ACLs that are not in the set")
+            s.add_argument("--prune", action="store_true",
+                           help="delete ACLs that are not in the set (a dry run listing them unless --apply)")
+            s.add_argument("--apply", action="store_true", help="with --prune: really delete")
             s.add_argument("--no-topics", action="store_true", help="do not create the topics first")
             s.add_argument("--partitions", type=int, default=3)
             s.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the broker")
@@ -375,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     security = KafkaSecurity()
     try:
         wait_for_cluster(args.bootstrap, security, args.wait)
-        report = apply_acls(args.bootstrap, security, partners=partners, prune=args.prune,
+        report = apply_acls(args.bootstrap, security, partners=partners, prune=args.prune, prune_dry_run=not args.apply,
                             create_topics=not args.no_topics, partitions=args.partitions)
     except (AclError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -386,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"+ {a}")
     for a in report.deleted:
         print(f"- {a}")
+    for a in report.would_delete:
+        print(f"- (dry run) {a} (not in the set; --prune --apply deletes it)")
     for a in report.extra:
         print(f"? {a} (not in the set; kept, use --prune to delete)")
     print(report.summary())

@@ -1,17 +1,25 @@
-"""Command lines: each service's ``rapport-<svc> migrate|run|openapi`` and ``rapport-admin``."""
+"""Command lines: each service's ``rapport-<svc> migrate|run|openapi|replay`` and ``rapport-admin``.
+
+Typer applications in the style of ``rapport`` (tools/cli.py): every option has help, ``--debug``
+is global, and a Postgres that cannot be reached, a missing file or a refusal is one line on stderr
+with exit code 2 (cli_common.py). ``service_main``/``admin_main(argv)`` return the exit code (0, or
+1 where a command reports a difference) and exit (SystemExit) on --help and on errors."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
 import sys
+import traceback
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, List, NoReturn, Optional
 
-from . import db
+import asyncpg
+import typer
+
+from . import cli_common, db
 from .http.auth import DEV_KID_PREFIX, TokenAuthority, TokenIssuer
 from .logging import configure_logging
 from .settings import ServiceSettings
@@ -19,40 +27,95 @@ from .settings import ServiceSettings
 SERVICES = ("intake", "scheduler", "outcomes", "notifier")
 # The development issuer's private key, committed in the repository (deploy/dev-keys/README.md).
 DEV_SIGNING_KEY = Path("deploy") / "dev-keys" / "issuer.jwk.json"
+PG_CONNECT_TIMEOUT_S = 10  # a Postgres that does not answer is an error within seconds
 
 
-def service_main(name: str, load_settings: Callable[[], ServiceSettings], build_app: Callable, argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=f"rapport-{name}", description=f"Rapport {name} service")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("migrate", help="apply this service's SQL migrations to its schema, then exit")
-    sub.add_parser("run", help="run the service (HTTP API, consumers, outbox relay)")
-    sub.add_parser("openapi", help="print the OpenAPI document")
-    _replay_parser(sub)
-    args = p.parse_args(argv)
-    try:
-        settings = load_settings()
-        _check_token_verification(settings)
-    except (ValueError, RuntimeError, OSError) as exc:
-        # One clear line, not a traceback: a refused configuration (production with an HMAC secret,
-        # without a JWKS, with a development key; an unreadable JWKS) is the operator's to fix.
-        # ValidationError's own text would also print the input values, secrets included.
-        print(f"rapport-{name}: refusing to start: {_config_error(exc)}", file=sys.stderr)
-        return 2
-    configure_logging(name, settings.log_format, settings.log_level)
-    if args.cmd == "migrate":
-        return asyncio.run(_migrate(settings, build_app))
-    if args.cmd == "replay":
-        from .replay_cli import main as replay_main
+CTX = cli_common.CONTEXT_SETTINGS
 
-        return replay_main(name, settings, build_app, args)
-    app = build_app(settings)
-    if args.cmd == "openapi":
-        print(json.dumps(app.openapi(), indent=2))
+
+def _typer(help_: str) -> typer.Typer:
+    return typer.Typer(add_completion=False, no_args_is_help=True, help=help_, context_settings=CTX,
+                       pretty_exceptions_enable=False, rich_markup_mode="rich")
+
+
+def _debug_option() -> Any:
+    return typer.Option(False, "--debug", envvar="RAPPORT_DEBUG", help=cli_common.DEBUG_HELP)
+
+
+def service_app(name: str, load_settings: Callable[[], ServiceSettings], build_app: Callable) -> typer.Typer:
+    """``rapport-<name>``: migrate | run | openapi | replay ... (Typer, the style of ``rapport``)."""
+    prog = f"rapport-{name}"
+    app = _typer(f"Rapport {name} service: migrate its schema, run it, print its OpenAPI document, rebuild its "
+                 "projection by replay (docs/replay.md). Settings come from the RAPPORT_* environment.")
+
+    @app.callback()
+    def _root(debug: bool = _debug_option()) -> None:
+        cli_common.set_debug(debug)
+
+    def settings_(quiet: bool = True) -> ServiceSettings:
+        try:
+            settings = load_settings()
+            _check_token_verification(settings)
+        except (ValueError, RuntimeError, OSError) as exc:
+            # One clear line, not a traceback: a refused configuration (production with an HMAC secret,
+            # without a JWKS, with a development key; an unreadable JWKS) is the operator's to fix.
+            # ValidationError's own text would also print the input values, secrets included.
+            if cli_common.debug():
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            print(f"{prog}: refusing to start: {_config_error(exc)}", file=sys.stderr)
+            raise typer.Exit(2)
+        configure_logging(name, settings.log_format, settings.log_level)
+        if quiet:  # one-shot commands report failures themselves; the running service logs them
+            cli_common.quiet_libraries()
+        return settings
+
+    @app.command("migrate")
+    @cli_common.leaf
+    def migrate(
+        status: bool = typer.Option(False, "--status", help="only show which migrations are applied and which "
+                                                            "pending (changes nothing; exit 0)"),
+        as_json: bool = typer.Option(False, "--json", help=cli_common.JSON_HELP + " (migrate prints JSON anyway)"),
+    ) -> int:
+        """Apply this service's SQL migrations to its schema, then exit (--status: list them)."""
+        settings = settings_()
+        if status:
+            report = cli_common.guard(prog, lambda: asyncio.run(_migration_status(settings, build_app)),
+                                      postgres=settings.database_dsn)
+            _print_status(report, as_json)
+            return 0
+        applied = cli_common.guard(prog, lambda: asyncio.run(_migrate(settings, build_app)),
+                                   postgres=settings.database_dsn)
+        print(json.dumps({"service": settings.service_name, "applied": applied}))
         return 0
-    import uvicorn
 
-    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
-    return 0
+    @app.command("run")
+    @cli_common.leaf
+    def run() -> int:
+        """Run the service (HTTP API, consumers, outbox relay)."""
+        settings = settings_(quiet=False)
+        app_ = build_app(settings)
+        import uvicorn  # noqa: PLC0415
+
+        uvicorn.run(app_, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
+        return 0
+
+    @app.command("openapi")
+    @cli_common.leaf
+    def openapi() -> int:
+        """Print the OpenAPI document (JSON)."""
+        settings = settings_()
+        print(json.dumps(build_app(settings).openapi(), indent=2))
+        return 0
+
+    from .replay_cli import replay_app  # noqa: PLC0415
+
+    app.add_typer(replay_app(name, prog, settings_, build_app), name="replay")
+    return app
+
+
+def service_main(name: str, load_settings: Callable[[], ServiceSettings], build_app: Callable,
+                 argv: list[str] | None = None) -> int:
+    return cli_common.invoke(service_app(name, load_settings, build_app), f"rapport-{name}", argv)
 
 
 def _check_token_verification(settings: ServiceSettings) -> None:
@@ -75,39 +138,57 @@ def _config_error(exc: Exception) -> str:
     return str(exc)
 
 
-def _replay_parser(sub) -> None:
-    rp = sub.add_parser("replay", help="rebuild this service's projection from Kafka into a shadow schema (docs/replay.md)")
-    rsub = rp.add_subparsers(dest="replay_cmd", required=True)
-    admin = {"default": os.environ.get("RAPPORT_ADMIN_DSN"), "help": "Postgres admin DSN (or RAPPORT_ADMIN_DSN)"}
-    run = rsub.add_parser("run", help="replay into a shadow schema with a fresh consumer group (resumes an existing shadow)")
-    run.add_argument("--shadow", help="shadow schema (default <schema>_replay_<UTC timestamp>)")
-    run.add_argument("--group", help="consumer group (default <group>-replay-<UTC timestamp>; a resumed shadow keeps its own)")
-    run.add_argument("--since", help="start at this time (RFC 3339 or epoch ms) instead of the beginning")
-    run.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds")
-    run.add_argument("--no-verify", action="store_true", help="do not compare with the live projection at the end")
-    run.add_argument("--admin-dsn", **admin)
-    ver = rsub.add_parser("verify", help="content hash per projection table, shadow against live (exit 1 if any differ)")
-    ver.add_argument("--shadow", required=True)
-    ver.add_argument("--json", action="store_true")
-    sw = rsub.add_parser("swap", help="replace the live projection with the shadow's (dry run unless --apply)")
-    sw.add_argument("--shadow", required=True)
-    sw.add_argument("--apply", action="store_true")
-    sw.add_argument("--admin-dsn", **admin)
-    dr = rsub.add_parser("drop", help="drop a shadow schema")
-    dr.add_argument("--shadow", required=True)
-    dr.add_argument("--admin-dsn", **admin)
-    rsub.add_parser("describe", help="print what this service's projection is")
-
-
-async def _migrate(settings: ServiceSettings, build_app: Callable) -> int:
+async def _migrate(settings: ServiceSettings, build_app: Callable) -> list[str]:
     runtime = build_app(settings).state.runtime
-    conn = await __import__("asyncpg").connect(settings.database_dsn)
+    conn = await asyncpg.connect(settings.database_dsn, timeout=PG_CONNECT_TIMEOUT_S)
     try:
-        applied = await db.migrate(conn, settings.db_schema, runtime.migrations)
+        return await db.migrate(conn, settings.db_schema, runtime.migrations)
     finally:
         await conn.close()
-    print(json.dumps({"service": settings.service_name, "applied": applied}))
-    return 0
+
+
+async def _migration_status(settings: ServiceSettings, build_app: Callable) -> dict[str, Any]:
+    """Which of the service's migrations its schema has (and when), which are pending, and any
+    applied one whose file changed since (``migrate`` would refuse: never edit an applied file)."""
+    migrations = build_app(settings).state.runtime.migrations
+    conn = await asyncpg.connect(settings.database_dsn, timeout=PG_CONNECT_TIMEOUT_S)
+    try:
+        table = f"{db.ident(settings.db_schema)}.schema_migrations"
+        rows = []
+        if await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            rows = await conn.fetch(f"SELECT version, checksum, applied_at FROM {table} ORDER BY version")
+    finally:
+        await conn.close()
+    done = {r["version"]: r for r in rows}
+    known = {m.version: m for m in migrations}
+    order = [m.version for m in migrations if m.version in done] + [v for v in done if v not in known]
+    applied = [{"version": v, "applied_at": done[v]["applied_at"].isoformat(),
+                "changed": v in known and known[v].checksum != done[v]["checksum"]} for v in order]
+    return {"service": settings.service_name, "schema": settings.db_schema, "applied": applied,
+            "pending": [m.version for m in migrations if m.version not in done],
+            "unknown": [v for v in done if v not in known]}
+
+
+def _print_status(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
+    t = Table(title=f"Migrations of {report['service']} (schema {report['schema']})", title_justify="left")
+    for col in ("version", "state", "applied at"):
+        t.add_column(col)
+    for a in report["applied"]:
+        t.add_row(a["version"], "[red]applied, file changed since[/red]" if a["changed"] else "[green]applied[/green]",
+                  a["applied_at"])
+    for v in report["pending"]:
+        t.add_row(v, "[yellow]pending[/yellow]", "")
+    for v in report["unknown"]:
+        t.add_row(v, "applied, no such file here (a newer version's?)", "")
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(t)
+    print(f"{len(report['applied'])} applied, {len(report['pending'])} pending"
+          + ("; `migrate` applies them" if report["pending"] else ""), file=sys.stderr)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -173,138 +254,197 @@ def _write_private(path: Path, doc: dict[str, Any]) -> None:
         f.write(json.dumps(doc, indent=2) + "\n")
 
 
-def _admin_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rapport-admin", description="Rapport operator commands")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    prov = sub.add_parser("provision", help="create each service's Postgres role and schema (admin DSN)")
-    prov.add_argument("--admin-dsn", default=os.environ.get("RAPPORT_ADMIN_DSN"))
-    prov.add_argument("--database", default=os.environ.get("RAPPORT_DATABASE", "rapport"))
-    prov.add_argument("--services", nargs="*", default=list(SERVICES))
+def admin_app() -> typer.Typer:
+    """``rapport-admin``: provision | token | keys new|jwks | pseudonym (Typer, the style of ``rapport``)."""
+    prog = "rapport-admin"
+    app = _typer("Rapport operator commands: provision the database, issue development tokens, manage the "
+                 "development issuer's signing keys, derive pseudonymous ids.")
+    keys_app = _typer("Signing keys of the development issuer: new keys, JWKS for rotation (docs/access.md).")
+    app.add_typer(keys_app, name="keys")
+
+    def usage(message: str, exc: BaseException | None = None) -> NoReturn:
+        cli_common.fail(prog, message, exc)
+
+    @app.callback()
+    def _root(debug: bool = _debug_option()) -> None:
+        cli_common.set_debug(debug)
+
+    @app.command("provision")
+    @cli_common.leaf
+    def provision(
+        admin_dsn: Optional[str] = typer.Option(None, "--admin-dsn", envvar="RAPPORT_ADMIN_DSN",
+                                                help="Postgres DSN of an administrator"),
+        database: str = typer.Option("rapport", "--database", envvar="RAPPORT_DATABASE",
+                                     help="the database holding the services' schemas"),
+        services: Optional[List[str]] = typer.Option(
+            None, "--services", help=f"services to provision (repeatable, or several after one --services; "
+                                     f"default all: {' '.join(SERVICES)})"),
+        more: Optional[List[str]] = typer.Argument(None, metavar="[SERVICE]...", show_default=False,
+                                                   help="more services (as in `--services intake scheduler`)"),
+    ) -> int:
+        """Create each service's Postgres role and schema (idempotent). Each role's password comes from
+        RAPPORT_DB_PASSWORD_<SERVICE>."""
+        chosen = [*(services or []), *(more or [])] or list(SERVICES)
+        if not admin_dsn:
+            usage("--admin-dsn or RAPPORT_ADMIN_DSN is required")
+        unknown = [svc for svc in chosen if svc not in SERVICES]
+        if unknown:
+            usage(f"unknown service(s) {', '.join(unknown)}: choose from {', '.join(SERVICES)}")
+        passwords = {}
+        for svc in chosen:
+            passwords[svc] = os.environ.get(f"RAPPORT_DB_PASSWORD_{svc.upper()}")
+            if not passwords[svc]:
+                usage(f"RAPPORT_DB_PASSWORD_{svc.upper()} is not set")
+
+        async def go() -> None:
+            for svc in chosen:
+                await db.provision(admin_dsn, database, svc, passwords[svc])
+                print(f"provisioned role rapport_{svc} and schema {svc}")
+
+        cli_common.guard(prog, lambda: asyncio.run(go()), postgres=admin_dsn)
+        return 0
 
     max_s = _env_int("RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S", ServiceSettings.model_fields["auth_max_token_lifetime_s"].default)
-    tok = sub.add_parser(
-        "token", help="issue a signed bearer token (the development issuer: ES256 with a private JWK)",
-        description="Sign a bearer token with a private JWK (ES256), as the development issuer. In production "
-                    "tokens come from your identity provider (docs/access.md); the services hold only its JWKS.")
-    tok.add_argument("--sub", required=True, help="the subject (a clinician id, a person id for patient_app, ...)")
-    tok.add_argument("--role", action="append", required=True, help="a role (repeat for several)")
-    tok.add_argument("--org", default=None, help="the organisation the caller acts for (claim org)")
-    tok.add_argument("--hours", type=float, default=8,
-                     help=f"lifetime in hours (default 8), at most the services' RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S "
-                          f"(here {max_s} s = {max_s / 3600:g} h; set that variable to the services' value)")
-    tok.add_argument("--audience", default=os.environ.get("RAPPORT_AUTH_AUDIENCE", "rapport"),
-                     help="claim aud (default RAPPORT_AUTH_AUDIENCE or rapport)")
-    tok.add_argument("--issuer", default=os.environ.get("RAPPORT_AUTH_ISSUER", "rapport"),
-                     help="claim iss (default RAPPORT_AUTH_ISSUER or rapport)")
-    how = tok.add_mutually_exclusive_group()
-    how.add_argument("--key", type=Path, default=None,
-                     help="private EC P-256 JWK to sign with (default RAPPORT_AUTH_SIGNING_KEY, else the "
-                          "development key deploy/dev-keys/issuer.jwk.json of this repository)")
-    how.add_argument("--secret", default=None,
-                     help="DEVELOPMENT ONLY: sign HS256 with a shared secret (services configured with "
-                          "RAPPORT_AUTH_SECRET and no JWKS; production refuses such services)")
-    tok.set_defaults(max_lifetime_s=max_s)
 
-    keys = sub.add_parser("keys", help="signing keys of the development issuer: new keys, JWKS for rotation")
-    ksub = keys.add_subparsers(dest="keys_cmd", required=True)
-    new = ksub.add_parser(
-        "new", help="write a new private EC P-256 JWK (<out>/<kid>.jwk.json, mode 600) and print its public JWKS",
-        description="Write a new signing key. For a rotation, publish old and new public keys together "
-                    "(--jwks FILE adds the new one to an existing JWKS, or `rapport-admin keys jwks OLD NEW`), "
-                    "let the services pick it up, then sign with the new key, and drop the old one once its "
-                    "tokens have expired (docs/access.md).")
-    new.add_argument("--kid", required=True, help="key id (production refuses ids starting with "
-                                                  f"{DEV_KID_PREFIX!r})")
-    new.add_argument("--out", type=Path, required=True, help="directory for <kid>.jwk.json")
-    new.add_argument("--jwks", type=Path, default=None,
-                     help="also add the public key to this JWKS file (created if missing; written in place)")
-    merge = ksub.add_parser("jwks", help="print one JWKS of the public keys in the given JWK/JWKS files",
-                            description="Merge the public parts of JWK files (private or public) and JWKS files "
-                                        "into one JWKS: during a rotation it holds both keys, so tokens of either verify.")
-    merge.add_argument("files", nargs="+", type=Path)
-    merge.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
-    return p
-
-
-def _token(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.hours <= 0:
-        p.error("--hours must be positive")
-    if args.hours * 3600 > args.max_lifetime_s:
-        p.error(f"--hours {args.hours:g} is over the services' maximum token lifetime "
-                f"({args.max_lifetime_s} s = {args.max_lifetime_s / 3600:g} h, RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S): they "
-                "would refuse the token. Raise RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S on the services (and here) first.")
-    ttl = timedelta(hours=args.hours)
-    if args.secret is not None:
-        print("rapport-admin: HS256 with a shared secret: development only (production refuses it)", file=sys.stderr)
-        print(TokenAuthority(args.secret, issuer=args.issuer, audience=args.audience)
-              .issue(args.sub, args.role, ttl, org=args.org))
+    @app.command("token")
+    @cli_common.leaf
+    def token(
+        sub: str = typer.Option(..., "--sub", help="the subject (a clinician id, a person id for patient_app, ...)"),
+        role: List[str] = typer.Option(..., "--role", help="a role (repeat for several)"),
+        org: Optional[str] = typer.Option(None, "--org", help="the organisation the caller acts for (claim org)"),
+        hours: float = typer.Option(8, "--hours", help=f"lifetime in hours (default 8), at most the services' "
+                                                       f"RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S (here {max_s} s = "
+                                                       f"{max_s / 3600:g} h; set that variable to the services' value)"),
+        audience: str = typer.Option("rapport", "--audience", envvar="RAPPORT_AUTH_AUDIENCE",
+                                     help="claim aud"),
+        issuer: str = typer.Option("rapport", "--issuer", envvar="RAPPORT_AUTH_ISSUER",
+                                   help="claim iss"),
+        key: Optional[Path] = typer.Option(None, "--key", help="private EC P-256 JWK to sign with (default "
+                                                               "RAPPORT_AUTH_SIGNING_KEY, else the development key "
+                                                               "deploy/dev-keys/issuer.jwk.json of this repository)"),
+        secret: Optional[str] = typer.Option(None, "--secret", help="DEVELOPMENT ONLY: sign HS256 with a shared "
+                                                                    "secret (services configured with "
+                                                                    "RAPPORT_AUTH_SECRET and no JWKS; production "
+                                                                    "refuses such services)"),
+    ) -> int:
+        """Issue a signed bearer token (the development issuer: ES256 with a private JWK). In production
+        tokens come from your identity provider (docs/access.md); the services hold only its JWKS."""
+        if key is not None and secret is not None:
+            usage("--key and --secret are mutually exclusive")
+        if hours <= 0:
+            usage("--hours must be positive")
+        if hours * 3600 > max_s:
+            usage(f"--hours {hours:g} is over the services' maximum token lifetime ({max_s} s = {max_s / 3600:g} h, "
+                  "RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S): they would refuse the token. Raise "
+                  "RAPPORT_AUTH_MAX_TOKEN_LIFETIME_S on the services (and here) first.")
+        ttl = timedelta(hours=hours)
+        if secret is not None:
+            print("rapport-admin: HS256 with a shared secret: development only (production refuses it)", file=sys.stderr)
+            print(TokenAuthority(secret, issuer=issuer, audience=audience).issue(sub, role, ttl, org=org))
+            return 0
+        key = key or default_signing_key()
+        if key is None:
+            usage("no signing key: pass --key FILE (a private JWK), set RAPPORT_AUTH_SIGNING_KEY, or run inside the "
+                  "repository (development key deploy/dev-keys/issuer.jwk.json)")
+        try:
+            signer = TokenIssuer.from_file(key, issuer=issuer, audience=audience)
+        except OSError as exc:
+            usage(f"signing key {key}: {exc.strerror or exc}", exc)
+        except (ValueError, KeyError) as exc:
+            usage(f"signing key {key}: {exc}", exc)
+        if signer.kid.startswith(DEV_KID_PREFIX):
+            print(f"rapport-admin: signed with the development key {signer.kid!r} ({key}); production refuses it",
+                  file=sys.stderr)
+        print(signer.issue(sub, role, ttl, org=org))
         return 0
-    key = args.key or default_signing_key()
-    if key is None:
-        p.error("no signing key: pass --key FILE (a private JWK), set RAPPORT_AUTH_SIGNING_KEY, or run inside the "
-                "repository (development key deploy/dev-keys/issuer.jwk.json)")
-    try:
-        issuer = TokenIssuer.from_file(key, issuer=args.issuer, audience=args.audience)
-    except (OSError, ValueError, KeyError) as exc:
-        p.error(f"signing key {key}: {exc}")
-    if issuer.kid.startswith(DEV_KID_PREFIX):
-        print(f"rapport-admin: signed with the development key {issuer.kid!r} ({key}); production refuses it",
-              file=sys.stderr)
-    print(issuer.issue(args.sub, args.role, ttl, org=args.org))
-    return 0
 
+    @keys_app.command("new")
+    @cli_common.leaf
+    def keys_new(
+        kid: str = typer.Option(..., "--kid", help=f"key id (production refuses ids starting with {DEV_KID_PREFIX!r})"),
+        out: Path = typer.Option(..., "--out", "-o", help="directory for <kid>.jwk.json"),
+        jwks: Optional[Path] = typer.Option(None, "--jwks", help="also add the public key to this JWKS file "
+                                                                 "(created if missing; written in place)"),
+    ) -> int:
+        """Write a new private EC P-256 JWK (<out>/<kid>.jwk.json, mode 600) and print its public JWKS.
 
-def _keys(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    try:
-        if args.keys_cmd == "new":
-            args.out.mkdir(parents=True, exist_ok=True)
-            issuer = TokenIssuer.generate(args.kid)
-            path = args.out / f"{args.kid}.jwk.json"
+        For a rotation, publish old and new public keys together (--jwks FILE adds the new one to an
+        existing JWKS, or `rapport-admin keys jwks OLD NEW`), let the services pick it up, then sign
+        with the new key, and drop the old one once its tokens have expired (docs/access.md)."""
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            signer = TokenIssuer.generate(kid)
+            path = out / f"{kid}.jwk.json"
             try:
-                _write_private(path, issuer.private_jwk())
+                _write_private(path, signer.private_jwk())
             except FileExistsError:
-                p.error(f"{path} exists: a key file is never overwritten")
+                usage(f"{path} exists: a key file is never overwritten")
             print(f"rapport-admin: private key written to {path} (keep it secret; the services need only the JWKS)",
                   file=sys.stderr)
-            doc = issuer.jwks()
-            if args.jwks is not None:
-                sources = [args.jwks] if args.jwks.exists() else []
+            doc = signer.jwks()
+            if jwks is not None:
+                sources = [jwks] if jwks.exists() else []
                 doc = merge_jwks([*sources, path])
-                args.jwks.write_text(json.dumps(doc, indent=2) + "\n")
-                print(f"rapport-admin: {args.jwks} now holds {[k['kid'] for k in doc['keys']]}", file=sys.stderr)
-            print(json.dumps(doc, indent=2))
-            return 0
-        doc = merge_jwks(args.files)
-    except (OSError, ValueError, KeyError) as exc:
-        p.error(str(exc))
-    text = json.dumps(doc, indent=2)
-    if args.out is not None:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
-    return 0
+                jwks.write_text(json.dumps(doc, indent=2) + "\n")
+                print(f"rapport-admin: {jwks} now holds {[k['kid'] for k in doc['keys']]}", file=sys.stderr)
+        except (OSError, ValueError, KeyError) as exc:
+            usage(cli_common.one_line(exc) or str(exc), exc)
+        print(json.dumps(doc, indent=2))
+        return 0
+
+    @keys_app.command("jwks")
+    @cli_common.leaf
+    def keys_jwks(
+        files: List[Path] = typer.Argument(..., help="JWK files (private or public) and JWKS files"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
+    ) -> int:
+        """Print one JWKS of the public keys in the given JWK/JWKS files: during a rotation it holds
+        both keys, so tokens of either verify."""
+        try:
+            doc = merge_jwks(files)
+            text = json.dumps(doc, indent=2)
+            if out is not None:
+                out.write_text(text + "\n")
+        except (OSError, ValueError, KeyError) as exc:
+            usage(cli_common.one_line(exc) or str(exc), exc)
+        if out is None:
+            print(text)
+        return 0
+
+    @app.command("pseudonym")
+    @cli_common.leaf
+    def pseudonym(
+        local_ids: List[str] = typer.Argument(..., metavar="LOCAL_ID...",
+                                              help="local identifier(s); - reads one per line from stdin"),
+        key_file: Path = typer.Option(..., "--key-file", help="the organisation's secret key (raw bytes)"),
+        prefix: str = typer.Option("P", "--prefix", help="letters saying what the id names (default P, a person)"),
+    ) -> int:
+        """Derive the pseudonymous id of local identifiers (keyed hash; docs/privacy.md).
+
+        Prints, one per line, the pseudonymous id of each LOCAL_ID (your own patient number, say):
+        PREFIX-base32(HMAC-SHA256(key, LOCAL_ID))[:16], lower case. The same key and LOCAL_ID always
+        give the same id; without the key nobody can go back from the id to the number. Keep the key
+        file as safe as your patient index (at least 16 bytes, e.g. `head -c 32 /dev/urandom > F`)."""
+        from . import pseudonyms  # noqa: PLC0415
+
+        try:
+            secret = key_file.read_bytes()
+        except OSError as exc:
+            usage(f"key file {key_file}: {exc.strerror or exc}", exc)
+        ids = [line for x in local_ids for line in (sys.stdin.read().splitlines() if x == "-" else [x])]
+        try:
+            for local_id in ids:
+                if local_id.strip():
+                    print(pseudonyms.derive(secret, local_id, prefix=prefix))
+        except ValueError as exc:
+            usage(str(exc), exc)
+        return 0
+
+    return app
 
 
 def admin_main(argv: list[str] | None = None) -> int:
-    p = _admin_parser()
-    args = p.parse_args(argv)
-    if args.cmd == "token":
-        return _token(p, args)
-    if args.cmd == "keys":
-        return _keys(p, args)
-    if not args.admin_dsn:
-        p.error("--admin-dsn or RAPPORT_ADMIN_DSN is required")
-
-    async def go() -> None:
-        for svc in args.services:
-            password = os.environ.get(f"RAPPORT_DB_PASSWORD_{svc.upper()}")
-            if not password:
-                raise SystemExit(f"RAPPORT_DB_PASSWORD_{svc.upper()} is not set")
-            await db.provision(args.admin_dsn, args.database, svc, password)
-            print(f"provisioned role rapport_{svc} and schema {svc}")
-
-    asyncio.run(go())
-    return 0
+    return cli_common.invoke(admin_app(), "rapport-admin", argv)
 
 
 if __name__ == "__main__":

@@ -8,26 +8,49 @@ per person, and access-restricted (in production Kafka ACLs: intake writes, the 
 no partner principal has any right on it). It is a table, not an event stream: its records are
 not CloudEvents and carry no ``ce_*`` headers.
 
-Record format, version 1:
+Record formats. ``contact.v2`` (written since crypto-shredding, issue 17) is encrypted with the
+person's own data key; ``contact.v1`` (older records, still read) with the master key itself:
 
 ========  =====================================================================================
 key       the pseudonymous person id (UTF-8), e.g. ``P-7f3a``: one live record per person
 value     ``nonce (12 bytes) || AES-256-GCM ciphertext + tag`` of the UTF-8 JSON of
-          ``ContactRecordV1``; associated data ``rapport.private.contacts/v1|<kid>|<person id>``
-          binds the ciphertext to its key id and its record key (a value copied under another
-          person's key does not decrypt)
+          ``ContactRecordV1``; associated data binds the ciphertext to its key id and its record
+          key (a value copied under another person's key does not decrypt):
+          v2: ``rapport.private.contacts/v2|<data key id>|<person id>``, key = the person's data key
+          v1: ``rapport.private.contacts/v1|<kid>|<person id>``, key = master key ``kid``
           ``null`` = tombstone: the person's contact details were erased; compaction then
           removes every earlier value of that key
-headers   ``rapport_record: contact.v1`` (format and version, on every record),
-          ``rapport_alg: A256GCM`` and ``rapport_kid: <key id>`` (values only),
+headers   ``rapport_record: contact.v2`` (or ``contact.v1``; format and version, on every record),
+          ``rapport_alg: A256GCM`` and (values only) v2: ``rapport_dek: <data key id>``,
+          v1: ``rapport_kid: <master key id>``,
           ``rapport_erased: true`` (tombstones only). Nothing personal is ever in a header.
 ========  =====================================================================================
 
-Keys rotate: every value names its key id; readers hold a ``Keyring`` of every key still in use
+Per-person data keys travel on their own compacted topic ``rapport.private.person-keys``
+(``topics.PRIVATE_PERSON_KEYS``; intake writes, the notifier reads), never inside a contact record:
+
+========  =====================================================================================
+key       the pseudonymous person id: one live data key per person
+value     the 32-byte data key wrapped by the master key: ``nonce || AES-256-GCM(master[kid])``,
+          associated data ``rapport.private.person-keys/v1|<kid>|<data key id>|<person id>``
+          ``null`` = tombstone: the person was erased and the data key destroyed
+headers   ``rapport_record: person-key.v1``, ``rapport_alg: A256GCM``, ``rapport_kid: <master key
+          id>``, ``rapport_dek: <data key id>`` (values only), ``rapport_erased: true`` (tombstones)
+========  =====================================================================================
+
+Erasure (crypto-shredding): intake destroys its copy of the data key and publishes the key's
+tombstone; once compaction has removed the key's earlier values, a copy of the contacts topic
+(a dump made before the erasure included) holds only ciphertext whose key exists nowhere.
+What this does not protect against is described in docs/privacy.md (a dump of *both* topics
+made before the erasure, plus the master key, still decrypts: rotate the master key and drop the
+old one to close that too).
+
+Master keys rotate: every value names its key id; readers hold a ``Keyring`` of every key still in use
 and writers encrypt with its active key. To retire a key, make a new one active, have intake
-republish every contact (``POST /v1/admin/contacts/republish``) and, once compaction has removed
-the old values, drop the old key. Dropping a key also makes anything still encrypted with it
-unreadable ("crypto-shredding").
+republish every contact (``POST /v1/admin/contacts/republish``: every live data key is re-wrapped
+with the active master key, every contact re-encrypted with its person's data key, v1 records
+included) and, once compaction has removed the old values, drop the old key. Dropping a key also
+makes anything still encrypted or wrapped with it unreadable.
 
 Configuration (both services): ``RAPPORT_CONTACTS_KEYS`` = JSON object key id → base64 of a
 32-byte key, ``RAPPORT_CONTACTS_ACTIVE_KEY`` = the key id to encrypt with. The built-in
@@ -51,12 +74,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, ValidationError
 
 from .contracts.base import PseudonymousId
-from .topics import PRIVATE_CONTACTS
+from .topics import ERASURES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
-RECORD_FORMAT = "contact.v1"
+RECORD_FORMAT = "contact.v1"  # master-key records (before crypto-shredding); still read
+RECORD_FORMAT_V2 = "contact.v2"  # encrypted with the person's data key
+KEY_FORMAT = "person-key.v1"  # rapport.private.person-keys
+ERASURE_FORMAT = "erasure.v1"  # rapport.erasures
 ALGORITHM = "A256GCM"
 NONCE_BYTES = 12
+DATA_KEY_BYTES = 32
 H_RECORD, H_ALG, H_KID, H_ERASED = "rapport_record", "rapport_alg", "rapport_kid", "rapport_erased"
+H_DEK = "rapport_dek"
 
 # Development only: fixed so that intake and notifier agree without configuration.
 DEV_KEY_ID = "dev-1"
@@ -71,6 +99,11 @@ DEFAULT_TOPIC_CONFIG = {
     "max.compaction.lag.ms": str(24 * 3600 * 1000),
     "delete.retention.ms": str(7 * 24 * 3600 * 1000),
 }
+# The person-keys topic: compacted like the contacts topic (a destroyed key's earlier values are
+# gone from the broker's disks within max.compaction.lag.ms of the tombstone).
+KEYS_TOPIC_CONFIG = dict(DEFAULT_TOPIC_CONFIG)
+# Erasure notices are kept (a consumer that was down for weeks still erases when it comes back).
+ERASURES_TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 _KID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -119,6 +152,7 @@ class PrivateRecord:
     key: bytes
     value: bytes | None  # None = tombstone
     headers: dict[str, str] = field(default_factory=dict)
+    topic: str = PRIVATE_CONTACTS  # where it is published
 
     def kafka_headers(self) -> list[tuple[str, bytes]]:
         return [(k, v.encode()) for k, v in self.headers.items()]
@@ -180,10 +214,125 @@ def _aad(kid: str, person_id: str) -> bytes:
     return f"rapport.private.contacts/v1|{kid}|{person_id}".encode()
 
 
-def encode_contact(record: ContactRecordV1, keyring: Keyring, *, nonce: bytes | None = None) -> PrivateRecord:
+def _aad_v2(dek_id: str, person_id: str) -> bytes:
+    return f"rapport.private.contacts/v2|{dek_id}|{person_id}".encode()
+
+
+def _aad_key(kid: str, dek_id: str, person_id: str) -> bytes:
+    return f"rapport.private.person-keys/v1|{kid}|{dek_id}|{person_id}".encode()
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A person's data key in the clear (only ever in memory)."""
+
+    dek_id: str
+    key: bytes = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> "DataKey":
+        import uuid  # noqa: PLC0415
+
+        return cls(uuid.uuid4().hex, os.urandom(DATA_KEY_BYTES))
+
+
+@dataclass(frozen=True)
+class WrappedKey:
+    """A person's data key as stored (intake's ``person_keys``) and published: wrapped by master
+    key ``kid``, bound to the person and the data key id."""
+
+    person_id: str
+    dek_id: str
+    kid: str
+    wrapped: bytes = field(repr=False)
+
+    def unwrap(self, keyring: Keyring) -> DataKey:
+        if len(self.wrapped) <= NONCE_BYTES:
+            raise ContactRecordError("wrapped data key too short")
+        try:
+            key = AESGCM(keyring.key(self.kid)).decrypt(self.wrapped[:NONCE_BYTES], self.wrapped[NONCE_BYTES:],
+                                                        _aad_key(self.kid, self.dek_id, self.person_id))
+        except InvalidTag:
+            raise ContactRecordError(f"data key does not unwrap with master key {self.kid!r} for this person") from None
+        if len(key) != DATA_KEY_BYTES:
+            raise ContactRecordError("data key has the wrong length")
+        return DataKey(self.dek_id, key)
+
+
+def wrap_data_key(person_id: str, data_key: DataKey, keyring: Keyring, *, nonce: bytes | None = None) -> WrappedKey:
+    """``data_key`` wrapped by the keyring's active master key (rotation = wrap again)."""
+    if not _KID.match(data_key.dek_id):
+        raise ValueError(f"data key id must match {_KID.pattern}")
     kid = keyring.active
     nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
+    sealed = AESGCM(keyring.key(kid)).encrypt(nonce, data_key.key, _aad_key(kid, data_key.dek_id, person_id))
+    return WrappedKey(person_id, data_key.dek_id, kid, nonce + sealed)
+
+
+def encode_person_key(wrapped: WrappedKey) -> PrivateRecord:
+    return PrivateRecord(key=wrapped.person_id.encode(), value=wrapped.wrapped,
+                         headers={H_RECORD: KEY_FORMAT, H_ALG: ALGORITHM, H_KID: wrapped.kid, H_DEK: wrapped.dek_id},
+                         topic=PRIVATE_PERSON_KEYS)
+
+
+def encode_person_key_tombstone(person_id: str) -> PrivateRecord:
+    return PrivateRecord(key=person_id.encode(), value=None, headers={H_RECORD: KEY_FORMAT, H_ERASED: "true"},
+                         topic=PRIVATE_PERSON_KEYS)
+
+
+def decode_person_key(key: bytes | None, value: bytes | None, headers) -> WrappedKey | None:
+    """A record of ``rapport.private.person-keys``: the wrapped data key, or ``None`` for a
+    tombstone (the person's key was destroyed: forget it and everything decrypted with it).
+    Raises ``ContactRecordError`` (and nothing else) for anything unreadable."""
+    try:
+        person_id = person_id_of(key)
+        h = _headers(headers)
+        if h.get(H_RECORD) != KEY_FORMAT:
+            raise ContactRecordError(f"header {H_RECORD} must be {KEY_FORMAT!r}, got {h.get(H_RECORD, '')[:64]!r}")
+        if value is None:
+            return None
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise ContactRecordError(f"value is {type(value).__name__}, not bytes")
+        if h.get(H_ALG) != ALGORITHM:
+            raise ContactRecordError(f"header {H_ALG} must be {ALGORITHM!r}, got {h.get(H_ALG, '')[:64]!r}")
+        kid, dek_id = h.get(H_KID, ""), h.get(H_DEK, "")
+        if not _KID.match(kid) or not _KID.match(dek_id):
+            raise ContactRecordError("key record names no valid master key id or data key id")
+        return WrappedKey(person_id, dek_id, kid, bytes(value))
+    except ContactRecordError:
+        raise
+    except Exception as exc:
+        raise ContactRecordError(f"key record cannot be read: {type(exc).__name__}") from None
+
+
+def data_keys_from_records(records: Iterable, keyring: Keyring) -> dict[str, DataKey]:
+    """Replay ``rapport.private.person-keys`` records (objects with ``key``, ``value``,
+    ``headers``, in topic order) into data key id → data key, as a reader holds them: a
+    tombstone forgets every data key of its person. Unreadable records are ignored."""
+    by_person: dict[str, dict[str, DataKey]] = {}
+    for r in records:
+        try:
+            wrapped = decode_person_key(r.key, r.value, r.headers)
+            if wrapped is None:
+                by_person.pop(person_id_of(r.key), None)
+            else:
+                by_person.setdefault(wrapped.person_id, {})[wrapped.dek_id] = wrapped.unwrap(keyring)
+        except ContactRecordError:
+            continue
+    return {dek: dk for keys in by_person.values() for dek, dk in keys.items()}
+
+
+def encode_contact(record: ContactRecordV1, keyring: Keyring, *, data_key: DataKey | None = None,
+                   nonce: bytes | None = None) -> PrivateRecord:
+    """``contact.v2`` encrypted with the person's ``data_key``; without one the legacy
+    ``contact.v1`` encrypted with the master key (kept for readers' tests and old tools)."""
+    nonce = nonce if nonce is not None else os.urandom(NONCE_BYTES)
     plaintext = record.model_dump_json().encode()
+    if data_key is not None:
+        sealed = AESGCM(data_key.key).encrypt(nonce, plaintext, _aad_v2(data_key.dek_id, record.person_id))
+        return PrivateRecord(key=record.person_id.encode(), value=nonce + sealed,
+                             headers={H_RECORD: RECORD_FORMAT_V2, H_ALG: ALGORITHM, H_DEK: data_key.dek_id})
+    kid = keyring.active
     sealed = AESGCM(keyring.key(kid)).encrypt(nonce, plaintext, _aad(kid, record.person_id))
     return PrivateRecord(
         key=record.person_id.encode(), value=nonce + sealed,
@@ -192,7 +341,22 @@ def encode_contact(record: ContactRecordV1, keyring: Keyring, *, nonce: bytes | 
 
 
 def encode_tombstone(person_id: str) -> PrivateRecord:
-    return PrivateRecord(key=person_id.encode(), value=None, headers={H_RECORD: RECORD_FORMAT, H_ERASED: "true"})
+    return PrivateRecord(key=person_id.encode(), value=None, headers={H_RECORD: RECORD_FORMAT, H_ERASED: "true"})  # v1: old readers erase too
+
+
+class DataKeyUnavailable(ContactRecordError):
+    """A ``contact.v2`` record whose data key the reader does not hold: not read yet (the key
+    record is on another topic), or destroyed (the person was erased)."""
+
+    def __init__(self, dek_id: str) -> None:
+        super().__init__(f"no data key {dek_id[:64]!r} (not received yet, or destroyed by an erasure)")
+        self.dek_id = dek_id
+
+
+def data_key_id_of(headers) -> str | None:
+    """The data key id a ``contact.v2`` record names (None for v1 records and tombstones)."""
+    h = _headers(headers)
+    return h.get(H_DEK) if h.get(H_RECORD) == RECORD_FORMAT_V2 else None
 
 
 def _headers(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, object] | None) -> dict[str, str]:
@@ -210,6 +374,11 @@ def _headers(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, ob
         out[k] = (bytes(v).decode("utf-8", "replace") if isinstance(v, (bytes, bytearray, memoryview))
                   else ("" if v is None else str(v)))[:256]
     return out
+
+
+def headers_text(headers) -> dict[str, str]:
+    """A record's headers as text (never failing; see ``_headers``)."""
+    return _headers(headers)
 
 
 _PERSON_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")  # contracts.base.PseudonymousId
@@ -246,26 +415,35 @@ def _has_nul(value: object) -> bool:
     return False
 
 
-def decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyring) -> ContactRecordV1 | None:
+DataKeys = Mapping[str, DataKey]
+
+
+def decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyring,
+                  data_keys: DataKeys | None = None) -> ContactRecordV1 | None:
     """The contact a record carries, or ``None`` for a tombstone (erase what you hold for ``key``).
+    ``contact.v1`` records decrypt with ``keyring``; ``contact.v2`` with the person's data key
+    from ``data_keys`` (data key id → key; ``DataKeyUnavailable`` if it is not there).
 
     Raises ``ContactRecordError`` — and nothing else, whatever the bytes — for anything else: a
     key that is not a person id (``person_id_of``), unknown format or key id, a value that does not
     decrypt under its key id and record key, or plaintext that is not a contact. Messages name
     what is wrong, never the contact data (they are logged)."""
     try:
-        return _decode_record(key, value, headers, keyring)
+        return _decode_record(key, value, headers, keyring, data_keys or {})
     except ContactRecordError:
         raise
     except Exception as exc:  # a shape nobody foresaw: unreadable, never a crash of the reader
         raise ContactRecordError(f"record cannot be read: {type(exc).__name__}") from None
 
 
-def _decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyring) -> ContactRecordV1 | None:
+def _decode_record(key: bytes | None, value: bytes | None, headers, keyring: Keyring,
+                   data_keys: DataKeys) -> ContactRecordV1 | None:
     person_id = person_id_of(key)
     h = _headers(headers)
-    if h.get(H_RECORD) != RECORD_FORMAT:
-        raise ContactRecordError(f"header {H_RECORD} must be {RECORD_FORMAT!r}, got {h.get(H_RECORD, '')[:64]!r}")
+    fmt = h.get(H_RECORD)
+    if fmt not in (RECORD_FORMAT, RECORD_FORMAT_V2):
+        raise ContactRecordError(f"header {H_RECORD} must be {RECORD_FORMAT_V2!r} or {RECORD_FORMAT!r}, "
+                                 f"got {h.get(H_RECORD, '')[:64]!r}")
     if value is None:
         return None
     if not isinstance(value, (bytes, bytearray, memoryview)):
@@ -273,13 +451,23 @@ def _decode_record(key: bytes | None, value: bytes | None, headers, keyring: Key
     value = bytes(value)
     if h.get(H_ALG) != ALGORITHM:
         raise ContactRecordError(f"header {H_ALG} must be {ALGORITHM!r}, got {h.get(H_ALG, '')[:64]!r}")
-    kid = h.get(H_KID, "")
     if len(value) <= NONCE_BYTES:
         raise ContactRecordError("value too short")
+    if fmt == RECORD_FORMAT_V2:
+        dek_id = h.get(H_DEK, "")
+        if not _KID.match(dek_id):
+            raise ContactRecordError(f"header {H_DEK} is not a data key id")
+        data_key = data_keys.get(dek_id)
+        if data_key is None:
+            raise DataKeyUnavailable(dek_id)
+        key_bytes, aad, what = data_key.key, _aad_v2(dek_id, person_id), f"data key {dek_id!r}"
+    else:
+        kid = h.get(H_KID, "")
+        key_bytes, aad, what = keyring.key(kid), _aad(kid, person_id), f"key {kid!r}"
     try:
-        plaintext = AESGCM(keyring.key(kid)).decrypt(value[:NONCE_BYTES], value[NONCE_BYTES:], _aad(kid, person_id))
+        plaintext = AESGCM(key_bytes).decrypt(value[:NONCE_BYTES], value[NONCE_BYTES:], aad)
     except InvalidTag:
-        raise ContactRecordError(f"value does not decrypt with key {kid!r} for this record key") from None
+        raise ContactRecordError(f"value does not decrypt with {what} for this record key") from None
     try:
         record = ContactRecordV1.model_validate_json(plaintext)
     except ValidationError as exc:
@@ -294,10 +482,44 @@ def _decode_record(key: bytes | None, value: bytes | None, headers, keyring: Key
     return record
 
 
+@dataclass(frozen=True)
+class ErasureNotice:
+    """On ``rapport.erasures`` (key = person id; JSON value; header ``rapport_record: erasure.v1``):
+    an organisation's admin erased a person. Only the pseudonymous id, the organisation code
+    (None = every organisation: erasures recorded before notices existed) and the time."""
+
+    person_id: str
+    organisation_id: str | None
+    erased_at: datetime
+
+    def record(self) -> PrivateRecord:
+        body = {"person_id": self.person_id, "organisation_id": self.organisation_id,
+                "erased_at": self.erased_at.isoformat()}
+        return PrivateRecord(key=self.person_id.encode(), value=json.dumps(body).encode(),
+                             headers={H_RECORD: ERASURE_FORMAT}, topic=ERASURES)
+
+
+def decode_erasure(key: bytes | None, value: bytes | None, headers) -> ErasureNotice:
+    """Raises ``ContactRecordError`` for anything that is not an erasure notice."""
+    person_id = person_id_of(key)
+    if _headers(headers).get(H_RECORD) != ERASURE_FORMAT or not value:
+        raise ContactRecordError(f"not an {ERASURE_FORMAT} record")
+    try:
+        body = json.loads(bytes(value))
+        org = body.get("organisation_id")
+        notice = ErasureNotice(person_id, org if isinstance(org, str) and org else None,
+                               datetime.fromisoformat(body["erased_at"]))
+    except Exception as exc:
+        raise ContactRecordError(f"erasure notice cannot be read: {type(exc).__name__}") from None
+    if body.get("person_id") != person_id:
+        raise ContactRecordError("record key and person id differ")
+    return notice
+
+
 async def ensure_private_topic(bootstrap: str, partitions: int, replication: int,
-                               config: Mapping[str, str] | None = None) -> None:
-    """Create ``rapport.private.contacts`` compacted; if it exists without compaction (e.g.
-    auto-created by a reader), set the configuration."""
+                               config: Mapping[str, str] | None = None, topic: str = PRIVATE_CONTACTS) -> None:
+    """Create ``topic`` (default ``rapport.private.contacts``) with ``config`` (default compacted);
+    if it exists without that configuration (e.g. auto-created by a reader), set it."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import TopicAlreadyExistsError
@@ -308,15 +530,15 @@ async def ensure_private_topic(bootstrap: str, partitions: int, replication: int
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await admin.start()
     try:
-        if PRIVATE_CONTACTS not in set(await admin.list_topics()):
+        if topic not in set(await admin.list_topics()):
             try:
-                await admin.create_topics([NewTopic(PRIVATE_CONTACTS, partitions, replication, topic_configs=wanted)])
+                await admin.create_topics([NewTopic(topic, partitions, replication, topic_configs=wanted)])
                 return
             except TopicAlreadyExistsError:
                 pass
-        current = await topic_config(admin, PRIVATE_CONTACTS)
+        current = await topic_config(admin, topic)
         if any(current.get(k) != v for k, v in wanted.items()):
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, PRIVATE_CONTACTS, configs=wanted)])
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=wanted)])
     finally:
         await admin.close()
 

@@ -38,7 +38,7 @@ async def scalar(dsn, sql, *args):
 
 def open_referral(url, token) -> str:
     r = httpx.post(f"{url}/v1/referrals", headers={"Authorization": f"Bearer {token}"},
-                   json={"person_id": f"P-{uuid.uuid4().hex[:10]}", "referral_source": "gp", "target_condition": "depression"})
+                   json={"person_id": f"P-t{uuid.uuid4().hex[:10]}", "referral_source": "gp", "target_condition": "depression"})
     r.raise_for_status()
     return r.json()["episode_id"]
 

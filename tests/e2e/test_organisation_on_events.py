@@ -45,8 +45,8 @@ def _orgs(records) -> dict[str, set]:
 
 async def test_every_event_of_an_episode_names_its_organisation(system, kafka, tokens):
     http = httpx.Client(timeout=30)
-    clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
-    person = f"P-{uuid.uuid4().hex[:12]}"
+    clinician_id = f"clin-t{uuid.uuid4().hex[:8]}"
+    person = f"P-t{uuid.uuid4().hex[:12]}"
     assert TEST_ORG == "org-test"  # the tokens' organisation by default
     episode = _open(http, system["intake"].url, {"Authorization": f"Bearer {tokens.issue('ic-1', ['intake_clinician'])}"},
                     person, clinician_id)
@@ -97,7 +97,7 @@ async def test_every_event_of_an_episode_names_its_organisation(system, kafka, t
 async def test_another_organisations_episode_names_that_organisation(system, kafka, tokens):
     http = httpx.Client(timeout=30)
     auth = {"Authorization": f"Bearer {tokens.issue('ic-2', ['intake_clinician'], org=OTHER_ORG)}"}
-    episode = _open(http, system["intake"].url, auth, f"P-{uuid.uuid4().hex[:12]}", f"clin-{uuid.uuid4().hex[:8]}")
+    episode = _open(http, system["intake"].url, auth, f"P-t{uuid.uuid4().hex[:12]}", f"clin-t{uuid.uuid4().hex[:8]}")
 
     [planned] = await wait_for_records(kafka.bootstrap, COURSE, of(episode, "rapport.course.planned.v1"))
     [baseline] = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.score.submitted.v1"))

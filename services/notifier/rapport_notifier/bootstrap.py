@@ -48,7 +48,8 @@ def build(settings: NotifierSettings) -> FastAPI:
                                                           settings.send_timeout_s, settings.email_status_url,
                                                           settings.email_status_token.get_secret_value()),
                 "sms": SmsChannel(settings.sms_url, settings.sms_token.get_secret_value(), settings.send_timeout_s),
-                "webhook": WebhookChannel(settings.send_timeout_s)}
+                "webhook": WebhookChannel(settings.send_timeout_s, allow_http=settings.webhook_allow_http,
+                                          allow_networks=settings.webhook_networks())}
     sender = Sender(runtime, settings, channels, templates)
     runtime.background.append(sender.run)
     if settings.contacts_enabled:

@@ -9,11 +9,13 @@ into the shadow so the handlers see the same recipients) and acknowledgements/es
 alerts (HTTP and time)."""
 
 from rapport_shared.replay import Projection, Table
-from rapport_shared.topics import PRIVATE_CONTACTS
+from rapport_shared.topics import PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 PROJECTION = Projection(
     tables=(
         Table("patients", key=("person_id",)),
+        # the per-person data keys (wrapped) from rapport.private.person-keys (docs/privacy.md)
+        Table("contact_keys", key=("person_id",), exclude=("received_at",)),
         Table("episodes", key=("episode_id",)),
         Table("sessions", key=("session_id",)),
         Table("alerts", key=("alert_id",),
@@ -22,5 +24,5 @@ PROJECTION = Projection(
     note="patients (private contacts), episodes, sessions and safety alerts as the topics describe them;"
          " the delivery log, timers and HTTP-configured recipients are not rebuilt (nothing is sent in replay)",
     seed=("clinicians", "oncall", "subscriptions", "patient_preferences"),
-    extra_groups={"-contacts": (PRIVATE_CONTACTS,)},
+    extra_groups={"-contacts": (PRIVATE_PERSON_KEYS, PRIVATE_CONTACTS)},
 )

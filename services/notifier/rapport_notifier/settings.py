@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,11 +14,16 @@ from rapport_shared.clock import parse_delta
 from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
 from rapport_shared.settings import ServiceSettings
 
+from .domain.rules import parse_networks
+
 TEMPLATES = Path(__file__).parent / "templates"
 # The recipient of a safety page sent to RAPPORT_SAFETY_FALLBACK when it is an email address
 # (reserved: no clinician may be paged on call under this id). A clinician id pages `oncall:<id>`.
 FALLBACK_EMAIL_REF = "oncall:fallback"
 _EMAIL = re.compile(r"^[^@\s:]+@[^@\s]+\.[^@\s]+$")
+# Never a partner, even allow-listed in production: loopback, link-local (cloud metadata), "this network".
+_NEVER = {4: [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8")],
+          6: [ipaddress.ip_network(n) for n in ("::1/128", "fe80::/10", "::/128", "::ffff:0:0/96")]}
 _CLINICIAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
@@ -64,7 +70,12 @@ class NotifierSettings(ServiceSettings):
     email_status_token: SecretStr = SecretStr("")
     sms_url: str = ""                           # provider base URL; POST {sms_url}/messages
     sms_token: SecretStr = SecretStr("")
-    webhook_allow_http: bool = False            # tests: allow http:// and loopback webhook URLs
+    webhook_allow_http: bool = False            # tests only (production refuses it): allow http:// webhook URLs
+    # Networks partner webhooks MAY reach although private (comma-separated CIDRs, e.g.
+    # "10.20.0.0/16,fd00:20::/48"): a partner on a private network. Everything else that is not a
+    # public address (loopback, RFC 1918/4193, link-local and metadata, CGNAT, ...) is refused,
+    # checked on the addresses the host resolves to at send time (docs/notifier.md, "Webhooks").
+    webhook_allow_networks: str = ""
 
     # The private contacts topic (rapport_shared.private_contacts)
     contacts_keys: SecretStr = SecretStr(DEV_KEYS_JSON)
@@ -77,6 +88,15 @@ class NotifierSettings(ServiceSettings):
     def _duration(cls, v: str) -> str:
         parse_delta(v)
         return v
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks(cls, v: str) -> str:
+        parse_networks(v)
+        return v
+
+    def webhook_networks(self) -> tuple:
+        return parse_networks(self.webhook_allow_networks)
 
     @field_validator("safety_fallback")
     @classmethod
@@ -112,6 +132,10 @@ class NotifierSettings(ServiceSettings):
         out = super().production_refusals()
         if self.webhook_allow_http:
             out.append("production refuses RAPPORT_WEBHOOK_ALLOW_HTTP: partner webhooks must be https to public hosts")
+        for net in self.webhook_networks():
+            if any(net.overlaps(never) for never in _NEVER[net.version]):
+                out.append(f"production refuses {net} in RAPPORT_WEBHOOK_ALLOW_NETWORKS: loopback, link-local (cloud "
+                           "metadata) and unspecified addresses are never a partner")
         if not self.safety_fallback:
             out.append("production needs RAPPORT_SAFETY_FALLBACK (an email address or a clinician id): who is paged "
                        "when a safety alert finds nobody on call")

@@ -196,7 +196,8 @@ class SmsProvider(HttpSink):
 
 def notifier_env(smtp: SmtpServer, **extra: str) -> dict[str, str]:
     return {"RAPPORT_CLOCK": "simulated", "RAPPORT_SMTP_HOST": "127.0.0.1", "RAPPORT_SMTP_PORT": str(smtp.port),
-            "RAPPORT_WEBHOOK_ALLOW_HTTP": "true", "RAPPORT_SENDER_POLL_INTERVAL_S": "0.2",
+            "RAPPORT_WEBHOOK_ALLOW_HTTP": "true", "RAPPORT_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the loopback sinks
+            "RAPPORT_SENDER_POLL_INTERVAL_S": "0.2",
             "RAPPORT_TIMER_POLL_INTERVAL_S": "0.2", "RAPPORT_SEND_TIMEOUT_S": "2", "RAPPORT_RETRY_BASE_S": "0.2",
             "RAPPORT_RETRY_MAX_S": "1", "RAPPORT_RETRY_FOR_S": "4", **extra}
 

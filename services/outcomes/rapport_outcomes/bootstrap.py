@@ -14,6 +14,7 @@ from rapport_shared.settings import ServiceSettings
 from rapport_shared.topics import OUTCOMES
 
 from .adapters import repository
+from .adapters.erasures import run_erasure_reader
 from .domain.policy import OutcomesPolicy
 from .entrypoints import consumers, http
 from .settings import OutcomesSettings
@@ -25,7 +26,8 @@ ACCESS_POLICY = Path(__file__).parent / "access.yaml"
 def build(settings: ServiceSettings) -> FastAPI:
     policy = settings.policy() if isinstance(settings, OutcomesSettings) else OutcomesPolicy()
     runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[OUTCOMES],
-                              register_handlers=partial(consumers.register, policy=policy), clock=clock_for(settings))
+                              register_handlers=partial(consumers.register, policy=policy), clock=clock_for(settings),
+                              background=[run_erasure_reader])  # erasure notices (docs/privacy.md)
     app = create_app(runtime, http.routers, title="Rapport outcomes",
                      description="Scored submissions, change classification, safety and review alerts, cohort "
                                  "reports and FHIR export; emits rapport.outcomes events.",

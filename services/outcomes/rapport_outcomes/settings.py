@@ -20,6 +20,8 @@ class OutcomesSettings(ServiceSettings):
     # e.g. RAPPORT_PAIRED_MEASURES_BY_CONDITION='{"anxiety": ["phq9", "<code>"]}'.
     paired_measures_by_condition: dict[str, list[str]] = Field(default_factory=dict)
     finished_course_min_sessions: int = Field(default=2, ge=0)
+    # domain.md 2/3.2: sessions of the initial (assessment) phase are not treatment sessions.
+    finished_course_assessment_phases: list[str] = Field(default_factory=lambda: ["initial"])
     submission_max_clock_skew_s: int = Field(default=300, ge=0)
 
     def policy(self) -> OutcomesPolicy:
@@ -28,6 +30,7 @@ class OutcomesSettings(ServiceSettings):
             review_session_by_template=dict(self.review_session_by_template),
             paired_measures_by_condition={k: tuple(v) for k, v in self.paired_measures_by_condition.items()},
             finished_course_min_sessions=self.finished_course_min_sessions,
+            assessment_phases=frozenset(self.finished_course_assessment_phases),
             max_clock_skew=timedelta(seconds=self.submission_max_clock_skew_s),
         )
 

@@ -3,6 +3,8 @@ these are the clinic's operational choices."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Literal
 
 from pydantic import Field
 
@@ -28,6 +30,19 @@ class SchedulerSettings(ServiceSettings):
     # Bounds the search for a free slot only: a full calendar pushes the first session later.
     booking_horizon_days: int = Field(default=1095, ge=7)
     timer_poll_interval_s: float = 1.0
+    # The "initial-phase checklist not complete" review notice (domain.md 2) waits this grace after
+    # session i ends, so a checklist recorded just after the session sends none: "end_of_day" (until
+    # local midnight of that day in clinic_timezone) or an ISO 8601 duration after the session's end
+    # ("PT2H"; "PT0S": at its end).
+    initial_checklist_grace: Literal["end_of_day"] | timedelta = "end_of_day"
+
+    def notice_grace(self):
+        from .domain.decider import NoticeGrace
+        if self.initial_checklist_grace == "end_of_day":
+            return NoticeGrace(end_of_day=True, timezone=self.clinic_timezone)
+        if self.initial_checklist_grace < timedelta(0):
+            raise ValueError("initial_checklist_grace must not be negative")
+        return NoticeGrace(after=self.initial_checklist_grace)
 
 
 def load() -> SchedulerSettings:

@@ -7,7 +7,7 @@ model and its committed schema disagree.
 
 from __future__ import annotations
 
-from .base import EpisodeEventData, EventData, Phase, ProblemArea, PseudonymousId, TargetCondition
+from .base import EpisodeEventData, EventData, Phase, ProblemArea, PseudonymousId, StrictPseudonymousId, TargetCondition
 from .course import CoursePlannedV1, PhaseChangedV1, PhaseChangeReason, PhaseSpan, PlannedSession
 from .intake import Availability, BaselineScore, Focus, IntakeCompletedV1, IntakeDeclinedV1, WeeklySlot
 from .notifications import NotificationDeliveredV1, NotificationFailedV1
@@ -53,6 +53,7 @@ __all__ = [
     "PlannedSession",
     "ProblemArea",
     "PseudonymousId",
+    "StrictPseudonymousId",
     "ReliableChange",
     "ScoreSubmittedV1",
     "TargetCondition",

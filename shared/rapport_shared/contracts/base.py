@@ -11,11 +11,31 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Self
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
-# Opaque pseudonymous id: no '@', '+', spaces — an e-mail, phone number in +44 form or a
-# "First Last" name is rejected by the pattern.
-PseudonymousId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+from .. import pseudonyms
+
+# The JSON Schema of a pseudonymous id, as published (the pattern is unchanged since v1: tightening
+# it would be a breaking change for records already on the topics) with the runtime rule described.
+_ID_SCHEMA = {
+    "type": "string",
+    "pattern": pseudonyms.PATTERN,
+    "description": "pseudonymous id: an opaque prefix, '-' or '_', then random or keyed-hash characters "
+                   "(e.g. P-k7qm2x4avd3fj6ta). Runtime rule beyond the pattern: Rapport's HTTP APIs refuse "
+                   "(422) an id that looks like a phone number, an e-mail address, a date, a national id "
+                   "or a medical record number (docs/privacy.md)",
+}
+
+# An id as records hold it: the published pattern only (no '@', '+' or spaces, so an e-mail, a
+# +44 phone number or a "First Last" name never passes). Event contracts, the private contacts
+# record and look-ups of existing records use it: a reader must accept every record already
+# written, including ids recorded before the stricter format below was enforced.
+PseudonymousId = Annotated[str, StringConstraints(pattern=pseudonyms.PATTERN), WithJsonSchema(_ID_SCHEMA)]
+# A new id entering Rapport (HTTP edge: a referral's person, an assigned clinician, a care team
+# member, the token's organisation): the pattern plus ``pseudonyms.problem`` — refused when it looks
+# like a phone number, an e-mail address, a date, a national or medical record number. The error
+# names the reason, never the value. Same JSON Schema as ``PseudonymousId``.
+StrictPseudonymousId = Annotated[str, AfterValidator(pseudonyms.check), WithJsonSchema(_ID_SCHEMA)]
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 # A caller's idempotency key (HTTP only, never on a topic): opaque, no spaces, so it is not a
 # place for patient text.

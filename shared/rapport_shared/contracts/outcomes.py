@@ -82,6 +82,13 @@ class AlertRaisedV1(EpisodeEventData):
     session_number: int | None = Field(
         default=None, ge=1, description="the course session the cause belongs to (review: the review session)"
     )
+    # Added in v1 as an optional field (older consumers ignore it).
+    linked_alert_ids: list[UUID] = Field(
+        default_factory=list,
+        description="earlier alerts of the same cause still open when this one was raised, oldest first (domain.md"
+                    " 3.3: a new positive item 9 while an earlier alert is open is a new alert, sent again and"
+                    " linked to the open one); empty for a first alert",
+    )
 
 
 class AlertAction(StrEnum):
@@ -130,7 +137,9 @@ class OutcomeEvaluatedV1(EpisodeEventData):
 
     episode_id: UUID
     course_id: UUID | None = None
-    finished_course: bool = Field(description="at least 2 attended treatment sessions")
+    finished_course: bool = Field(
+        description="at least 2 attended treatment sessions (domain.md 3.2; sessions of the initial, assessment,"
+                    " phase do not count: see treatment_sessions)")
     caseness_at_baseline: bool | None = None
     caseness_at_end: bool | None = None
     recovery: bool | None = None
@@ -146,6 +155,12 @@ class OutcomeEvaluatedV1(EpisodeEventData):
     clinician_id: PseudonymousId | None = None
     end_reason: Code | None = Field(default=None, description="rapport.course.ended.v1 reason")
     attended_sessions: int | None = Field(default=None, ge=0)
+    # Added in v1 as an optional field (older consumers ignore it).
+    treatment_sessions: int | None = Field(
+        default=None, ge=0,
+        description="attended sessions that count as treatment for finished_course: attended_sessions less those"
+                    " of the assessment phase(s) (default: initial); null when outcomes did not see the course's"
+                    " attendance from its start (then finished_course counts every attended session)")
     counts_toward_recovery: bool | None = Field(
         default=None, description="at caseness at baseline: only these episodes count toward recovery"
     )

@@ -9,6 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from .. import pseudonyms
 from ..contracts.base import PseudonymousId
 from .access import AccessConfig, Duty, Grant, audit_query_sql, audit_row, current_grant
 from .errors import Invalid
@@ -77,6 +78,11 @@ async def put_care_team(body: CareTeam, request: Request, grant: Grant = Depends
     if not grant.principal.org:
         raise Invalid("the token names no organisation (claim org)", field="org")
     for i, e in enumerate(body.entries):
+        # A new member is a new id entering Rapport: the strict format (pseudonyms.problem). The
+        # model itself accepts any recorded id, so reading a care team set before never fails.
+        reason = pseudonyms.problem(e.clinician_id)
+        if reason is not None:
+            raise Invalid(f"{reason}; a pseudonymous id is {pseudonyms.RULE}", field=f"entries.{i}.clinician_id")
         for name in ("starts_at", "ends_at"):
             t = getattr(e, name)
             if t is not None and t.tzinfo is None:

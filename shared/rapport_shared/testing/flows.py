@@ -65,7 +65,7 @@ def open_referral(intake_url: str, token: str, *, person_id: str | None = None, 
                   target_condition: str = "depression") -> str:
     c = client or httpx.Client(timeout=30)
     r = c.post(f"{intake_url}/v1/referrals", headers={"Authorization": f"Bearer {token}"}, json={
-        "person_id": person_id or f"P-{uuid.uuid4().hex[:12]}", "referral_source": "gp",
+        "person_id": person_id or f"P-t{uuid.uuid4().hex[:12]}", "referral_source": "gp",
         "target_condition": target_condition})
     r.raise_for_status()
     return r.json()["episode_id"]

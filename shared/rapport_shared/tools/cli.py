@@ -8,8 +8,10 @@
 The broker comes from ``--bootstrap`` or ``RAPPORT_KAFKA_BOOTSTRAP`` (default ``localhost:9092``);
 SASL credentials (secure profile) from ``--sasl-username``/``--sasl-password`` or
 ``RAPPORT_KAFKA_SASL_USERNAME``/``_PASSWORD`` (mechanism ``RAPPORT_KAFKA_SASL_MECHANISM``, default
-PLAIN like the services and the secure profile; SCRAM-SHA-256/512 for other clusters). Anything that changes state (``groups reset``, ``dlq redrive``) is a dry run unless
-``--apply`` is given. See docs/replay.md.
+PLAIN like the services and the secure profile; SCRAM-SHA-256/512 for other clusters). Anything that changes state (``groups reset``, ``dlq redrive``, ``acls apply --prune``,
+``outbox drop``, ``timers cancel``) is a dry run unless ``--apply`` is given. Kafka or Postgres
+unreachable, a missing file: one line on stderr, exit code 2 (``--debug``: the traceback too;
+rapport_shared/cli_common.py). See docs/replay.md.
 """
 
 from __future__ import annotations
@@ -26,11 +28,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .. import cli_common
 from . import kafka_ops as ops
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+PROG = "rapport"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Inspect, dump, load and repair Rapport's event streams on any Kafka (docs/replay.md).",
-                  context_settings={"help_option_names": ["-h", "--help"]})
+                  context_settings=cli_common.CONTEXT_SETTINGS)
 groups_app = typer.Typer(no_args_is_help=True, help="Consumer groups: list, reset offsets (dry run by default).")
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics (<topic>.dlq.<group>): list, redrive.")
 app.add_typer(groups_app, name="groups")
@@ -56,7 +61,7 @@ class State:
 @app.callback()
 def _global(
     bootstrap: Optional[str] = typer.Option(None, "--bootstrap", "-b", envvar="RAPPORT_KAFKA_BOOTSTRAP",
-                                            help="Kafka bootstrap servers [env RAPPORT_KAFKA_BOOTSTRAP; default localhost:9092]"),
+                                            help="Kafka bootstrap servers (default localhost:9092)"),
     sasl_username: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_USERNAME", help="SASL user (secure profile)"),
     sasl_password: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_PASSWORD", help="SASL password"),
     sasl_mechanism: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SASL_MECHANISM",
@@ -65,20 +70,29 @@ def _global(
                                                     help="PLAINTEXT | SASL_PLAINTEXT | SASL_SSL (default: SASL_PLAINTEXT with a user)"),
     ssl_cafile: Optional[str] = typer.Option(None, envvar="RAPPORT_KAFKA_SSL_CAFILE",
                                              help="SASL_SSL: the CA that signed the broker's certificate"),
+    debug: bool = typer.Option(False, "--debug", envvar="RAPPORT_DEBUG", help=cli_common.DEBUG_HELP),
 ) -> None:
+    cli_common.set_debug(debug)
     State.conn = ops.Conn.from_env(bootstrap, sasl_username=sasl_username, sasl_password=sasl_password,
                                    sasl_mechanism=sasl_mechanism, security_protocol=security_protocol,
                                    ssl_cafile=ssl_cafile)
 
 
-def run(coro: Any) -> Any:
+def run(coro: Any, postgres: str | None = None) -> Any:
+    """Run ``coro``. Kafka (or, for outbox/timers, Postgres) unreachable or refusing, a file that
+    cannot be read or written, a refusal of the tool: one line on stderr, exit code 2 (the traceback
+    too with --debug)."""
     try:
-        return asyncio.run(coro)
-    except ops.ToolError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
+        return cli_common.guard(PROG, lambda: asyncio.run(coro), postgres=postgres,
+                                kafka=None if postgres else State.conn.bootstrap)
     except KeyboardInterrupt:
         raise typer.Exit(130)
+    finally:
+        coro.close()  # never awaited when asyncio.run refused to start it
+
+
+def fail(message: str, exc: BaseException | None = None) -> None:
+    cli_common.fail(PROG, message, exc)
 
 
 @contextmanager
@@ -268,9 +282,13 @@ def load(
     try:
         ops.refuse_live_topic(topic, force)
     except ops.ToolError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
-    records = _read_lines(file)
+        fail(str(exc), exc)
+    try:
+        records = _read_lines(file)
+    except OSError as exc:
+        fail(cli_common.one_line(exc) or str(exc), exc)
+    except ValueError as exc:
+        fail(f"{file}: not JSON Lines written by `rapport dump`: {exc}", exc)
 
     async def go() -> tuple[int, bool]:
         n_parts = partitions or (max((r["partition"] for r in records), default=0) + 1)
@@ -286,10 +304,19 @@ def load(
 
 # ------------------------------------------------------------------------------------ groups
 
+def _group_json(g: ops.GroupInfo) -> dict:
+    return {"group": g.group, "state": g.state, "members": g.members, "lag": sum(g.lag.values()),
+            "partitions": [{"topic": tp.topic, "partition": tp.partition, "committed": off, "lag": g.lag.get(tp)}
+                           for tp, off in sorted(g.offsets.items())]}
+
+
 @groups_app.command("list")
-def groups_list() -> None:
+def groups_list(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Consumer groups with their state, members and lag."""
     gis = run(ops.groups(State.conn))
+    if as_json:
+        typer.echo(json.dumps([_group_json(g) for g in gis], indent=2))
+        return
     t = Table()
     for col in ("group", "state", "members", "topics", "lag"):
         t.add_column(col)
@@ -303,12 +330,13 @@ def groups_list() -> None:
 def groups_reset(
     group: str = typer.Argument(..., help="consumer group"),
     topic: Optional[List[str]] = typer.Option(None, "--topic", help="topics (default: those the group has offsets for)"),
-    to_earliest: bool = typer.Option(False, "--to-earliest"),
-    to_latest: bool = typer.Option(False, "--to-latest"),
+    to_earliest: bool = typer.Option(False, "--to-earliest", help="the first offset still in each partition"),
+    to_latest: bool = typer.Option(False, "--to-latest", help="the end of each partition (skip everything)"),
     to_datetime: Optional[str] = typer.Option(None, "--to-datetime", help="first offset at/after this time"),
     to_offset: Optional[int] = typer.Option(None, "--to-offset", help="this offset in every selected partition"),
     partition: Optional[List[int]] = typer.Option(None, "--partition", "-p", help="only these partitions"),
-    apply: bool = typer.Option(False, "--apply", help="commit the new offsets (default: dry run)"),
+    apply: bool = typer.Option(False, "--apply/--dry-run", help="commit the new offsets (default: --dry-run)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output (the plan, and whether it was applied)"),
 ) -> None:
     """Move a group's committed offsets. Dry run unless --apply; refused while the group has members."""
     chosen = [n for n, v in (("earliest", to_earliest), ("latest", to_latest), ("datetime", to_datetime is not None),
@@ -319,12 +347,19 @@ def groups_reset(
     async def go() -> ops.ResetPlan:
         plan = await ops.plan_reset(State.conn, group, topic, to=chosen[0], at=_time(to_datetime, "--to-datetime"),
                                     offset=to_offset, partitions=partition)
-        _print_reset(plan, apply)
+        if not as_json:
+            _print_reset(plan, apply)
         if apply:
             await ops.apply_reset(State.conn, plan)
         return plan
 
     plan = run(go())
+    if as_json:
+        typer.echo(json.dumps({"group": plan.group, "state": plan.state, "members": plan.members, "applied": apply,
+                               "partitions": [{"topic": r.tp.topic, "partition": r.tp.partition, "current": r.current,
+                                               "new": r.target, "begin": r.begin, "end": r.end,
+                                               "lag_after": r.lag_after} for r in plan.rows]}, indent=2))
+        return
     if apply:
         err.print(f"[green]group {group}: {len(plan.rows)} partition offset(s) committed[/green]")
     else:
@@ -394,7 +429,8 @@ def dlq_redrive(
     type_: Optional[str] = typer.Option(None, "--type", help="only this ce_type"),
     include_undecodable: bool = typer.Option(False, "--include-undecodable",
                                              help="also records that were not CloudEvents (dlq_reason=envelope / no ce_id)"),
-    apply: bool = typer.Option(False, "--apply", help="send them (default: dry run)"),
+    apply: bool = typer.Option(False, "--apply/--dry-run", help="send them (default: --dry-run)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output (one entry per selected record)"),
 ) -> None:
     """Send dead letters back to their original topic (original key and headers, minus dlq_*), each
     exactly once: the send and its mark on rapport.tools.redrive commit in one Kafka transaction."""
@@ -406,6 +442,9 @@ def dlq_redrive(
                                      event_type=type_, include_undecodable=include_undecodable, progress=advance)
 
     res = run(go())
+    if as_json:
+        typer.echo(json.dumps(_redrive_json(topic, res, apply), indent=2))
+        return
     t = Table(title=f"{'Redriven' if apply else 'Dry run'}: {topic}", title_justify="left")
     for col in ("p@offset", "reason", "ce_type", "ce_id", "to", "status"):
         t.add_column(col, overflow="fold")
@@ -440,6 +479,30 @@ def dlq_redrive(
         err.print(f"dry run: {todo} record(s) would be redriven, {len(res.already)} already were{held_note}; add --apply")
 
 
+def _redrive_json(topic: str, res: ops.RedriveResult, apply: bool) -> dict:
+    sent = {id(d) for d in res.sent}
+    held = {id(d) for d in res.undecodable}
+    mismatched = {id(d) for d in res.mismatched}
+    rows = []
+    for d in res.selected:
+        if id(d) in sent:
+            status = "sent"
+        elif d.redriven:
+            status = "already_redriven"
+        elif id(d) in mismatched:
+            status = "skipped_header_disagrees"
+        elif id(d) in held:
+            status = "held_back_not_cloudevent"
+        else:
+            status = "would_send"
+        h = d.h
+        rows.append({"partition": d.partition, "offset": d.offset, "reason": h.get("dlq_reason"),
+                     "ce_type": h.get("ce_type"), "ce_id": h.get("ce_id"), "to": d.original_topic, "status": status,
+                     "redriven": d.redriven if id(d) in sent else None})
+    return {"topic": topic, "applied": apply, "sent": len(res.sent), "already": len(res.already),
+            "held_back": len(res.undecodable), "skipped": len(res.mismatched), "records": rows}
+
+
 # ------------------------------------------------------------------------------------ acls
 
 @acls_app.command("show")
@@ -463,28 +526,56 @@ def acls_show(
 @acls_app.command("apply")
 def acls_apply(
     partner: Optional[List[str]] = typer.Option(None, "--partner", "-p", help="partner name (repeatable; default demo)"),
-    prune: bool = typer.Option(False, "--prune", help="also delete ACLs that are not in the set"),
+    prune: bool = typer.Option(False, "--prune", help="also delete ACLs that are not in the set (a dry run, "
+                                                      "listing them, unless --apply)"),
+    apply: bool = typer.Option(False, "--apply/--dry-run", help="with --prune: really delete (default: --dry-run)"),
     no_topics: bool = typer.Option(False, "--no-topics", help="do not create the topics the ACLs name"),
     partitions: int = typer.Option(3, help="partitions of topics created here"),
+    connect_timeout: float = typer.Option(cli_common.KAFKA_CONNECT_TIMEOUT_S, "--connect-timeout",
+                                          help="seconds to wait for the broker's first answer"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable report"),
 ) -> None:
     """Create the ACL set on the cluster (idempotent), as a super user (--sasl-username admin
-    --sasl-mechanism PLAIN). Creates the topics it names first, so readers never need CREATE."""
+    --sasl-mechanism PLAIN). Creates the topics it names first, so readers never need CREATE.
+    With --prune, ACLs not in the set are listed, and deleted only with --apply."""
     from .. import acl  # noqa: PLC0415
 
     c = State.conn
-    try:
+    config = cli_common.librdkafka_config(connect_timeout)
+
+    def go() -> Any:
         security = c.security()
-        report = acl.apply_acls(c.bootstrap, security, partners=partner or list(acl.DEFAULT_PARTNERS),
-                                prune=prune, create_topics=not no_topics, partitions=partitions)
-    except (acl.AclError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
+        partners = partner or list(acl.DEFAULT_PARTNERS)
+        acl.desired_acls(partners)  # a bad partner name is refused before anything is sent
+        # One metadata request first: a broker that does not answer is an error within seconds.
+        admin = acl.admin_client(c.bootstrap, security, **config)
+        try:
+            admin.list_topics(timeout=connect_timeout)
+        except Exception as exc:  # noqa: BLE001 - confluent_kafka.KafkaException (transport, timeout)
+            detail = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+            raise cli_common.CliError(f"cannot reach Kafka at {c.bootstrap} within {connect_timeout:g} s: "
+                                      f"{detail}") from exc
+        return acl.apply_acls(c.bootstrap, security, partners=partners, prune=prune, prune_dry_run=not apply,
+                              create_topics=not no_topics, partitions=partitions, client_config=config)
+
+    try:
+        report = cli_common.guard(PROG, go, kafka=c.bootstrap)
+    except ValueError as exc:
+        fail(str(exc), exc)
+    if as_json:
+        typer.echo(json.dumps({"topics_created": report.topics_created, "created": acl.table(report.created),
+                               "unchanged": acl.table(report.unchanged), "deleted": acl.table(report.deleted),
+                               "would_delete": acl.table(report.would_delete), "extra": acl.table(report.extra)},
+                              indent=2))
+        return
     for name in report.topics_created:
         out.print(f"[green]+ topic[/green] {name}")
     for a in report.created:
         out.print(f"[green]+[/green] {a}")
     for a in report.deleted:
         out.print(f"[red]-[/red] {a}")
+    for a in report.would_delete:
+        out.print(f"[red]- (dry run)[/red] {a} (not in the set; --prune --apply deletes it)")
     for a in report.extra:
         out.print(f"[yellow]?[/yellow] {a} (not in the set; kept, --prune deletes it)")
     err.print(report.summary())
@@ -493,10 +584,10 @@ def acls_apply(
 # ------------------------------------------------------------------------------------ outbox
 
 DSN_OPTION = typer.Option(..., "--dsn", envvar="RAPPORT_DATABASE_DSN",
-                          help="Postgres DSN of the service's role [env RAPPORT_DATABASE_DSN]")
+                          help="Postgres DSN of the service's role")
 SCHEMA_OPTION = typer.Option(None, "--schema", "-s", envvar="RAPPORT_DB_SCHEMA",
-                             help="the service's schema (intake, scheduler, outcomes, notifier) [env RAPPORT_DB_SCHEMA; "
-                                  "default: the role's search_path]")
+                             help="the service's schema (intake, scheduler, outcomes, notifier; "
+                                  "default: the role's search_path)")
 
 
 def _outbox(dsn: str, schema: Optional[str], work: Any) -> Any:
@@ -509,10 +600,7 @@ def _in_schema(dsn: str, schema: Optional[str], table: str, work: Any) -> Any:
     import asyncpg  # noqa: PLC0415
 
     async def go() -> Any:
-        try:
-            conn = await asyncpg.connect(dsn)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise ops.ToolError(f"cannot connect to Postgres: {exc}") from None
+        conn = await asyncpg.connect(dsn, timeout=10)
         try:
             name = schema or await conn.fetchval("SELECT current_schema()")
             if not name or await conn.fetchval("SELECT to_regclass($1) IS NULL", f"{name}.{table}"):
@@ -523,7 +611,7 @@ def _in_schema(dsn: str, schema: Optional[str], table: str, work: Any) -> Any:
         finally:
             await conn.close()
 
-    return run(go())
+    return run(go(), postgres=dsn)
 
 
 def _row_json(r: dict) -> dict:
@@ -721,6 +809,5 @@ def replay(ctx: typer.Context, service: str = typer.Argument(..., help="schedule
     try:
         cli = importlib.import_module(f"rapport_{service}.entrypoints.cli")
     except ModuleNotFoundError:
-        err.print(f"[red]error:[/red] service {service!r} is not installed here (run this where rapport-{service} is)")
-        raise typer.Exit(2)
-    raise typer.Exit(cli.main(["replay", *ctx.args]))
+        fail(f"service {service!r} is not installed here (run this where rapport-{service} is)")
+    raise typer.Exit(cli.main([*(["--debug"] if cli_common.debug() else []), "replay", *ctx.args]))

@@ -25,7 +25,8 @@ from .. import topics as rapport_topics
 
 DLQ_PATTERN = re.compile(r"^(?P<topic>.+)\.dlq\.(?P<group>.+)$")
 REDRIVE_STATE_TOPIC = "rapport.tools.redrive"
-PROTECTED_TOPICS = {*rapport_topics.SHARED_TOPICS, rapport_topics.PRIVATE_CONTACTS, REDRIVE_STATE_TOPIC}
+PROTECTED_TOPICS = {*rapport_topics.SHARED_TOPICS, rapport_topics.PRIVATE_CONTACTS, rapport_topics.PRIVATE_PERSON_KEYS,
+                    rapport_topics.ERASURES, REDRIVE_STATE_TOPIC}
 INACTIVE_GROUP_STATES = {"Empty", "Dead", ""}
 
 Progress = Callable[[int], None]  # called with the number of records just handled
@@ -573,7 +574,8 @@ def redrive_target(dlq_topic: str) -> str:
         raise ToolError(f"not a dead-letter topic (<topic>.dlq.<group>): {dlq_topic}")
     target = m["topic"]
     if (target.startswith("__") or DLQ_PATTERN.match(target)
-            or target in (REDRIVE_STATE_TOPIC, rapport_topics.PRIVATE_CONTACTS)):
+            or target in (REDRIVE_STATE_TOPIC, rapport_topics.PRIVATE_CONTACTS, rapport_topics.PRIVATE_PERSON_KEYS,
+                          rapport_topics.ERASURES)):
         raise ToolError(f"{dlq_topic}: records are never redriven to {target}")
     return target
 

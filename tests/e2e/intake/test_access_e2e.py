@@ -27,7 +27,7 @@ def open_as(api, person: str, **who) -> str:
 async def test_another_partner_gets_404_and_the_owning_partner_walks_its_intake(system, service_dsns, api):
     partner = {"role": "partner", "sub": "partner-e2e"}
     other = {"role": "partner", "sub": "partner-other-e2e", "org": OTHER_ORG}
-    person = f"P-{uuid.uuid4().hex[:10]}"
+    person = f"P-t{uuid.uuid4().hex[:10]}"
     episode = open_as(api, person, **partner)
     assert api.call("PUT", f"/v1/referrals/{episode}/contact", CONTACT, **partner).status_code == 200
     body = intake_parts(phq9={**PHQ9_BASELINE, 9: 1})

@@ -38,7 +38,7 @@ def steps(api, episode: str, parts: dict, contact: dict | None = None) -> None:
 
 async def test_a_referral_through_every_step_to_intake_completed(system, kafka, tokens, service_dsns, api, plain):
     token = tokens.issue("ic-e2e", ["intake_clinician"])
-    person = f"P-{uuid.uuid4().hex[:10]}"
+    person = f"P-t{uuid.uuid4().hex[:10]}"
     episode = open_referral(system["intake"].url, token, person_id=person)
     parts = intake_parts(clinician_id="clin-e2e", phq9={**PHQ9_BASELINE, 9: 1})  # item 9 > 0: the safety gate too
     steps(api, episode, parts, contact={"email": "e2e@example.org", "channel_consent": {"email": True}})

@@ -8,10 +8,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from rapport_shared.faults import EXIT_CODE
-from rapport_shared.private_contacts import Keyring, decode_record, topic_config
+from rapport_shared.private_contacts import ContactRecordError, Keyring, data_keys_from_records, decode_record, topic_config
 from rapport_shared.testing.flows import PHQ9_BASELINE, intake_parts, open_referral
 from rapport_shared.testing.kafka import read_all, wait_caught_up, wait_for_records
-from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, PRIVATE_CONTACTS, SHARED_TOPICS
+from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS, SHARED_TOPICS
 
 from intake_e2e_helpers import headers
 
@@ -33,7 +33,7 @@ async def test_no_shared_topic_ever_carries_personal_data_entered_at_intake(syst
     digits = str(int(tag, 16) % 10**6).zfill(6)
     phone_typed, phone = f"+44 7700 9{digits[:2]} {digits[2:]}", f"+4477009{digits}"
     rationale, label, note = f"rationale-{tag}: lost her job at the bakery", f"Auntie {tag}", f"note-{tag}: sister visits"
-    person = f"P-{tag}"
+    person = f"P-t{tag}"
 
     episode = open_referral(system["intake"].url, tokens.issue("ic-e2e", ["intake_clinician"]), person_id=person)
     body = intake_parts(phq9={**PHQ9_BASELINE, 9: 1})
@@ -57,7 +57,8 @@ async def test_no_shared_topic_ever_carries_personal_data_entered_at_intake(syst
 
     secrets = [name, *name.split(), email, email.split("@")[0], phone, phone[1:], phone_typed, digits, rationale,
                label, note, tag.upper()]
-    topics = [t for t in await all_topics(kafka.bootstrap) if not t.startswith("__") and t != PRIVATE_CONTACTS]
+    private = (PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS)  # encrypted / wrapped keys: checked below
+    topics = [t for t in await all_topics(kafka.bootstrap) if not t.startswith("__") and t not in private]
     assert set(SHARED_TOPICS) <= set(topics)
     scanned = 0
     for topic in topics:  # every shared topic, dead-letter topics included
@@ -80,11 +81,18 @@ async def test_no_shared_topic_ever_carries_personal_data_entered_at_intake(syst
     assert mine[-1].value is None
     live = [r for r in mine if r.value is not None]
     assert live, "the contact was published before it was erased"
+    # the person's data key: its earlier (not yet compacted) values, then the tombstone
+    keys = [r for r in await read_all(kafka.bootstrap, PRIVATE_PERSON_KEYS) if r.key == person.encode()]
+    assert keys[-1].value is None and keys[-1].headers["rapport_erased"] == "true"
+    before = data_keys_from_records([r for r in keys if r.value is not None], Keyring.development())
+    after = data_keys_from_records(keys, Keyring.development())
     for r in live:
         for secret in (name, email, phone, tag.upper()):
             assert secret.encode() not in r.value
-        contact = decode_record(r.key, r.value, r.headers, Keyring.development())
+        contact = decode_record(r.key, r.value, r.headers, Keyring.development(), before)
         assert (contact.name, contact.email, contact.phone) == (name, email, phone)
+        with pytest.raises(ContactRecordError):  # crypto-shredded (docs/privacy.md)
+            decode_record(r.key, r.value, r.headers, Keyring.development(), after)
 
     # The referral keeps its coded facts; its free text is gone; the erasure is audited.
     view = api.call("GET", f"/v1/referrals/{episode}").json()
@@ -97,7 +105,7 @@ async def test_no_shared_topic_ever_carries_personal_data_entered_at_intake(syst
 async def test_the_contacts_relay_dying_after_publishing_loses_nothing(system, kafka, tokens, api):
     """Crash point ``contacts_relay.after_publish``: the record is on Kafka, the queue row is not
     deleted; after the restart the same current state is published again."""
-    person = f"P-{uuid.uuid4().hex[:10]}"
+    person = f"P-t{uuid.uuid4().hex[:10]}"
     episode = open_referral(system["intake"].url, tokens.issue("ic-e2e", ["intake_clinician"]), person_id=person)
     system.restart("intake", {"RAPPORT_CRASH_AT": "contacts_relay.after_publish"})
     try:
@@ -109,5 +117,6 @@ async def test_the_contacts_relay_dying_after_publishing_loses_nothing(system, k
     finally:
         system.restart("intake")
     copies = await wait_for_records(kafka.bootstrap, PRIVATE_CONTACTS, lambda r: r.key == person.encode(), count=2)
-    decoded = [decode_record(r.key, r.value, r.headers, Keyring.development()) for r in copies]
+    keys = data_keys_from_records(await read_all(kafka.bootstrap, PRIVATE_PERSON_KEYS), Keyring.development())
+    decoded = [decode_record(r.key, r.value, r.headers, Keyring.development(), keys) for r in copies]
     assert decoded[0] == decoded[1] and decoded[0].email == "crash@example.org"

@@ -37,7 +37,7 @@ async def test_reminders_questionnaires_alerts_and_webhooks(system, kafka, token
     notifier = system.restart("notifier", notifier_env(smtp))
     admin, partner = tokens.issue("admin", ["admin"]), tokens.issue("partner-1", ["partner"])
     tag = uuid.uuid4().hex[:8]
-    clin, oncall, person = f"clin-{tag}", f"oncall-{tag}", f"P-{tag}"
+    clin, oncall, person = f"clin-t{tag}", f"oncall-t{tag}", f"P-t{tag}"
     clin_mail, oncall_mail, patient_mail = f"{clin}@clinic.test", f"{oncall}@clinic.test", f"{person}@patients.test"
     good, failing, hanging = sinks("ok"), sinks("fail"), sinks("hang")
     subs = []

@@ -43,7 +43,7 @@ async def wait_outbox_drained(dsn: str, timeout: float = 60) -> None:
 
 async def test_alert_stored_but_not_published_reaches_kafka_exactly_once(system, kafka, tokens, service_dsns):
     dsn = service_dsns["outcomes"]
-    person = f"P-{uuid.uuid4().hex[:12]}"
+    person = f"P-t{uuid.uuid4().hex[:12]}"
     episode = run_intake(system["intake"].url, tokens.issue("ic-1", ["intake_clinician"]), person_id=person)["episode_id"]
     await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.score.submitted.v1"))  # baseline in
 

@@ -61,9 +61,9 @@ class CourseDriver:
 
 
 async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka, tokens):
-    clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
+    clinician_id = f"clin-t{uuid.uuid4().hex[:8]}"
     intake_auth = {"Authorization": f"Bearer {tokens.issue('ic-1', ['intake_clinician'])}"}
-    person = f"P-{uuid.uuid4().hex[:12]}"
+    person = f"P-t{uuid.uuid4().hex[:12]}"
     app = {"Authorization": f"Bearer {tokens.issue(person, ['patient_app'])}"}  # the patient's app: sub = person id
     clinician = {"Authorization": f"Bearer {tokens.issue(clinician_id, ['clinician'])}"}
     outcomes_url = system["outcomes"].url
@@ -120,15 +120,26 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
                         alert["submission_id"]) == (alert_id, "safety", "urgent", "safety_item_positive", clinician_id,
                                                     phq["submission_id"])
             if n == 3:
-                assert phq["alert_ids"] == [alert_id]  # a second positive item 9 is linked, not a second page
+                # A second positive item 9 while the first is open is a new alert (sent again, domain.md
+                # 3.3), linked to the open one; the submission joins the open alert too.
+                [repeat_id] = [a for a in phq["alert_ids"] if a != alert_id]
+                assert sorted(phq["alert_ids"]) == sorted([alert_id, repeat_id])
                 open_alerts = http.get(f"{outcomes_url}/v1/alerts", headers=clinician).json()["alerts"]
-                assert [(a["alert_id"], a["status"], a["linked_submissions"]) for a in open_alerts] == [(alert_id, "open", 1)]
-                # 4. The clinician resolves it over HTTP.
+                assert [(a["alert_id"], a["status"], a["linked_submissions"], a["linked_alert_ids"]) for a in open_alerts] == [
+                    (alert_id, "open", 1, []), (repeat_id, "open", 0, [alert_id])]
+                repeat = validate_partner_view((await wait_for_records(
+                    kafka.bootstrap, OUTCOMES, of(episode, "rapport.alert.raised.v1"), count=2))[-1])
+                assert (repeat["alert_id"], repeat["linked_alert_ids"]) == (repeat_id, [alert_id])
+                r = http.post(f"{outcomes_url}/v1/alerts/{repeat_id}/resolve", headers=clinician,
+                              json={"action": "assessment"})
+                assert r.status_code == 200, r.text
+                # 4. The clinician resolves the first over HTTP.
                 r = http.post(f"{outcomes_url}/v1/alerts/{alert_id}/resolve", headers=clinician,
                               json={"action": "safety_plan", "action_text": "safety plan agreed in session"})
                 assert r.status_code == 200, r.text
-                [resolved] = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.alert.resolved.v1"))
-                res = validate_partner_view(resolved)
+                resolutions = await wait_for_records(kafka.bootstrap, OUTCOMES, of(episode, "rapport.alert.resolved.v1"),
+                                                     count=2)
+                [res] = [r for r in map(validate_partner_view, resolutions) if r["alert_id"] == alert_id]
                 assert (res["alert_id"], res["action"], res["resolved_by"], res["linked_submission_ids"]) == (
                     alert_id, "safety_plan", clinician_id, [phq["submission_id"]])
                 assert http.get(f"{outcomes_url}/v1/alerts", headers=clinician).json()["alerts"] == []
@@ -157,8 +168,11 @@ async def test_episode_with_safety_alert_ends_in_reliable_recovery(system, kafka
     events = [(r.headers["ce_type"], validate_partner_view(r)) for r in records]
     types = [t for t, _ in events]
     assert types.count("rapport.score.submitted.v1") == 2 + len(submitted)
-    assert types.count("rapport.alert.raised.v1") == 1  # no review alert: reliable improvement by session 8
-    assert types.count("rapport.alert.resolved.v1") == 1 and types[-1] == "rapport.outcome.evaluated.v1"
+    # two safety alerts (sessions 2 and 3), no review alert: reliable improvement by session 8
+    assert types.count("rapport.alert.raised.v1") == 2
+    assert types.count("rapport.alert.resolved.v1") == 2 and types[-1] == "rapport.outcome.evaluated.v1"
+    # sessions 1-3 were initial (assessment): 13 treatment sessions of 16 attended (domain.md 3.2)
+    assert (ev["attended_sessions"], ev["treatment_sessions"]) == (16, 13)
     # One partition per episode: the score that raised the alert comes before it.
     assert types.index("rapport.alert.raised.v1") > [d.get("submission_id") for _, d in events].index(alert["submission_id"])
     assert len({r.headers["ce_id"] for r in records}) == len(records)

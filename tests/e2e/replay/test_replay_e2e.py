@@ -145,8 +145,9 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
         window = f"outcomes_replay_since_{tag}"
         shadows["outcomes-since"] = window
         since = replay(system, admin_dsn, "outcomes", "run", "--shadow", window, "--since", str(last.timestamp),
-                       "--no-verify")
+                       "--no-verify", "--json")
         assert since.returncode == 0, since.stdout + since.stderr
+        assert json.loads(since.stdout)["replayed"]["shadow"] == window, since.stdout
         in_window = {str(r[0]) for r in await fetch(service_dsns["outcomes"], f"SELECT episode_id FROM {window}.episodes")}
         assert in_window == {episodes[4]}, in_window
 
@@ -165,6 +166,8 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
         await until(lambda: _group_empty(conn, "rapport-outcomes"), what="the live outcomes group empty")
         dry = replay(system, admin_dsn, "outcomes", "swap", "--shadow", shadows["outcomes"])
         assert dry.returncode == 0 and "dry run" in dry.stdout, dry.stdout + dry.stderr
+        dry_json = json.loads(replay(system, admin_dsn, "outcomes", "swap", "--shadow", shadows["outcomes"], "--json").stdout)
+        assert dry_json["applied"] is False and dry_json["backup"] is None and dry_json["tables"], dry_json
         assert await fetchval(admin_dsn, "SELECT contracted_sessions FROM outcomes.courses WHERE episode_id = $1", damaged) == 99
         done = replay(system, admin_dsn, "outcomes", "swap", "--shadow", shadows["outcomes"], "--apply")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -173,21 +176,26 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
                               damaged) == plans[episodes[3]]["contracted_sessions"]
         backup = next(w for w in done.stdout.split() if w.startswith("outcomes_before_swap_"))
         assert await fetchval(admin_dsn, f"SELECT contracted_sessions FROM {backup}.courses WHERE episode_id = $1", damaged) == 99
-        ok = replay(system, admin_dsn, "outcomes", "verify", "--shadow", shadows["outcomes"])
-        assert ok.returncode == 0, ok.stdout
+        ok = replay(system, admin_dsn, "outcomes", "verify", "--shadow", shadows["outcomes"], "--json")
+        assert ok.returncode == 0 and all(c["equal"] for c in json.loads(ok.stdout)), ok.stdout
         await fetchval(admin_dsn, f"DROP SCHEMA {backup} CASCADE")
 
         # drop: the shadow schema and the replay group's (empty) dead-letter topics go
         group = done_groups["scheduler"]
         assert any(t.endswith(f".dlq.{group}") for t in await list_topic_names(conn))
-        gone = replay(system, admin_dsn, "scheduler", "drop", "--shadow", shadows.pop("scheduler"))
+        # drop is a dry run unless --apply: it says what it would drop and drops nothing
+        kept = replay(system, admin_dsn, "scheduler", "drop", "--shadow", shadows["scheduler"], "--json")
+        assert kept.returncode == 0 and json.loads(kept.stdout)["applied"] is False, kept.stdout + kept.stderr
+        assert await fetchval(admin_dsn, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
+                              shadows["scheduler"]) == 1
+        gone = replay(system, admin_dsn, "scheduler", "drop", "--shadow", shadows.pop("scheduler"), "--apply")
         assert gone.returncode == 0, gone.stdout + gone.stderr
         assert not any(t.endswith(f".dlq.{group}") for t in await list_topic_names(conn))
         assert await fetchval(admin_dsn, "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1",
                               f"scheduler_replay_e2e_{tag}") == 0
     finally:
         for svc, shadow in shadows.items():
-            replay(system, admin_dsn, svc.split("-")[0], "drop", "--shadow", shadow)
+            replay(system, admin_dsn, svc.split("-")[0], "drop", "--shadow", shadow, "--apply")
         if not system["outcomes"].running():
             system["outcomes"].start()
         system.restart("notifier")

@@ -28,6 +28,7 @@ from rapport_shared.topics import COURSE, INTAKE
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_scheduler.adapters import repository as repo
 from rapport_scheduler.domain.course import fold
+from rapport_scheduler.domain.decider import NoticeGrace
 from rapport_scheduler.testing import intake_completed
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +81,7 @@ class Sim:
 
     async def complete_intake(self, **kw) -> tuple[str, str]:
         """Publish intake.completed as the intake service would; wait for the planned course."""
-        clinician = f"clin-{uuid.uuid4().hex[:8]}"
+        clinician = f"clin-t{uuid.uuid4().hex[:8]}"
         ik = intake_completed(completed_at=self.now, clinician_id=clinician, **kw)  # organisation TEST_ORG
         event = new_event(type=ik.event_type, source="/rapport/intake", subject=str(ik.episode_id), data=ik, time=self.now)
         rec = encode(event)
@@ -169,13 +170,15 @@ async def test_review_notice_timer_survives_a_crash_and_fires_in_simulated_time(
     await sim.advance_to(datetime.fromisoformat(s2["starts_at"]) + timedelta(minutes=5))
     assert (await sim.call("POST", f"/v1/courses/{course_id}/sessions/{s2['session_id']}/attend")).status_code == 200
     timers = (await sim.call("GET", f"/v1/courses/{course_id}/timers")).json()["timers"]
-    assert {t["kind"]: t["due_at"] for t in timers}["scheduler.initial_window"] == s2["ends_at"]
+    # Due when the grace after session i ends: by default the end of that day in the clinic's zone.
+    due = NoticeGrace(end_of_day=True, timezone="Europe/London").due(datetime.fromisoformat(s2["ends_at"]))
+    assert datetime.fromisoformat({t["kind"]: t["due_at"] for t in timers}["scheduler.initial_window"]) == due
 
     sim.system["scheduler"].kill()  # SIGKILL: the timer lives in Postgres, simulated time on Kafka
     sim.system["scheduler"].start(sim.env())
     assert datetime.fromisoformat((await sim.call("GET", "/v1/clock")).json()["now"]) == sim.now  # caught up
 
-    await sim.advance_to(datetime.fromisoformat(s2["ends_at"]))
+    await sim.advance_to(due)
     [notice] = await wait_for_records(sim.kafka.bootstrap, COURSE, lambda r: r.headers.get("ce_subject") == episode
                                       and r.headers["ce_type"] == "rapport.course.review_needed.v1")
     body = validate_partner_view(notice)

@@ -52,7 +52,7 @@ class IntakeHarness:
         return await self.client.request(method, path, json=body, headers=self.auth(role, sub, org))
 
     async def open(self, person_id: str | None = None, condition: str = "depression") -> tuple[str, str]:
-        person = person_id or f"P-{uuid.uuid4().hex[:10]}"
+        person = person_id or f"P-t{uuid.uuid4().hex[:10]}"
         r = await self.call("POST", "/v1/referrals", {"person_id": person, "referral_source": "gp",
                                                        "target_condition": condition})
         assert r.status_code == 201, r.text

@@ -56,7 +56,7 @@ async def test_a_referral_belongs_to_the_openers_organisation_and_names_its_inta
 
 async def test_a_token_without_an_organisation_cannot_open_a_referral(intake_it):
     h = intake_it
-    person = f"P-{uuid.uuid4().hex[:10]}"
+    person = f"P-t{uuid.uuid4().hex[:10]}"
     for role in ("intake_clinician", "partner", "admin"):
         r = await h.call("POST", "/v1/referrals", {"person_id": person, "referral_source": "gp",
                                                    "target_condition": "depression"}, role=role, org="")
@@ -209,7 +209,7 @@ async def test_erasure_and_the_audit_log_are_the_callers_organisations(intake_it
 async def test_a_partners_answers_never_carry_notes_inventory_rationale_answers_or_contact(intake_it):
     h = intake_it
     p = {"role": "partner", "sub": "partner-clinic-1"}
-    opened = await h.call("POST", "/v1/referrals", {"person_id": f"P-{uuid.uuid4().hex[:8]}", "referral_source":
+    opened = await h.call("POST", "/v1/referrals", {"person_id": f"P-t{uuid.uuid4().hex[:8]}", "referral_source":
                                                     "partner-clinic", "target_condition": "depression"}, **p)
     assert opened.status_code == 201
     episode = opened.json()["episode_id"]

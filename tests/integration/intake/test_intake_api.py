@@ -156,7 +156,8 @@ REFUSALS = [
     ("PUT", "availability", {**AVAILABILITY, "timezone": "Europe/Atlantis"}, "timezone", "unknown time zone"),
     ("PUT", "availability", {**AVAILABILITY, "slots": []}, "slots", "at least 1"),
     ("PUT", "consent", {"given": "sure", "method": "written"}, "given", "boolean"),
-    ("PUT", "clinician", {"clinician_id": "Dr Who"}, "clinician_id", "pattern"),
+    ("PUT", "clinician", {"clinician_id": "Dr Who"}, "clinician_id", "looks like a name"),
+    ("PUT", "clinician", {"clinician_id": "943-476-5919"}, "clinician_id", "looks like a phone number"),
     ("PUT", "contact", {"email": "ada-at-example.org"}, "email", "not an e-mail"),
     ("PUT", "contact", {"phone": "+44 7700 900123", "channel_consent": {"email": True}}, "channel_consent.email", "e-mail address"),
     ("POST", "decline", {"reason_code": "bored"}, "reason_code", "unknown decline reason"),
@@ -322,7 +323,7 @@ async def test_a_completed_intake_cannot_be_declined_or_changed(intake_it):
 
 async def test_opening_again_with_the_same_client_referral_id_is_the_same_referral(intake_it):
     h = intake_it
-    person, key = f"P-{uuid.uuid4().hex[:10]}", f"form-{uuid.uuid4().hex[:8]}"
+    person, key = f"P-t{uuid.uuid4().hex[:10]}", f"form-{uuid.uuid4().hex[:8]}"
     body = {"person_id": person, "referral_source": "partner-clinic", "target_condition": "depression",
             "client_referral_id": key}
     first = await h.call("POST", "/v1/referrals", body)

@@ -8,10 +8,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from rapport_shared.private_contacts import Keyring, decode_record, topic_config
+from rapport_shared.private_contacts import ContactRecordError, Keyring, data_keys_from_records, decode_record, topic_config
 from rapport_shared.testing.flows import intake_parts
 from rapport_shared.testing.kafka import read_all
-from rapport_shared.topics import PRIVATE_CONTACTS
+from rapport_shared.topics import ERASURES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 from rapport_intake.adapters.contacts_relay import ContactsRelay, producer_send
 from rapport_shared.private_contacts import ensure_private_topic
 
@@ -49,7 +49,7 @@ async def test_contact_details_can_change_after_the_intake_ended(intake_it):
 
 async def test_erasure_removes_contact_details_and_free_text_and_queues_the_tombstone(intake_it):
     h = intake_it
-    person = f"P-{uuid.uuid4().hex[:8]}"
+    person = f"P-t{uuid.uuid4().hex[:8]}"
     first, _ = await h.open(person)
     second, _ = await h.open(person)
     await h.call("PUT", f"/v1/referrals/{first}/contact", CONTACT)
@@ -80,7 +80,7 @@ async def test_erasure_removes_contact_details_and_free_text_and_queues_the_tomb
     assert view["inventory"]["people"][0]["closeness"] == 1 and view["personal_text_erased_at"]
     assert await h.pool.fetchval("SELECT count(*) FROM erasures WHERE person_id = $1 AND erased_by = 'dpo-1'", person) == 1
     audit = (await h.call("GET", f"/v1/audit?person_id={person}&action=person.erased", role="admin")).json()["entries"]
-    assert [(e["actor"], e["detail"]) for e in audit] == [("dpo-1", {"referrals": 2, "contact": True})]
+    assert [(e["actor"], e["detail"]) for e in audit] == [("dpo-1", {"referrals": 2, "contact": True, "keys_destroyed": 0})]
 
 
 async def test_erasing_an_unknown_person_is_404(intake_it):
@@ -141,7 +141,7 @@ async def test_the_relay_publishes_encrypted_contacts_and_tombstones_on_a_compac
     finally:
         await admin.close()
 
-    person = f"P-{uuid.uuid4().hex[:8]}"
+    person = f"P-t{uuid.uuid4().hex[:8]}"
     episode, _ = await h.open(person)
     await h.call("PUT", f"/v1/referrals/{episode}/contact", CONTACT)
     await h.call("PUT", f"/v1/referrals/{episode}/contact", {**CONTACT, "name": "Ada King"})  # two changes, one record
@@ -164,9 +164,21 @@ async def test_the_relay_publishes_encrypted_contacts_and_tombstones_on_a_compac
     # Whole values: a short one ("Ada") may occur by chance in ciphertext.
     for secret in (b"Ada King", b"lovelace", b"7700900461"):
         assert secret not in live.value and secret not in repr(live.headers).encode()
-    contact = decode_record(live.key, live.value, live.headers, keyring)
+    # contact.v2: encrypted with the person's data key, published wrapped on the keys topic
+    keys = [r for r in await read_all(kafka.bootstrap, PRIVATE_PERSON_KEYS) if r.key == person.encode()]
+    assert [r.value is None for r in keys] == [False, True]  # the key, then its tombstone (erasure)
+    before_erasure = data_keys_from_records(keys[:1], keyring)
+    contact = decode_record(live.key, live.value, live.headers, keyring, before_erasure)
     assert (contact.name, contact.email, contact.phone) == ("Ada King", "ada.lovelace@example.org", "+447700900461")
     assert tombstone.value is None and decode_record(tombstone.key, tombstone.value, tombstone.headers, keyring) is None
+    # crypto-shredding: the keys topic as it reads after the erasure holds no key for the person,
+    # and intake's row has no key material left
+    with pytest.raises(ContactRecordError):
+        decode_record(live.key, live.value, live.headers, keyring, data_keys_from_records(keys, keyring))
+    row = await h.pool.fetchrow("SELECT * FROM person_keys WHERE person_id = $1", person)
+    assert row["wrapped_key"] is None and row["destroyed_at"] is not None
+    notices = [r for r in await read_all(kafka.bootstrap, ERASURES) if r.key == person.encode()]
+    assert len(notices) == 1 and b"Ada" not in notices[0].value
 
 
 async def test_a_relay_failure_after_publishing_republishes_the_same_state(intake_it, kafka):
@@ -174,7 +186,7 @@ async def test_a_relay_failure_after_publishing_republishes_the_same_state(intak
     the next pass publishes the person's current state again (a compacted topic absorbs it)."""
     h = intake_it
     await ensure_private_topic(kafka.bootstrap, 3, 1)
-    person = f"P-{uuid.uuid4().hex[:8]}"
+    person = f"P-t{uuid.uuid4().hex[:8]}"
     episode, _ = await h.open(person)
     await h.call("PUT", f"/v1/referrals/{episode}/contact", CONTACT)
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", enable_idempotence=True)
@@ -199,5 +211,6 @@ async def test_a_relay_failure_after_publishing_republishes_the_same_state(intak
         await producer.stop()
     assert await h.pool.fetchval("SELECT count(*) FROM contact_publications WHERE person_id = $1", person) == 0
     mine = [r for r in await read_all(kafka.bootstrap, PRIVATE_CONTACTS) if r.key == person.encode()]
-    decoded = [decode_record(r.key, r.value, r.headers, Keyring.development()) for r in mine]
+    keys = data_keys_from_records(await read_all(kafka.bootstrap, PRIVATE_PERSON_KEYS), Keyring.development())
+    decoded = [decode_record(r.key, r.value, r.headers, Keyring.development(), keys) for r in mine]
     assert len(mine) == 2 and decoded[0] == decoded[1] and decoded[0].email == CONTACT["email"]

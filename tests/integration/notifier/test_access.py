@@ -18,7 +18,7 @@ from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
 def intake(h, *, clinician: str, org: str | None = TEST_ORG, person: str | None = None) -> IntakeCompletedV1:
     at = h.clock.now() - timedelta(days=1)
     return IntakeCompletedV1(
-        episode_id=uuid.uuid4(), person_id=person or f"P-{uuid.uuid4().hex[:8]}", target_condition="depression",
+        episode_id=uuid.uuid4(), person_id=person or f"P-t{uuid.uuid4().hex[:8]}", target_condition="depression",
         template_id="ipt-standard", focus={"primary": "grief"}, clinician_id=clinician,
         availability={"timezone": "Europe/London", "slots": [{"weekday": 2, "start": "09:00", "end": "12:00"}]},
         referred_at=at, completed_at=at + timedelta(hours=1), organisation_id=org)

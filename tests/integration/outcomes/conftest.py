@@ -113,8 +113,8 @@ def intake_event(*, baseline: dict[str, dict[int, int]] | None = None, clinician
     now = datetime.now(timezone.utc)
     referred = referred_at or now - timedelta(days=1)
     return IntakeCompletedV1(
-        episode_id=uuid.uuid4(), person_id=f"P-{uuid.uuid4().hex[:10]}", target_condition=target_condition,
-        template_id=template_id, focus={"primary": "grief"}, clinician_id=clinician_id or f"clin-{uuid.uuid4().hex[:8]}",
+        episode_id=uuid.uuid4(), person_id=f"P-t{uuid.uuid4().hex[:10]}", target_condition=target_condition,
+        template_id=template_id, focus={"primary": "grief"}, clinician_id=clinician_id or f"clin-t{uuid.uuid4().hex[:8]}",
         availability={"timezone": "Europe/London", "slots": [{"weekday": 2, "start": "09:00", "end": "12:00"}]},
         baseline_scores=[{"instrument": code, "answers": answers, "total": float(sum(answers.values())),
                           "administered_at": referred + timedelta(hours=1)}

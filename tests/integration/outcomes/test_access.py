@@ -83,7 +83,7 @@ async def test_another_organisations_partner_gets_the_same_404_as_for_a_missing_
 
 async def test_a_patient_app_gets_the_same_404_for_someone_elses_episode_as_for_a_missing_one(outcomes, h):
     data = await open_episode(outcomes, h)
-    other_app = outcomes.auth(f"P-{uuid.uuid4().hex[:10]}", "patient_app")
+    other_app = outcomes.auth(f"P-t{uuid.uuid4().hex[:10]}", "patient_app")
     missing = uuid.uuid4()
     payload = body(h.phq9(5))
     someone_elses = await outcomes.client.post(f"/v1/episodes/{data.episode_id}/submissions", headers=other_app,
@@ -98,7 +98,7 @@ async def test_a_patient_app_gets_the_same_404_for_someone_elses_episode_as_for_
 
 async def test_a_clinician_not_assigned_to_the_episode_reaches_nothing_of_it(outcomes, h):
     data, alert_id = await with_alert(outcomes, h)
-    stranger = outcomes.auth(f"clin-{uuid.uuid4().hex[:8]}", "clinician")
+    stranger = outcomes.auth(f"clin-t{uuid.uuid4().hex[:8]}", "clinician")
     # The assigned clinician's id in a token of another organisation is not the assigned clinician.
     impostor = outcomes.auth(data.clinician_id, "clinician", org=h.OTHER_ORG)
     [submission_id] = [e["submission_id"] for e in await outcomes.events(data.episode_id, "rapport.alert.raised.v1")]
@@ -142,7 +142,7 @@ async def test_a_clinician_not_assigned_to_the_episode_reaches_nothing_of_it(out
 
 async def test_clinician_id_in_the_alert_list_never_widens_it(outcomes, h):
     data, alert_id = await with_alert(outcomes, h)
-    stranger = f"clin-{uuid.uuid4().hex[:8]}"
+    stranger = f"clin-t{uuid.uuid4().hex[:8]}"
     for params in ({"clinician_id": data.clinician_id}, {"clinician_id": data.clinician_id, "status": "all"},
                    {"status": "all"}):
         r = await outcomes.client.get("/v1/alerts", params=params, headers=outcomes.auth(stranger, "clinician"))
@@ -201,7 +201,7 @@ async def test_the_organisations_supervisor_and_on_call_clinician_may_resolve(ou
 
 
 async def test_the_cohort_report_covers_only_what_the_caller_reaches(outcomes, h):
-    clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
+    clinician_id = f"clin-t{uuid.uuid4().hex[:8]}"
     data = await open_episode(outcomes, h, clinician_id=clinician_id)
     from rapport_shared.contracts.course import CourseEndedV1
 
@@ -217,7 +217,7 @@ async def test_the_cohort_report_covers_only_what_the_caller_reaches(outcomes, h
 
     assert await groups(outcomes.auth(clinician_id, "clinician")) == [clinician_id]
     assert await groups(outcomes.auth("adm-1", "admin")) == [clinician_id]
-    assert await groups(outcomes.auth(f"clin-{uuid.uuid4().hex[:8]}", "clinician")) == []
+    assert await groups(outcomes.auth(f"clin-t{uuid.uuid4().hex[:8]}", "clinician")) == []
     assert await groups(outcomes.auth(clinician_id, "clinician", org=h.OTHER_ORG)) == []
     assert await groups(outcomes.auth("adm-9", "admin", org=h.OTHER_ORG)) == []
 

@@ -53,16 +53,23 @@ async def test_safety_alert_lifecycle_link_resolve_audit(outcomes, h):
     first = await submit(outcomes, data, h.phq9(14, item9=1), session_number=2)
     [alert_id] = first["alert_ids"]
     second = await submit(outcomes, data, h.phq9(12, item9=2), session_number=3)
-    assert second["alert_ids"] == [alert_id]  # linked, not a second page
+    # domain.md 3.3: a new positive while the first is open is a new alert (sent again), linked to it.
+    repeat_id = next(a for a in second["alert_ids"] if a != alert_id)
+    assert sorted(second["alert_ids"]) == sorted([alert_id, repeat_id])
     raised = await outcomes.events(data.episode_id, "rapport.alert.raised.v1")
-    assert [e["alert_id"] for e in raised] == [alert_id]
+    assert [(e["alert_id"], e["submission_id"], e["urgency"], e["linked_alert_ids"]) for e in raised] == [
+        (alert_id, first["submission_id"], "urgent", []), (repeat_id, second["submission_id"], "urgent", [alert_id])]
+    [score2] = [e for e in await outcomes.events(data.episode_id, "rapport.score.submitted.v1")
+                if e["submission_id"] == second["submission_id"]]
+    assert sorted(score2["alert_ids"]) == sorted([alert_id, repeat_id])
 
-    # Open alerts for the clinician: their own by default.
+    # Open alerts for the clinician: their own by default; the repeat names the one it repeats.
     mine = (await outcomes.client.get("/v1/alerts", headers=clinician)).json()
-    assert [(a["alert_id"], a["linked_submissions"]) for a in mine["alerts"]] == [(alert_id, 1)]
+    assert [(a["alert_id"], a["linked_submissions"], a["linked_alert_ids"]) for a in mine["alerts"]] == [
+        (alert_id, 1, []), (repeat_id, 0, [alert_id])]
     admin = outcomes.auth("adm", "admin")
     listed = (await outcomes.client.get("/v1/alerts", params={"clinician_id": data.clinician_id}, headers=admin)).json()
-    assert [a["alert_id"] for a in listed["alerts"]] == [alert_id]
+    assert [a["alert_id"] for a in listed["alerts"]] == [alert_id, repeat_id]
 
     url = f"/v1/alerts/{alert_id}/resolve"
     assert (await outcomes.client.post(url, headers=admin, json={"action": "safety_plan"})).status_code == 403
@@ -90,6 +97,11 @@ async def test_safety_alert_lifecycle_link_resolve_audit(outcomes, h):
     other = await outcomes.client.post(url, headers=clinician, json={"action": "referral"})
     assert (other.status_code, other.json()["field"]) == (409, "alert_id")
     assert len(await outcomes.events(data.episode_id, "rapport.alert.resolved.v1")) == 1
+    # Resolving the first leaves the repeat open: each is resolved on its own.
+    assert [a["alert_id"] for a in (await outcomes.client.get("/v1/alerts", headers=clinician)).json()["alerts"]] == [
+        repeat_id]
+    r = await outcomes.client.post(f"/v1/alerts/{repeat_id}/resolve", headers=clinician, json={"action": "assessment"})
+    assert r.status_code == 200
     assert (await outcomes.client.get("/v1/alerts", headers=clinician)).json()["alerts"] == []
 
     detail = (await outcomes.client.get(f"/v1/alerts/{alert_id}", headers=clinician)).json()
@@ -97,9 +109,11 @@ async def test_safety_alert_lifecycle_link_resolve_audit(outcomes, h):
     assert detail["audit"][2]["actor"] == data.clinician_id and detail["audit"][0]["event_id"] == raised[0]["ce_id"]
     assert [s["submission_id"] for s in detail["linked_submissions"]] == [second["submission_id"]]
 
-    # After resolution a new positive item 9 is a new alert.
+    # After resolution a new positive item 9 is a new alert, linked to nothing.
     third = await submit(outcomes, data, h.phq9(10, item9=1))
-    assert third["alert_ids"] and third["alert_ids"] != [alert_id]
+    [third_id] = third["alert_ids"]
+    assert third_id not in (alert_id, repeat_id)
+    assert (await outcomes.events(data.episode_id, "rapport.alert.raised.v1"))[-1]["linked_alert_ids"] == []
 
     # The audit is append-only, even for the service's own role.
     async with outcomes.pool.acquire() as conn:
@@ -151,8 +165,29 @@ async def test_reliable_improvement_by_mid_course_raises_nothing(outcomes, h):
                                 data.episode_id) == 1
 
 
+@pytest.mark.parametrize(("attended_count", "treatment", "finished"), [(4, 1, False), (5, 2, True)])
+async def test_finished_course_counts_treatment_sessions_not_assessment(outcomes, h, attended_count, treatment, finished):
+    """domain.md 3.2: "at least 2 attended treatment sessions"; sessions 1-3 here are initial
+    (assessment) sessions, so 4 attended is one treatment session, 5 is two."""
+    data = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18, "gad7": h.GAD7_12})
+    course_id = uuid.uuid4()
+    await outcomes.deliver(CoursePlannedV1(
+        episode_id=data.episode_id, course_id=course_id, person_id=data.person_id, template_id=data.template_id,
+        clinician_id=data.clinician_id, contracted_sessions=16, phase_plan=[], sessions=[], first_session_at=now(),
+        planned_end_at=now() + timedelta(weeks=16), planned_at=now()))
+    for n in range(1, attended_count + 1):
+        assert (await outcomes.deliver(attended(data, n, course_id)))[0].status == "processed"
+    await outcomes.deliver(attended(data, 2, course_id))  # a re-sent event changes nothing
+    await outcomes.deliver(ended(data, course_id, attended_count, reason="withdrawal"))
+    [ev] = await outcomes.events(data.episode_id, "rapport.outcome.evaluated.v1")
+    assert (ev["attended_sessions"], ev["treatment_sessions"], ev["finished_course"]) == (attended_count, treatment, finished)
+    outcome = (await outcomes.client.get(f"/v1/episodes/{data.episode_id}/outcome",
+                                         headers=outcomes.auth(data.clinician_id, "clinician"))).json()
+    assert (outcome["treatment_sessions"], outcome["finished_course"]) == (treatment, finished)
+
+
 async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h):
-    clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
+    clinician_id = f"clin-t{uuid.uuid4().hex[:8]}"
     data = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18, "gad7": h.GAD7_12}, clinician_id=clinician_id)
     course_id = uuid.uuid4()
     await submit(outcomes, data, h.phq9(9), session_number=6)
@@ -216,7 +251,7 @@ async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h)
 
 
 async def test_a_score_given_before_the_end_but_recorded_after_it_revises_the_evaluation(outcomes, h):
-    clinician_id = f"clin-{uuid.uuid4().hex[:8]}"
+    clinician_id = f"clin-t{uuid.uuid4().hex[:8]}"
     data = await open_episode(outcomes, h, baseline={"phq9": h.PHQ9_18}, clinician_id=clinician_id)
     await submit(outcomes, data, h.phq9(12), session_number=15)
     given = now()  # the patient fills in the last questionnaire in the app...

@@ -25,7 +25,7 @@ def bearer(sub: str, *roles: str, org: str | None = None) -> dict[str, str]:
 
 
 def clinician() -> str:
-    return f"clin-{uuid.uuid4().hex[:8]}"
+    return f"clin-t{uuid.uuid4().hex[:8]}"
 
 
 async def plan(h, deps=None, **kw):

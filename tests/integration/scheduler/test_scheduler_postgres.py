@@ -39,7 +39,7 @@ ADMIN = bearer("adm-1", "admin")
 
 
 def clinician() -> str:
-    return f"clin-{uuid.uuid4().hex[:8]}"
+    return f"clin-t{uuid.uuid4().hex[:8]}"
 
 
 async def plan(h, **kw):
@@ -194,7 +194,10 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
         h.clock.set(cur.starts_at + timedelta(minutes=10))  # recorded while session 3 is still running
         assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=auth)).status_code == 200
     timers = (await client.get(f"{base}/timers", headers=auth)).json()["timers"]
-    assert {t["kind"]: t["due_at"] for t in timers}[D.INITIAL_WINDOW] == course.live_at(3).ends_at.isoformat()
+    # Due when the grace after session 3 ends (default: the end of that day in the clinic's time zone).
+    due = h.deps.initial_notice_grace.due(course.live_at(3).ends_at)
+    assert h.deps.initial_notice_grace.end_of_day and due > course.live_at(3).ends_at
+    assert {t["kind"]: t["due_at"] for t in timers}[D.INITIAL_WINDOW] == due.isoformat()
 
     # Other tests' courses share this schema: keep their timers out of the counts below.
     async with h.pool.acquire() as conn:
@@ -210,6 +213,8 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
     runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema, {**handlers_map, D.INITIAL_WINDOW: failing}, backoff_s=60)
     assert await runner.fire_due() == 0  # not due yet
     h.clock.set(course.live_at(3).ends_at)
+    assert await runner.fire_due() == 0  # session 3 is over, the grace is not
+    h.clock.set(due)
     assert await runner.fire_due() == 1 and calls == [D.INITIAL_WINDOW]
     notices = lambda evs: [e for e in evs if isinstance(e, CourseReviewNeededV1)]
     assert notices(await h.events(ik.episode_id)) == []
@@ -224,6 +229,40 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
     view = (await client.get(base, headers=auth)).json()
     assert view["phase"] == "initial" and view["review_notices"] == ["initial_checklist_incomplete"]
     assert D.INITIAL_WINDOW not in {t["kind"] for t in (await client.get(f"{base}/timers", headers=auth)).json()["timers"]}
+
+
+@pytest.mark.parametrize("minutes_after_grace", [-1, 1])
+async def test_checklist_recorded_around_the_end_of_the_grace(h, client, minutes_after_grace):
+    """Issue 15 item 7: a checklist recorded within the grace after session i sends no review
+    notice; one recorded after it comes after the notice."""
+    ik, course = await plan(h, clinician_id=clinician())
+    base, auth = f"/v1/courses/{course.course_id}", bearer(course.clinician_id, "clinician")
+    for k in (1, 2, 3):
+        cur = course.live_at(k)
+        h.clock.set(cur.ends_at)
+        assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=auth)).status_code == 200
+    due = h.deps.initial_notice_grace.due(course.live_at(3).ends_at)
+    async with h.pool.acquire() as conn:  # other tests' courses share this schema
+        await conn.execute("UPDATE timers SET cancelled_at = now() WHERE key <> $1 AND fired_at IS NULL",
+                           f"course:{course.course_id}")
+    runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema,
+                         {k: (lambda uow, t: handlers.on_timer(uow, t, deps=h.deps)) for k in D.TIMER_KINDS})
+    h.clock.set(course.live_at(3).ends_at + timedelta(minutes=1))  # a minute after session i
+    assert await runner.fire_due() == 0
+    h.clock.set(due + timedelta(minutes=minutes_after_grace))
+    await runner.fire_due()
+    for item in ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "contract_set",
+                 "focus_confirmed"):
+        assert (await client.put(f"{base}/checklist/{item}", headers=auth, json={})).status_code == 200
+    h.clock.set(due + timedelta(days=1))
+    await runner.fire_due()
+    notices = [e for e in await h.events(ik.episode_id) if isinstance(e, CourseReviewNeededV1)]
+    if minutes_after_grace < 0:
+        assert notices == []
+    else:
+        assert [(n.reason, n.session_number) for n in notices] == [(ReviewReason.initial_checklist_incomplete, 3)]
+    view = (await client.get(base, headers=auth)).json()
+    assert view["phase"] == "middle"
 
 
 async def test_maintenance_after_remission_reported_by_outcomes(h, client):

@@ -27,7 +27,7 @@ from aiokafka.errors import (
 
 from rapport_shared import acl
 from rapport_shared.testing.infra import KafkaHandle, _sasl_plain_auth, docker_available, start_kafka
-from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, PRIVATE_CONTACTS
+from rapport_shared.topics import COURSE, ERASURES, INTAKE, NOTIFICATIONS, OUTCOMES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -174,6 +174,23 @@ async def test_only_the_notifier_reads_the_private_topic(secure_kafka: KafkaHand
     await _read_in_group(secure_kafka, "notifier", PRIVATE_CONTACTS, "rapport-notifier-contacts", marker)
     for other in ("intake", "scheduler", "outcomes"):
         await _assert_cannot_read(secure_kafka, other, PRIVATE_CONTACTS, group=f"rapport-{other}")
+
+
+async def test_data_keys_reach_only_the_notifier_and_erasure_notices_only_outcomes(secure_kafka: KafkaHandle) -> None:
+    """Crypto-shredding (docs/privacy.md): the wrapped per-person data keys are as private as the
+    contacts; the erasure notices (pseudonymous id + organisation) go to outcomes, never a partner."""
+    marker = f"key-{uuid.uuid4()}".encode()
+    await _produce(secure_kafka, "intake", PRIVATE_PERSON_KEYS, marker, key=b"person-3")
+    await _read_in_group(secure_kafka, "notifier", PRIVATE_PERSON_KEYS, "rapport-notifier-contacts", marker)
+    for other in ("scheduler", "outcomes", "partner-demo"):
+        await _assert_cannot_read(secure_kafka, other, PRIVATE_PERSON_KEYS)
+    notice = f"erased-{uuid.uuid4()}".encode()
+    await _produce(secure_kafka, "intake", ERASURES, notice, key=b"person-3")
+    await _read_in_group(secure_kafka, "outcomes", ERASURES, "rapport-outcomes-erasures", notice)
+    for other in ("scheduler", "partner-demo"):
+        await _assert_cannot_read(secure_kafka, other, ERASURES)
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(secure_kafka, "outcomes", ERASURES, b"forged", key=b"p")
 
 
 async def test_service_reads_only_what_it_consumes(secure_kafka: KafkaHandle) -> None:
@@ -397,8 +414,11 @@ def test_acl_set_shape() -> None:
     private_writers = {a.principal for a in acls if a.operation == "WRITE" and a.resource_name.startswith("rapport.private")}
     assert private_writers == {"User:intake"}
     writers = {a.resource_name: a.principal for a in acls if a.operation == "WRITE" and ".dlq." not in a.resource_name}
-    assert writers == {INTAKE: "User:intake", PRIVATE_CONTACTS: "User:intake", COURSE: "User:scheduler",
-                       OUTCOMES: "User:outcomes", NOTIFICATIONS: "User:notifier"}
+    assert writers == {INTAKE: "User:intake", PRIVATE_CONTACTS: "User:intake", PRIVATE_PERSON_KEYS: "User:intake",
+                       ERASURES: "User:intake", COURSE: "User:scheduler", OUTCOMES: "User:outcomes",
+                       NOTIFICATIONS: "User:notifier"}
+    # erasure notices: read by outcomes only (never a partner)
+    assert {a.principal for a in acls if a.operation == "READ" and a.resource_name == ERASURES} == {"User:outcomes"}
     with pytest.raises(ValueError):
         acl.desired_acls(["acme", "acme2"])  # prefixed group ACLs would overlap
 
@@ -424,3 +444,30 @@ def test_cli_acls_show_and_apply(secure_kafka: KafkaHandle) -> None:
                                   secure_kafka.users["partner-demo"], "--sasl-mechanism", "PLAIN", "acls", "apply",
                                   "--no-topics"])
     assert refused.exit_code == 2, refused.output
+
+
+def test_cli_acls_apply_prune_is_a_dry_run_without_apply(secure_kafka: KafkaHandle) -> None:
+    """`rapport acls apply --prune` lists the ACLs outside the set and deletes nothing; with --apply it
+    deletes them (issue 14: --dry-run is the default of destructive commands)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from rapport_shared.tools.cli import app
+
+    admin = secure_kafka.security("admin")
+    acl.apply_acls(secure_kafka.bootstrap, admin, partners=["demo", "gone"], create_topics=False)
+    as_admin = ["-b", secure_kafka.bootstrap, "--sasl-username", "admin", "--sasl-password",
+                secure_kafka.users["admin"], "--sasl-mechanism", "PLAIN", "acls", "apply", "--no-topics", "--prune"]
+    runner = CliRunner()
+    dry = runner.invoke(app, [*as_admin, "--json"])
+    assert dry.exit_code == 0, dry.output
+    report = json.loads(dry.stdout)
+    assert report["deleted"] == [] and {a["principal"] for a in report["would_delete"]} == {"User:partner-gone"}
+    still = acl.current_acls(acl.admin_client(secure_kafka.bootstrap, admin))
+    assert any(a.principal == "User:partner-gone" for a in still), "a dry run deleted ACLs"
+    done = runner.invoke(app, [*as_admin, "--apply", "--json"])
+    assert done.exit_code == 0, done.output
+    assert {a["principal"] for a in json.loads(done.stdout)["deleted"]} == {"User:partner-gone"}
+    assert not any(a.principal == "User:partner-gone" for a in acl.current_acls(acl.admin_client(secure_kafka.bootstrap,
+                                                                                                  admin)))

@@ -70,16 +70,41 @@ def test_safety_alerts_are_urgent_and_review_alerts_routine() -> None:
     assert all(d.instrument == "phq9" and d.session_number == 3 for d in decisions)
 
 
-def test_a_second_positive_item9_links_to_the_open_alert() -> None:
+def test_a_second_positive_item9_is_a_new_alert_linked_to_the_open_one() -> None:
+    """domain.md 3.3: "already alerted" is never a reason to stay silent; the repeat is raised (and
+    so sent) like the first, names the open alert, and the submission joins that alert too."""
     open_safety = OpenAlert(uuid.uuid4(), AlertKind.safety, "safety_item_positive")
-    [decision] = rules.alerts_for_submission(submission("phq9", 5, 1, 18), [open_safety], POLICY)
-    assert decision == Link(open_safety.alert_id, AlertKind.safety, "safety_item_positive")
+    raised, link = rules.alerts_for_submission(submission("phq9", 5, 1, 18), [open_safety], POLICY)
+    assert raised == Raise(AlertKind.safety, AlertUrgency.urgent, "safety_item_positive", "phq9", 3,
+                           (open_safety.alert_id,))
+    assert link == Link(open_safety.alert_id, AlertKind.safety, "safety_item_positive")
+
+
+def test_a_third_positive_item9_links_to_every_open_safety_alert_oldest_first() -> None:
+    first, second = (OpenAlert(uuid.uuid4(), AlertKind.safety, "safety_item_positive") for _ in range(2))
+    review = OpenAlert(uuid.uuid4(), AlertKind.review, "reliable_deterioration")
+    decisions = rules.alerts_for_submission(submission("phq9", 3, 3), [first, review, second], POLICY)
+    assert causes(decisions) == [("raise", *SAFETY), ("link", *SAFETY), ("link", *SAFETY)]
+    assert decisions[0].linked_alert_ids == (first.alert_id, second.alert_id)
+    assert [d.alert_id for d in decisions[1:]] == [first.alert_id, second.alert_id]
+
+
+def test_a_first_positive_item9_links_to_nothing() -> None:
+    [raised] = rules.alerts_for_submission(submission("phq9", 1, 1), [], POLICY)
+    assert isinstance(raised, Raise) and raised.linked_alert_ids == ()
+
+
+def test_a_repeated_review_cause_still_joins_its_open_alert() -> None:
+    open_review = OpenAlert(uuid.uuid4(), AlertKind.review, "reliable_deterioration")
+    [decision] = rules.alerts_for_submission(submission("phq9", 16, 0, 10), [open_review], POLICY)
+    assert decision == Link(open_review.alert_id, AlertKind.review, "reliable_deterioration")
 
 
 def test_an_open_review_alert_does_not_absorb_a_safety_alert() -> None:
     open_review = OpenAlert(uuid.uuid4(), AlertKind.review, "reliable_deterioration")
     decisions = rules.alerts_for_submission(submission("phq9", 17, 1, 10), [open_review], POLICY)
     assert causes(decisions) == [("raise", *SAFETY), ("link", *DETERIORATION)]
+    assert decisions[0].linked_alert_ids == ()
 
 
 def test_a_clinic_maps_another_flag_to_a_safety_alert_by_configuration() -> None:

@@ -25,7 +25,7 @@ ORIGINAL_V1 = {
     "rapport.alert.raised.v1": (
         {"episode_id": str(uuid.uuid4()), "alert_id": str(uuid.uuid4()), "kind": "safety", "urgency": "urgent",
          "reason_code": "safety_item_positive", "clinician_id": "clin-1", "raised_at": T},
-        {"session_number"},
+        {"session_number", "linked_alert_ids"},
     ),
     "rapport.alert.resolved.v1": (
         {"episode_id": str(uuid.uuid4()), "alert_id": str(uuid.uuid4()), "kind": "safety", "resolved_by": "clin-1",
@@ -35,7 +35,7 @@ ORIGINAL_V1 = {
     "rapport.outcome.evaluated.v1": (
         {"episode_id": str(uuid.uuid4()), "finished_course": True, "evaluated_at": T},
         {"template_id", "clinician_id", "end_reason", "attended_sessions", "counts_toward_recovery", "paired_measures",
-         "instruments"},
+         "instruments", "treatment_sessions"},
     ),
 }
 

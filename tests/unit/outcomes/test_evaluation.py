@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rapport_outcomes.domain.evaluation import ScorePoint, evaluate, pairs_from
+from rapport_outcomes.domain.evaluation import ScorePoint, evaluate, pairs_from, treatment_sessions
 from rapport_outcomes.domain.policy import OutcomesPolicy
 
 pytestmark = pytest.mark.unit
@@ -59,6 +59,41 @@ def test_two_measure_rules(phq9, gad7, improvement, deterioration, recovery, rel
 def test_finished_course_needs_two_attended_sessions(attended: int, finished: bool) -> None:
     ev = evaluate(series("phq9", [18, 4]), attended_sessions=attended, target_condition=None, policy=POLICY)
     assert ev.finished_course is finished
+
+
+@pytest.mark.parametrize(
+    ("attended", "assessment", "treatment", "finished"),
+    [
+        # domain.md 3.2: "at least 2 attended treatment sessions"; the initial (assessment) phase does not count
+        (4, 3, 1, False),  # sessions 1-3 initial, one middle session: one below
+        (5, 3, 2, True),  # exactly two treatment sessions
+        (4, 2, 2, True),  # checklist complete at session 2: middle from 3
+        (3, 3, 0, False),  # ended after the initial phase: assessment only
+        (6, 6, 0, False),  # checklist never completed before the end: still assessment only
+        (16, 3, 13, True),
+        (0, 0, 0, False),
+        (3, None, None, True),  # attendance not seen from the start (before the upgrade): every session counts
+        (1, None, None, False),
+    ],
+)
+def test_finished_course_counts_treatment_sessions(attended, assessment, treatment, finished) -> None:
+    assert treatment_sessions(attended, assessment) == treatment
+    ev = evaluate(series("phq9", [18, 4]), attended_sessions=attended, treatment_sessions=treatment,
+                  target_condition=None, policy=POLICY)
+    assert (ev.finished_course, ev.treatment_sessions, ev.attended_sessions) == (finished, treatment, attended)
+
+
+def test_treatment_sessions_unknown_when_attendance_was_seen_only_in_part() -> None:
+    assert treatment_sessions(5, 3, seen_attended=5) == 2
+    assert treatment_sessions(5, 0, seen_attended=0) is None  # only the course's end was seen here
+    assert treatment_sessions(5, 3, seen_attended=4) is None
+
+
+def test_assessment_phases_are_configurable_and_checked() -> None:
+    assert POLICY.is_assessment("initial") and not POLICY.is_assessment("middle") and not POLICY.is_assessment(None)
+    assert not OutcomesPolicy(assessment_phases=frozenset()).is_assessment("initial")
+    with pytest.raises(ValueError, match="assessment_phases"):
+        OutcomesPolicy(assessment_phases=frozenset({"assessment"}))
 
 
 def test_pairs_are_first_and_latest_by_time_then_recording_order() -> None:

@@ -1,6 +1,6 @@
 """The scheduler's rules, scenario by scenario (pure: no database, no Kafka)."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
@@ -24,17 +24,19 @@ pytestmark = pytest.mark.unit
 class Run:
     """A course driven through the decider, keeping every event (for replay checks)."""
 
-    def __init__(self, template_id="ipt-standard", misses=3, **intake_kw):
+    def __init__(self, template_id="ipt-standard", misses=3, grace=D.NoticeGrace(), **intake_kw):
         self.intake = intake_completed(template_id=template_id, **intake_kw)
         self.rules = rules_for(self.intake)
         self.misses = misses
+        self.grace = grace
         self.now = self.intake.completed_at
         d = D.plan(self.intake, self.ctx())
         self.events = list(d.events)
         self.course = d.course
 
     def ctx(self):
-        return D.Context(now=self.now, rules=self.rules, disengagement_misses=self.misses)
+        return D.Context(now=self.now, rules=self.rules, disengagement_misses=self.misses,
+                         initial_notice_grace=self.grace)
 
     def do(self, fn, *args, **kw):
         d = fn(self.course, *args, self.ctx(), **kw)
@@ -61,7 +63,7 @@ class Run:
 
     def fire_due(self):
         out = []
-        for kind, due in D.desired_timers(self.course).items():
+        for kind, due in D.desired_timers(self.course, self.grace).items():
             if due is not None and due <= self.now:
                 out += self.do(D.on_timer, kind)
         return out
@@ -163,6 +165,72 @@ def test_checklist_completed_before_window_end_cancels_the_notice():
     r.now = r.course.live_at(3).ends_at
     assert r.fire_due() == []
     assert r.phase_changes() == [(Phase.initial, Phase.middle, 4, PhaseChangeReason.checklist_complete)]
+
+
+END_OF_DAY = D.NoticeGrace(end_of_day=True, timezone="Europe/London")
+
+
+def _through_initial_window(r):
+    """Sessions 1..i attended (each recorded at its end); returns session i."""
+    for _ in range(r.course.template.initial):
+        r.attend()
+    return r.course.live_at(r.course.template.initial)
+
+
+@pytest.mark.parametrize("grace", [
+    END_OF_DAY,  # until local midnight of the day session i ended
+    D.NoticeGrace(after=timedelta(hours=2)),  # a duration after its end
+])
+def test_checklist_recorded_within_the_grace_sends_no_notice(grace):
+    r = Run(grace=grace)
+    s3 = _through_initial_window(r)
+    due = D.desired_timers(r.course, grace)[D.INITIAL_WINDOW]
+    assert due == grace.due(s3.ends_at) and due > s3.ends_at
+    r.now = s3.ends_at + timedelta(minutes=1)  # a minute after session i: the issue's case
+    assert r.fire_due() == []
+    r.now = due - timedelta(seconds=1)  # the last moment of the grace
+    r.complete_checklist()
+    assert D.desired_timers(r.course, grace)[D.INITIAL_WINDOW] is None
+    r.now = due + timedelta(days=1)
+    assert r.fire_due() == [] and of(r.events, CourseReviewNeededV1) == []
+    assert r.phase_changes() == [(Phase.initial, Phase.middle, 4, PhaseChangeReason.checklist_complete)]
+
+
+@pytest.mark.parametrize("grace", [END_OF_DAY, D.NoticeGrace(after=timedelta(hours=2))])
+def test_checklist_still_incomplete_when_the_grace_ends_sends_the_notice(grace):
+    r = Run(grace=grace)
+    s3 = _through_initial_window(r)
+    due = grace.due(s3.ends_at)
+    r.now = due - timedelta(seconds=1)
+    assert r.fire_due() == []  # not a second early
+    r.now = due
+    [notice] = r.fire_due()
+    assert notice.reason == ReviewReason.initial_checklist_incomplete and notice.session_number == 3
+    r.complete_checklist()  # recorded after the grace: the notice has gone; the course still moves on
+    assert len(of(r.events, CourseReviewNeededV1)) == 1
+    assert r.phase_changes() == [(Phase.initial, Phase.middle, 4, PhaseChangeReason.checklist_complete)]
+
+
+def test_no_grace_is_the_end_of_session_i():
+    r = Run()
+    s3 = _through_initial_window(r)
+    assert D.desired_timers(r.course)[D.INITIAL_WINDOW] == s3.ends_at
+
+
+@pytest.mark.parametrize(("session_end", "due"), [
+    # winter (GMT): local midnight is 00:00 UTC
+    (datetime(2030, 1, 8, 10, 50, tzinfo=timezone.utc), datetime(2030, 1, 9, 0, 0, tzinfo=timezone.utc)),
+    # summer (BST): local midnight is 23:00 UTC the same UTC day
+    (datetime(2030, 6, 4, 16, 50, tzinfo=timezone.utc), datetime(2030, 6, 4, 23, 0, tzinfo=timezone.utc)),
+    # 23:30 UTC in summer is already 00:30 local on the next day: that day's end
+    (datetime(2030, 6, 4, 23, 30, tzinfo=timezone.utc), datetime(2030, 6, 5, 23, 0, tzinfo=timezone.utc)),
+    # the day the clocks go forward (2030-03-31): a 23-hour day, midnight after it is BST
+    (datetime(2030, 3, 31, 10, 50, tzinfo=timezone.utc), datetime(2030, 3, 31, 23, 0, tzinfo=timezone.utc)),
+    # the day the clocks go back (2030-10-27): midnight after it is GMT
+    (datetime(2030, 10, 27, 10, 50, tzinfo=timezone.utc), datetime(2030, 10, 28, 0, 0, tzinfo=timezone.utc)),
+])
+def test_end_of_day_grace_is_local_midnight_in_the_clinic_time_zone(session_end, due):
+    assert END_OF_DAY.due(session_end) == due
 
 
 def test_contract_runs_out_before_checklist_completes_termination_anyway_with_notice():

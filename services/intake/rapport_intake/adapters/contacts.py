@@ -9,7 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from rapport_shared.db import ident
-from rapport_shared.private_contacts import ContactRecordV1
+from rapport_shared.private_contacts import ContactRecordV1, ErasureNotice, WrappedKey
 
 
 def notify_channel(schema: str) -> str:
@@ -66,8 +66,54 @@ async def queue_all(conn: asyncpg.Connection, schema: str) -> int:
     return n
 
 
-async def record_erasure(conn: asyncpg.Connection, person_id: str, by: str, at: datetime, referrals: int, contact: bool) -> None:
+async def record_erasure(conn: asyncpg.Connection, person_id: str, by: str, at: datetime, referrals: int, contact: bool,
+                         organisation_id: str | None = None) -> None:
+    """The erasure's row; the contacts relay publishes it as a notice on ``rapport.erasures``."""
     await conn.execute(
-        "INSERT INTO erasures (person_id, erased_by, erased_at, referrals, contact) VALUES ($1,$2,$3,$4,$5)",
-        person_id, by, at, referrals, contact,
+        "INSERT INTO erasures (person_id, erased_by, erased_at, referrals, contact, organisation_id)"
+        " VALUES ($1,$2,$3,$4,$5,$6)",
+        person_id, by, at, referrals, contact, organisation_id,
     )
+
+
+async def unpublished_erasures(conn: asyncpg.Connection, limit: int) -> list[tuple[int, ErasureNotice]]:
+    rows = await conn.fetch(
+        "SELECT erasure_id, person_id, organisation_id, erased_at FROM erasures WHERE published_at IS NULL"
+        " ORDER BY erasure_id LIMIT $1 FOR UPDATE SKIP LOCKED", limit)
+    return [(r["erasure_id"], ErasureNotice(r["person_id"], r["organisation_id"], r["erased_at"])) for r in rows]
+
+
+async def mark_erasures_published(conn: asyncpg.Connection, erasure_ids: list[int]) -> None:
+    await conn.execute("UPDATE erasures SET published_at = now() WHERE erasure_id = ANY($1::bigint[])", erasure_ids)
+
+
+# ---- per-person data keys (crypto-shredding; docs/privacy.md) ---------------------------
+
+def _wrapped(row) -> WrappedKey:
+    return WrappedKey(row["person_id"], row["dek_id"], row["master_kid"], bytes(row["wrapped_key"]))
+
+
+async def live_key(conn: asyncpg.Connection, person_id: str) -> WrappedKey | None:
+    """The person's live data key (wrapped), locked for the caller's transaction."""
+    row = await conn.fetchrow("SELECT * FROM person_keys WHERE person_id = $1 AND destroyed_at IS NULL FOR UPDATE",
+                              person_id)
+    return _wrapped(row) if row else None
+
+
+async def insert_key(conn: asyncpg.Connection, key: WrappedKey) -> None:
+    await conn.execute("INSERT INTO person_keys (dek_id, person_id, master_kid, wrapped_key, created_at)"
+                       " VALUES ($1,$2,$3,$4,now())", key.dek_id, key.person_id, key.kid, key.wrapped)
+
+
+async def rewrap_key(conn: asyncpg.Connection, key: WrappedKey) -> None:
+    """After a master key rotation: the same data key, wrapped by the active master key."""
+    await conn.execute("UPDATE person_keys SET master_kid = $2, wrapped_key = $3, rewrapped_at = now()"
+                       " WHERE dek_id = $1 AND destroyed_at IS NULL", key.dek_id, key.kid, key.wrapped)
+
+
+async def destroy_keys(conn: asyncpg.Connection, person_id: str, at: datetime | None = None) -> int:
+    """Crypto-shredding: forget the person's data key (the row stays, without key material)."""
+    status = await conn.execute(
+        "UPDATE person_keys SET wrapped_key = NULL, master_kid = NULL, destroyed_at = coalesce($2, now())"
+        " WHERE person_id = $1 AND destroyed_at IS NULL", person_id, at)
+    return int(status.split()[-1])

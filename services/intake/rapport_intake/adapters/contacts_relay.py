@@ -7,6 +7,15 @@ tombstone if there is none — so a change followed by an erasure publishes only
 and no ciphertext ever waits in a queue table. Rows are deleted once the broker acknowledged
 (acks=all, idempotent producer); a crash before that republishes the same current state, which
 a compacted topic absorbs. Plain aiokafka, because FastStream cannot send a null value.
+
+Crypto-shredding (docs/privacy.md): each person's contact is encrypted with the person's own data
+key (``person_keys``, created here on first publication, stored and published only wrapped by the
+active master key). For every queued person the relay publishes the key record on
+``rapport.private.person-keys`` and then the contact (``contact.v2``); for a person without a
+contact (erased) it destroys any live key — the erasure already did, this closes the race with a
+publication running concurrently — and publishes both tombstones. A key wrapped by a master key
+that is no longer active is re-wrapped on publication (``POST /v1/admin/contacts/republish``
+after a rotation re-wraps every key). Erasures are then announced on ``rapport.erasures``.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from rapport_shared.faults import crash_point
 from rapport_shared.kafka import client_kwargs
 from rapport_shared.listen import NotifyLoop, drain_batches
 from rapport_shared.logging import get_logger
-from rapport_shared.private_contacts import Keyring, PrivateRecord, encode_contact, encode_tombstone, ensure_private_topic
-from rapport_shared.topics import PRIVATE_CONTACTS
+from rapport_shared.private_contacts import (ERASURES_TOPIC_CONFIG, KEYS_TOPIC_CONFIG, ContactRecordError, DataKey, Keyring, PrivateRecord,
+                                             encode_contact, encode_person_key, encode_person_key_tombstone,
+                                             encode_tombstone, ensure_private_topic, wrap_data_key)
+from rapport_shared.topics import ERASURES, PRIVATE_PERSON_KEYS
 
 from . import contacts
 
@@ -49,18 +60,51 @@ class ContactsRelay:
             rows = await conn.fetch(
                 "SELECT seq, person_id FROM contact_publications ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", self.batch_size
             )
-            if not rows:
+            erasures = await contacts.unpublished_erasures(conn, self.batch_size)
+            if not rows and not erasures:
                 return 0
             persons = list(dict.fromkeys(r["person_id"] for r in rows))
             current = await contacts.get_many(conn, persons)
             acks = []
             for person in persons:
                 c = current.get(person)
-                acks.append(await self.send(encode_contact(c, self.keyring) if c else encode_tombstone(person)))
+                if c is None:  # erased (or never recorded): no key may outlive the contact
+                    await contacts.destroy_keys(conn, person)
+                    acks.append(await self.send(encode_person_key_tombstone(person)))
+                    acks.append(await self.send(encode_tombstone(person)))
+                    continue
+                data_key, key_record = await self._data_key(conn, person)
+                acks.append(await self.send(key_record))  # the key first: a reader meets it no later than the contact
+                acks.append(await self.send(encode_contact(c, self.keyring, data_key=data_key)))
+            for _, notice in erasures:
+                acks.append(await self.send(notice.record()))
             await asyncio.gather(*acks)
             crash_point("contacts_relay.after_publish")
             await conn.execute("DELETE FROM contact_publications WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
-            return len(rows)
+            if erasures:
+                await contacts.mark_erasures_published(conn, [i for i, _ in erasures])
+            return max(len(rows), len(erasures))
+
+    async def _data_key(self, conn, person: str) -> tuple[DataKey, PrivateRecord]:
+        """The person's data key and its key record: created on first use, re-wrapped when its
+        master key is no longer the active one, replaced when its master key is gone from the
+        keyring (the old one cannot be unwrapped any more; the contact itself is here in clear)."""
+        wrapped = await contacts.live_key(conn, person)
+        if wrapped is not None:
+            try:
+                data_key = wrapped.unwrap(self.keyring)
+            except ContactRecordError as exc:
+                log.warning("data key cannot be unwrapped; replacing it", error=str(exc))
+                await contacts.destroy_keys(conn, person)
+                wrapped = None
+        if wrapped is None:
+            data_key = DataKey.generate()
+            wrapped = wrap_data_key(person, data_key, self.keyring)
+            await contacts.insert_key(conn, wrapped)
+        elif wrapped.kid != self.keyring.active:
+            wrapped = wrap_data_key(person, data_key, self.keyring)
+            await contacts.rewrap_key(conn, wrapped)
+        return data_key, encode_person_key(wrapped)
 
     async def drain(self) -> int:
         return await drain_batches(self.publish_batch, self.batch_size)
@@ -74,7 +118,7 @@ class ContactsRelay:
 
 def producer_send(producer: AIOKafkaProducer) -> Send:
     async def send(record: PrivateRecord) -> Awaitable[object]:
-        return await producer.send(PRIVATE_CONTACTS, value=record.value, key=record.key, headers=record.kafka_headers())
+        return await producer.send(record.topic, value=record.value, key=record.key, headers=record.kafka_headers())
 
     return send
 
@@ -87,6 +131,10 @@ async def run_contacts_relay(runtime) -> None:
                                     client_id=f"rapport-{s.service_name}-contacts", **client_kwargs())
         try:
             await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication)
+            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication, KEYS_TOPIC_CONFIG,
+                                       topic=PRIVATE_PERSON_KEYS)
+            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication, ERASURES_TOPIC_CONFIG,
+                                       topic=ERASURES)
             await producer.start()
             break
         except asyncio.CancelledError:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
-from rapport_shared.contracts import Availability, ProblemArea, PseudonymousId, TargetCondition
+from rapport_shared.contracts import Availability, ProblemArea, StrictPseudonymousId, TargetCondition
 from rapport_shared.contracts.base import ClientKey, Code
 from rapport_shared.private_contacts import Channel, LanguageCode, QuietHours
 
@@ -31,7 +31,11 @@ class Command(BaseModel):
 
 
 class OpenReferral(Command):
-    person_id: PseudonymousId = Field(description="pseudonymous person id from the caller's system")
+    person_id: StrictPseudonymousId = Field(
+        description="pseudonymous person id from the caller's system: an opaque prefix, '-' or '_', then random or "
+                    "keyed-hash characters, e.g. P- + base32(HMAC-SHA256(org secret, local patient number))[:16] "
+                    "(docs/privacy.md). Refused (422) when it looks like a phone number, an e-mail address, a date, "
+                    "a national or medical record number")
     referral_source: Code = Field(description="coded source, e.g. gp, self, partner-clinic")
     target_condition: TargetCondition
     client_referral_id: ClientKey | None = Field(
@@ -120,7 +124,7 @@ class ChooseTemplate(Command):
 
 
 class AssignClinician(Command):
-    clinician_id: PseudonymousId
+    clinician_id: StrictPseudonymousId
 
 
 class RecordEligibility(Command):
@@ -156,7 +160,7 @@ class CompleteIntake(Command):
     inventory: RecordInventory | None = None
     focus: RecordFocus | None = None
     template_id: Code | None = None
-    clinician_id: PseudonymousId | None = None
+    clinician_id: StrictPseudonymousId | None = None
     availability: Availability | None = None
     eligibility: RecordEligibility | None = None
     risk_review: RecordRiskReview | None = None

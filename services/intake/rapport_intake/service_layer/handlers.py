@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import TypeAdapter, ValidationError
 
-from rapport_shared.contracts.base import PseudonymousId
+from rapport_shared.contracts.base import StrictPseudonymousId
 from rapport_shared.http.access import ListFilter
 from rapport_shared.http.errors import Conflict, Invalid, NotFound
 from rapport_shared.uow import UnitOfWork
@@ -35,7 +35,7 @@ class IntakeConfig:
     default_organisation: str | None = None
 
 
-_ORG = TypeAdapter(PseudonymousId)
+_ORG = TypeAdapter(StrictPseudonymousId)  # a new referral's organisation: the strict format
 
 
 def _organisation_of(actor: Actor) -> str:
@@ -288,10 +288,14 @@ async def erase_person(person_id: str, uow: UnitOfWork, actor: Actor, cfg: Intak
         await _audit(uow, actor, "referral.personal_text_erased", r)
     await repository.erase_review_notes(conn, [r.episode_id for r in referrals])
     had_contact = await contacts.delete(conn, person_id)
-    await contacts.queue_publication(conn, person_id, cfg.schema)  # no contact now → a tombstone
-    await contacts.record_erasure(conn, person_id, actor.sub, now, len(referrals), had_contact)
+    # Crypto-shredding: the person's data key is destroyed here, in the erasure's transaction; the
+    # relay publishes its tombstone (rapport.private.person-keys) with the contact's.
+    keys_destroyed = await contacts.destroy_keys(conn, person_id, now)
+    await contacts.queue_publication(conn, person_id, cfg.schema)  # no contact now → tombstones
+    # → a notice on rapport.erasures (outcomes erases its free text)
+    await contacts.record_erasure(conn, person_id, actor.sub, now, len(referrals), had_contact, actor.org)
     await audit.record(conn, at=now, actor=actor, action="person.erased", person_id=person_id,
-                       referrals=len(referrals), contact=had_contact)
+                       referrals=len(referrals), contact=had_contact, keys_destroyed=keys_destroyed)
     return {"person_id": person_id, "erased_at": now.isoformat(), "referrals": len(referrals),
             "contact_erased": had_contact, "tombstone": "queued"}
 

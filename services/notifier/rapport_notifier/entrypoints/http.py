@@ -216,6 +216,9 @@ async def erase_patient(person_id: str, request: Request) -> dict:
     async with _rt(request).pool.acquire() as conn, conn.transaction():
         a = await conn.execute("DELETE FROM patients WHERE person_id = $1", person_id)
         b = await conn.execute("DELETE FROM patient_preferences WHERE person_id = $1", person_id)
+        # (a patients row deleted does this in a trigger, migration 0008; also without one)
+        await conn.execute("UPDATE notifications SET last_error = split_part(error_class(last_error), ':', 1)"
+                           " WHERE recipient_ref = 'patient:' || $1 AND last_error IS NOT NULL", person_id)
     return {"person_id": person_id, "erased": a != "DELETE 0" or b != "DELETE 0"}
 
 
@@ -262,7 +265,8 @@ async def subscribe(body: SubscriptionIn, request: Request, grant: Grant = Depen
     events of that organisation's episodes (handlers.fan_out_webhooks)."""
     who = grant.principal
     try:
-        check_webhook_url(body.url, allow_http=request.app.state.settings.webhook_allow_http)
+        s = request.app.state.settings
+        check_webhook_url(body.url, allow_http=s.webhook_allow_http, allow_networks=s.webhook_networks())
     except WebhookUrlError as exc:
         raise Invalid(str(exc), field="url") from None
     for i, t in enumerate(body.event_types):

@@ -440,7 +440,9 @@ async def _alert_raised(uow: UnitOfWork, ctx: Ctx, event: CloudEvent, data) -> N
         # transaction). Re-arming here would page whoever is on call *now* on a replay.
         return
     params = {"episode_id": str(data.episode_id), "alert_id": str(data.alert_id), "reason_code": data.reason_code,
-              "raised_at": format_time(data.raised_at), "reason": data.reason_code}
+              "raised_at": format_time(data.raised_at), "reason": data.reason_code,
+              # domain.md 3.3: a repeat is paged like the first, naming the open alert(s) it repeats.
+              "linked_alert_ids": ", ".join(str(a) for a in getattr(data, "linked_alert_ids", [])) or "-"}
     if data.kind.value == "safety":
         # At once, every channel of the clinician, quiet hours ignored; out of the clinician's working
         # hours the on-call clinician(s) too; escalation armed in the same transaction.

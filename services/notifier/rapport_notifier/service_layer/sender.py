@@ -84,7 +84,7 @@ class Sender:
                     await self.rt.pool.release(listener)
                 raise
             except Exception as exc:
-                log.warning("sender pass failed; will retry", error=repr(exc))
+                log.warning("sender pass failed; will retry", error=type(exc).__name__)
                 if listener is not None:
                     try:
                         await self.rt.pool.release(listener)
@@ -142,15 +142,17 @@ class Sender:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            # Classified, never str(exc)/repr(exc) (a channel's exception may quote the address).
             err = exc if isinstance(exc, SendError) else SendError(
-                "timeout" if isinstance(exc, asyncio.TimeoutError) else "error", repr(exc), maybe_delivered=True)
+                "timeout" if isinstance(exc, asyncio.TimeoutError) else "internal_error",
+                "" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__, maybe_delivered=True)
             # Where the provider can be asked, an attempt that broke off without a definite answer
             # (timeout, connection cut mid-transaction) is in doubt like a crash: asked before resending.
             doubt = err.maybe_delivered and getattr(self.channels.get(row["channel"]), "has_status_lookup", False)
             try:
                 await self._failed_attempt(row, err, doubt=doubt)
             except Exception as exc2:  # the lease will expire and the row come back
-                log.warning("could not record a failed attempt", notification_id=str(nid), error=repr(exc2))
+                log.warning("could not record a failed attempt", notification_id=str(nid), error=type(exc2).__name__)
 
     # ------------------------------------------------------------ in doubt
     async def settle_doubt(self, row: asyncpg.Record, channel) -> bool:
@@ -163,7 +165,8 @@ class Sender:
                 raise
             except Exception as exc:
                 err = exc if isinstance(exc, SendError) else SendError(
-                    "status_lookup_timeout" if isinstance(exc, asyncio.TimeoutError) else "status_lookup_failed", repr(exc))
+                    "status_lookup_timeout" if isinstance(exc, asyncio.TimeoutError) else "status_lookup_failed",
+                    type(exc).__name__)
                 if not await self._doubt_window_over(row):
                     await self._lookup_failed(row, err)
                     IN_DOUBT.labels(name, "lookup_failed").inc()
@@ -210,7 +213,7 @@ class Sender:
                 "UPDATE notifications SET status = 'ready', lease_until = NULL, attempts = attempts - 1,"
                 " status_lookups = status_lookups + 1, last_error = $2, next_attempt_at = now() + $3::interval"
                 " WHERE notification_id = $1 AND status = 'sending'",
-                row["notification_id"], f"{err.code}: {err.detail}"[:2000], timedelta(seconds=delay))
+                row["notification_id"], err.stored, timedelta(seconds=delay))
 
     # ------------------------------------------------------------ helpers
     async def prepare(self, row) -> Outgoing:
@@ -253,7 +256,7 @@ class Sender:
             done = await conn.fetchval(
                 f"UPDATE notifications SET status = $2, finished_at = $3, lease_until = NULL, last_error = $4{settle}"
                 " WHERE notification_id = $1 AND status = 'sending' RETURNING true",
-                row["notification_id"], status, uow.now(), err and f"{err.code}: {err.detail}"[:2000])
+                row["notification_id"], status, uow.now(), err and err.stored)
             if not done:
                 return
             common = dict(episode_id=row["episode_id"], notification_id=row["notification_id"], kind=row["kind"],
@@ -289,4 +292,4 @@ class Sender:
             await conn.execute(
                 f"UPDATE notifications SET status = 'ready', lease_until = NULL, last_error = $2{mark},"
                 " next_attempt_at = now() + $3::interval WHERE notification_id = $1 AND status = 'sending'",
-                row["notification_id"], f"{err.code}: {err.detail}"[:2000], timedelta(seconds=delay))
+                row["notification_id"], err.stored, timedelta(seconds=delay))

@@ -193,17 +193,19 @@ async def exported_submissions(conn: asyncpg.Connection, episode_id: UUID, polic
 # ---- alerts ---------------------------------------------------------------------------------
 
 async def open_alerts(conn: asyncpg.Connection, episode_id: UUID) -> list[OpenAlert]:
-    rows = await conn.fetch("SELECT alert_id, kind, reason_code FROM alerts WHERE episode_id = $1 AND status = 'open'", episode_id)
+    rows = await conn.fetch("SELECT alert_id, kind, reason_code FROM alerts WHERE episode_id = $1 AND status = 'open'"
+                            " ORDER BY raised_at, alert_id", episode_id)
     return [OpenAlert(r["alert_id"], AlertKind(r["kind"]), r["reason_code"]) for r in rows]
 
 
 async def add_alert(conn: asyncpg.Connection, *, alert_id: UUID, episode_id: UUID, kind: str, urgency: str,
                     reason_code: str, clinician_id: str, submission_id: UUID | None, instrument: str | None,
-                    session_number: int | None, raised_at: datetime) -> None:
+                    session_number: int | None, raised_at: datetime, linked_alert_ids: tuple[UUID, ...] = ()) -> None:
     await conn.execute(
         "INSERT INTO alerts (alert_id, episode_id, kind, urgency, reason_code, clinician_id, submission_id, instrument,"
-        " session_number, raised_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)",
+        " session_number, raised_at, linked_alert_ids) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
         alert_id, episode_id, kind, urgency, reason_code, clinician_id, submission_id, instrument, session_number, raised_at,
+        list(linked_alert_ids),
     )
 
 
@@ -295,15 +297,22 @@ async def get_course(conn: asyncpg.Connection, episode_id: UUID) -> asyncpg.Reco
 
 
 async def record_attendance(conn: asyncpg.Connection, episode_id: UUID, *, course_id: UUID, number: int, attended: int,
-                            contracted: int, at: datetime) -> None:
+                            contracted: int, at: datetime, assessment: bool) -> None:
+    """``assessment``: the session belonged to an assessment phase; ``assessment_sessions`` keeps the
+    highest such position (positions are attended in order, 1..k), NULL when the course's
+    attendance was not seen here from its first session."""
     await conn.execute(
-        "INSERT INTO courses (episode_id, course_id, attended_sessions, last_attended_number, contracted_sessions, updated_at)"
-        " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (episode_id) DO UPDATE SET"
+        "INSERT INTO courses (episode_id, course_id, attended_sessions, last_attended_number, contracted_sessions, updated_at,"
+        " assessment_sessions)"
+        " VALUES ($1,$2,$3,$4,$5,$6, CASE WHEN $3 <> 1 THEN NULL WHEN $7 THEN $4 ELSE 0 END)"
+        " ON CONFLICT (episode_id) DO UPDATE SET"
         " course_id = COALESCE(courses.course_id, EXCLUDED.course_id),"
         " attended_sessions = GREATEST(courses.attended_sessions, EXCLUDED.attended_sessions),"
         " last_attended_number = GREATEST(courses.last_attended_number, EXCLUDED.last_attended_number),"
+        " assessment_sessions = CASE WHEN courses.assessment_sessions IS NULL OR NOT $7 THEN courses.assessment_sessions"
+        "   ELSE GREATEST(courses.assessment_sessions, $4) END,"
         " contracted_sessions = EXCLUDED.contracted_sessions, updated_at = EXCLUDED.updated_at",
-        episode_id, course_id, attended, number, contracted, at,
+        episode_id, course_id, attended, number, contracted, at, assessment,
     )
 
 

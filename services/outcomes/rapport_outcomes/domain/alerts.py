@@ -1,8 +1,10 @@
 """Safety and review alerts (domain.md 3.3): when one is raised, linked, due or resolved.
 
-An alert is open until a clinician records its resolution. A cause that repeats while an alert
-for it is open (a second positive item 9, a second deteriorating score) is *linked* to the open
-alert: stored and visible, but not a second page.
+An alert is open until a clinician records its resolution. A safety cause that repeats while an
+alert for it is open (a second positive item 9) is a *new* alert, sent again, and linked to the
+open one(s): "already alerted" is never a reason to stay silent (domain.md 3.3; the kinds that
+repeat are ``policy.repeating_alert_kinds``). A repeated review cause (a second deteriorating score)
+is *linked* to the open review alert: stored and visible, but not a second notice.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Raise:
     reason_code: str
     instrument: str | None
     session_number: int | None
+    # Open alerts of the same cause this one repeats (oldest first); empty for a first alert.
+    linked_alert_ids: tuple[UUID, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,20 @@ def alerts_for_submission(submission: Submission, open_alerts: Iterable[OpenAler
     Safety: any flag the policy maps to an alert (PHQ-9 item 9 > 0), whatever the total.
     Review: a reliable rise from baseline on an instrument with a determinable threshold.
     """
-    open_by_cause = {(a.kind, a.reason_code): a for a in open_alerts}
+    open_by_cause: dict[tuple[AlertKind, str], list[OpenAlert]] = {}
+    for a in open_alerts:  # oldest first (the caller's order)
+        open_by_cause.setdefault((a.kind, a.reason_code), []).append(a)
     decisions: list[Raise | Link] = []
     for kind, reason in _causes(submission, policy):
-        existing = open_by_cause.get((kind, reason))
-        if existing is not None:
-            decisions.append(Link(existing.alert_id, kind, reason))
+        existing = open_by_cause.get((kind, reason), [])
+        if kind in policy.repeating_alert_kinds:
+            # A new alert every time, sent like the first; the submission also joins each open alert
+            # of its cause, so their resolution lists it.
+            decisions.append(Raise(kind, URGENCY[kind], reason, submission.instrument, submission.session_number,
+                                   tuple(a.alert_id for a in existing)))
+            decisions.extend(Link(a.alert_id, kind, reason) for a in existing)
+        elif existing:
+            decisions.append(Link(existing[0].alert_id, kind, reason))
         else:
             decisions.append(Raise(kind, URGENCY[kind], reason, submission.instrument, submission.session_number))
     return decisions

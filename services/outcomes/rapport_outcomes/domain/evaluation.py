@@ -51,6 +51,7 @@ def pairs_from(points: Iterable[ScorePoint]) -> dict[str, Pair]:
 class Evaluation:
     finished_course: bool
     attended_sessions: int
+    treatment_sessions: int | None
     classification: EpisodeClassification
     pairs: Mapping[str, Pair]
 
@@ -77,12 +78,25 @@ def classify(points: Iterable[ScorePoint], target_condition: str | None, policy:
     return pairs, classification
 
 
+def treatment_sessions(attended_sessions: int, assessment_sessions: int | None, seen_attended: int | None = None) -> int | None:
+    """Attended treatment sessions (domain.md 3.2) from the course's attended count and the highest
+    position attended in an assessment phase (positions are attended in order, 1..k, and the
+    assessment phase comes first, so those are the first ones). None when that is unknown: no
+    record, or fewer attended sessions seen here (``seen_attended``) than the course reports."""
+    if assessment_sessions is None or (seen_attended is not None and seen_attended < attended_sessions):
+        return None
+    return max(0, attended_sessions - assessment_sessions)
+
+
 def evaluate(points: Iterable[ScorePoint], *, attended_sessions: int, target_condition: str | None,
-             policy: OutcomesPolicy) -> Evaluation:
+             policy: OutcomesPolicy, treatment_sessions: int | None = None) -> Evaluation:
+    """``treatment_sessions``: attended sessions less the assessment ones (domain.md 3.2, "at least 2
+    attended treatment sessions"); None when not known (then every attended session counts)."""
     pairs, classification = classify(points, target_condition, policy)
     return Evaluation(
-        finished_course=policy.is_finished_course(attended_sessions),
+        finished_course=policy.is_finished_course(attended_sessions if treatment_sessions is None else treatment_sessions),
         attended_sessions=attended_sessions,
+        treatment_sessions=treatment_sessions,
         classification=classification,
         pairs=pairs,
     )

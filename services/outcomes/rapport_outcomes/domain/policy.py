@@ -13,6 +13,7 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Mapping
 
+from rapport_shared.contracts import Phase
 from rapport_shared.contracts.outcomes import AlertKind, AlertUrgency
 from rapport_shared.instruments import DEFAULT_PAIRED_MEASURES, Catalogue, load_catalogue
 
@@ -23,6 +24,15 @@ DEFAULT_ALERT_FLAGS: Mapping[str, AlertKind] = MappingProxyType({"safety_item_po
 URGENCY: Mapping[AlertKind, AlertUrgency] = MappingProxyType(
     {AlertKind.safety: AlertUrgency.urgent, AlertKind.review: AlertUrgency.routine}
 )
+
+# domain.md 3.3: "A new positive item 9 while an earlier alert is still open is a new alert, sent
+# again to the clinician ... and linked to the open one." Alerts of these kinds are raised for every
+# cause, linked to the open ones; other kinds (review) join the open alert of their cause instead.
+REPEATING_ALERT_KINDS: frozenset[AlertKind] = frozenset({AlertKind.safety})
+
+# domain.md 2: the `initial` phase is the assessment phase; 3.2: "a finished course ... means at least
+# 2 attended treatment sessions", so sessions attended in these phases do not count toward it.
+DEFAULT_ASSESSMENT_PHASES: frozenset[str] = frozenset({"initial"})
 
 REASON_RELIABLE_DETERIORATION = "reliable_deterioration"
 REASON_NO_RELIABLE_IMPROVEMENT = "no_reliable_improvement"
@@ -39,7 +49,10 @@ class OutcomesPolicy:
     default_paired_measures: tuple[str, ...] = DEFAULT_PAIRED_MEASURES
     # "A finished course for outcome statistics means at least 2 attended treatment sessions."
     finished_course_min_sessions: int = 2
+    # Sessions attended in these phases are assessment, not treatment (rapport.session.attended.v1 `phase`).
+    assessment_phases: frozenset[str] = DEFAULT_ASSESSMENT_PHASES
     alert_flags: Mapping[str, AlertKind] = field(default_factory=lambda: dict(DEFAULT_ALERT_FLAGS))
+    repeating_alert_kinds: frozenset[AlertKind] = REPEATING_ALERT_KINDS
     # A submission dated later than now by more than this is refused (device clocks drift a little).
     max_clock_skew: timedelta = timedelta(minutes=5)
     catalogue: Catalogue = field(default_factory=load_catalogue)
@@ -49,6 +62,9 @@ class OutcomesPolicy:
             raise ValueError("review_session_fraction must be in (0, 1]")
         if any(n < 1 for n in self.review_session_by_template.values()):
             raise ValueError("review sessions are numbered from 1")
+        unknown = set(self.assessment_phases) - {p.value for p in Phase}
+        if unknown:
+            raise ValueError(f"assessment_phases: unknown phase(s) {sorted(unknown)}")
         if self.finished_course_min_sessions < 0:
             raise ValueError("finished_course_min_sessions must be >= 0")
         for measures in (self.default_paired_measures, *self.paired_measures_by_condition.values()):
@@ -67,5 +83,9 @@ class OutcomesPolicy:
             return tuple(self.paired_measures_by_condition[target_condition])
         return self.default_paired_measures
 
-    def is_finished_course(self, attended_sessions: int) -> bool:
-        return attended_sessions >= self.finished_course_min_sessions
+    def is_assessment(self, phase: str | None) -> bool:
+        return phase is not None and phase in self.assessment_phases
+
+    def is_finished_course(self, treatment_sessions: int) -> bool:
+        """``treatment_sessions``: attended sessions less those of the assessment phase(s)."""
+        return treatment_sessions >= self.finished_course_min_sessions

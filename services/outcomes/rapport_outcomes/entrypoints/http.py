@@ -71,6 +71,8 @@ def alert_view(a) -> dict:
             "resolved_by": a["resolved_by"], "resolved_at": _iso(a["resolved_at"]), "recorded_at": _iso(a["recorded_at"]),
             "action": a["action"], "action_text": a["action_text"]},
     }
+    if "linked_alert_ids" in a.keys():  # the open alerts of its cause a repeat was linked to
+        out["linked_alert_ids"] = [str(x) for x in a["linked_alert_ids"] or []]
     if "linked_count" in a.keys():
         out["linked_submissions"] = a["linked_count"]
     return out
@@ -137,7 +139,8 @@ async def outcome(episode_id: UUID, request: Request) -> dict:
         ev = await repo.get_evaluation(conn, episode_id)
     if ev is None:
         raise NotFound(f"episode {episode_id} has not been evaluated (its course has not ended)", field="episode_id")
-    out = {k: ev[k] for k in ("template_id", "clinician_id", "end_reason", "attended_sessions", "finished_course",
+    out = {k: ev[k] for k in ("template_id", "clinician_id", "end_reason", "attended_sessions", "treatment_sessions",
+                              "finished_course",
                               "counts_toward_recovery", "caseness_at_baseline", "caseness_at_end", "recovery",
                               "reliable_improvement", "reliable_deterioration", "reliable_recovery", "response",
                               "remission")}

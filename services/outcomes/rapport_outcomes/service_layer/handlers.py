@@ -24,7 +24,7 @@ from rapport_shared.uow import UnitOfWork
 from ..adapters import repository as repo
 from ..domain import alerts as rules
 from ..domain.commands import ResolveAlert, SubmitScores
-from ..domain.evaluation import classify, evaluate
+from ..domain.evaluation import classify, evaluate, treatment_sessions
 from ..domain.model import (
     Episode,
     Unknown,
@@ -71,7 +71,7 @@ async def _accept(uow: UnitOfWork, episode: Episode, s: Submission, policy: Outc
     # event is still written (and published) before the alert it caused.
     raised = [(d, uuid.uuid4()) for d in decisions if isinstance(d, rules.Raise)]
     linked = [d.alert_id for d in decisions if isinstance(d, rules.Link)]
-    alert_ids = tuple([a for _, a in raised] + linked)
+    alert_ids = tuple(dict.fromkeys([a for _, a in raised] + linked))
     score_event = await uow.emit(
         ScoreSubmittedV1(
             episode_id=s.episode_id, submission_id=s.submission_id, instrument=s.instrument,
@@ -103,21 +103,21 @@ async def _raise_alert_with_id(uow: UnitOfWork, episode: Episode, decision: rule
         uow.conn, alert_id=alert_id, episode_id=episode.episode_id, kind=decision.kind.value,
         urgency=decision.urgency.value, reason_code=decision.reason_code, clinician_id=clinician,
         submission_id=submission_id, instrument=decision.instrument, session_number=decision.session_number,
-        raised_at=now,
+        raised_at=now, linked_alert_ids=decision.linked_alert_ids,
     )
     event = await uow.emit(
         AlertRaisedV1(
             episode_id=episode.episode_id, alert_id=alert_id, kind=decision.kind, urgency=decision.urgency,
             reason_code=decision.reason_code, clinician_id=clinician, submission_id=submission_id,
             instrument=decision.instrument, raised_at=now, session_number=decision.session_number,
-            organisation_id=episode.organisation_id,
+            linked_alert_ids=list(decision.linked_alert_ids), organisation_id=episode.organisation_id,
         ),
         correlation_id=correlation_id,
     )
     await repo.audit(uow.conn, alert_id, "raised", SYSTEM, now, event_id=event.id, details={
         "kind": decision.kind.value, "urgency": decision.urgency.value, "reason_code": decision.reason_code,
         "clinician_id": clinician, "submission_id": submission_id, "session_number": decision.session_number,
-        "cause_event_id": cause_event_id})
+        "cause_event_id": cause_event_id, "linked_alert_ids": [str(a) for a in decision.linked_alert_ids]})
 
 
 async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Principal, policy: OutcomesPolicy) -> Accepted:
@@ -250,7 +250,8 @@ async def session_attended(data: SessionAttendedV1, uow: UnitOfWork, policy: Out
     """Count attendance; at the review session, check for reliable improvement (once per course)."""
     episode = await repo.get_episode(uow.conn, data.episode_id, lock=True)
     await repo.record_attendance(uow.conn, data.episode_id, course_id=data.course_id, number=data.number,
-                                 attended=data.attended_sessions, contracted=data.contracted_sessions, at=uow.now())
+                                 attended=data.attended_sessions, contracted=data.contracted_sessions, at=uow.now(),
+                                 assessment=policy.is_assessment(data.phase.value))
     course = await repo.get_course(uow.conn, data.episode_id)
     if episode is None:
         return  # intake not seen yet: the next attended session checks again
@@ -300,7 +301,11 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
         points = [p for p in points if through is None or p.recorded_seq <= through
                   or p.administered_at <= course["ended_at"]]
     attended = course["ended_attended_sessions"] or 0
-    ev = evaluate(points, attended_sessions=attended, target_condition=episode.target_condition, policy=policy)
+    # Treatment sessions (domain.md 3.2): the attended ones after the assessment phase (positions are
+    # attended in order, the assessment ones first). Unknown when the attendance was seen only in part.
+    treatment = treatment_sessions(attended, course["assessment_sessions"], course["attended_sessions"])
+    ev = evaluate(points, attended_sessions=attended, treatment_sessions=treatment,
+                  target_condition=episode.target_condition, policy=policy)
     c = ev.classification
     template = course["template_id"] or episode.template_id
     clinician = course["clinician_id"] or episode.clinician_id
@@ -308,7 +313,7 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
     detail = {"paired_measures": list(c.paired_measures),
               "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()}}
     result = dict(
-        finished_course=ev.finished_course, counts_toward_recovery=c.counts_toward_recovery,
+        finished_course=ev.finished_course, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
         caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
         reliable_improvement=c.reliable_improvement, reliable_deterioration=c.reliable_deterioration,
         reliable_recovery=c.reliable_recovery, response=c.response, remission=c.remission)
@@ -328,7 +333,7 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
         baseline_totals={k: float(p.baseline.total) for k, p in ev.pairs.items()},
         final_totals={k: float(p.final.total) for k, p in ev.pairs.items()},
         evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
-        attended_sessions=attended, counts_toward_recovery=c.counts_toward_recovery,
+        attended_sessions=attended, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
         paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
         organisation_id=episode.organisation_id,
     ))

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Callable
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from rapport_shared.contracts import IntakeCompletedV1, Phase, PlannedSession
 from rapport_shared.contracts.base import EventData
@@ -69,6 +70,26 @@ CONTRACT_CHANGED = "contract_changed"
 
 
 @dataclass(frozen=True)
+class NoticeGrace:
+    """How long after session i ends the initial-phase checklist may still be recorded before the
+    "checklist not complete" review notice goes out (domain.md 2 names the notice, not its timing;
+    clinicians often record the checklist just after the session). ``end_of_day``: until the end of
+    the calendar day session i ended on, in the clinic's time zone (local midnight, DST-aware);
+    otherwise ``after`` past the session's end (zero: at its end)."""
+
+    end_of_day: bool = False
+    after: timedelta = timedelta(0)
+    timezone: str = "Europe/London"
+
+    def due(self, session_end: datetime) -> datetime:
+        if not self.end_of_day:
+            return session_end + self.after
+        tz = ZoneInfo(self.timezone)
+        day = session_end.astimezone(tz).date()
+        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
+
+
+@dataclass(frozen=True)
 class Context:
     """What a decision may depend on besides the course: time, the calendar and settings."""
 
@@ -78,6 +99,7 @@ class Context:
     lead_days: int = 2
     disengagement_misses: int = 3
     new_id: Callable[[], UUID] = field(default=uuid.uuid4)
+    initial_notice_grace: NoticeGrace = NoticeGrace()
 
     def booking(self) -> BookingRules:
         if self.rules is None:  # a programming error: the service layer loads them for booking commands
@@ -459,11 +481,12 @@ def start_maintenance(c: Course, sessions: int, reason_code: str, ctx: Context) 
 
 # -- time --------------------------------------------------------------------------------------
 
-def desired_timers(c: Course) -> dict[str, datetime | None]:
+def desired_timers(c: Course, grace: NoticeGrace = NoticeGrace()) -> dict[str, datetime | None]:
     """The course's durable timers, derived from its state (kind → due, None = not armed).
 
     - ``initial_window``: session i attended, checklist still incomplete, no notice yet → due
-      at the end of session i (the end of the initial window), then a review notice.
+      at the end of session i plus the grace (``NoticeGrace``: a checklist recorded just after the
+      session sends no notice), then a review notice.
     - ``outcome_overdue``: the current session still has no outcome one cadence after it ended →
       a review notice: disengagement is decided from recorded misses, so missing records must
       not go unnoticed.
@@ -473,7 +496,7 @@ def desired_timers(c: Course) -> dict[str, datetime | None]:
             and notice_key(ReviewReason.initial_checklist_incomplete) not in c.notices):
         s = c.live_at(c.template.initial)
         if s is not None and s.status == SessionStatus.attended:
-            out[INITIAL_WINDOW] = s.ends_at
+            out[INITIAL_WINDOW] = grace.due(s.ends_at)
     if c.phase in WITH_SESSIONS:
         cur = c.current_session()
         if cur is not None and notice_key(ReviewReason.session_outcome_unrecorded, cur.session_id) not in c.notices:
@@ -484,7 +507,7 @@ def desired_timers(c: Course) -> dict[str, datetime | None]:
 def on_timer(c: Course, kind: str, ctx: Context) -> Decision:
     """A timer came due: act only if the state still calls for it (it may have moved on)."""
     d = Decision(c)
-    due = desired_timers(c).get(kind)
+    due = desired_timers(c, ctx.initial_notice_grace).get(kind)
     if due is None or due > ctx.now:
         return d
     if kind == INITIAL_WINDOW:

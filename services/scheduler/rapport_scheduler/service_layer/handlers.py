@@ -42,6 +42,8 @@ class Deps:
     horizon_days: int = 1095
     # The organisation of an intake event that names none (older producers); None: no organisation.
     default_organisation: str | None = None
+    # When the "initial-phase checklist not complete" notice is due after session i (settings).
+    initial_notice_grace: D.NoticeGrace = D.NoticeGrace()
 
     @classmethod
     def from_settings(cls, s: SchedulerSettings) -> "Deps":
@@ -51,11 +53,12 @@ class Deps:
             clinic_timezone=s.clinic_timezone, session_minutes=s.session_minutes, lead_days=s.first_session_lead_days,
             disengagement_misses=s.disengagement_missed_sessions, step_minutes=s.booking_step_minutes,
             horizon_days=s.booking_horizon_days, default_organisation=s.default_organisation or None,
+            initial_notice_grace=s.notice_grace(),
         )
 
     def context(self, now: datetime, rules: BookingRules | None) -> D.Context:
         return D.Context(now=now, rules=rules, session_minutes=self.session_minutes, lead_days=self.lead_days,
-                         disengagement_misses=self.disengagement_misses)
+                         disengagement_misses=self.disengagement_misses, initial_notice_grace=self.initial_notice_grace)
 
 
 def planned_ids(episode_id: UUID) -> Callable[[], UUID]:
@@ -98,7 +101,7 @@ async def _commit(uow: UnitOfWork, deps: Deps, d: D.Decision, *, availability: A
     for event in d.events:
         await uow.emit(event.with_organisation(org) if isinstance(event, EpisodeEventData) else event)
     # Timers follow from the state: armed, moved or cancelled in this same transaction.
-    await deps.timers.sync(uow.conn, timer_key(d.course.course_id), D.desired_timers(d.course),
+    await deps.timers.sync(uow.conn, timer_key(d.course.course_id), D.desired_timers(d.course, deps.initial_notice_grace),
                            kinds=D.TIMER_KINDS, now=uow.now())
 
 
