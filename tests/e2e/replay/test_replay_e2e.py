@@ -68,6 +68,12 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
         # ------------------------------------------------------------ the cohort, live
         ic = tokens.issue("ic-1", ["intake_clinician"])
         episodes = [run_intake(system["intake"].url, ic, clinician_id=clin, client=http)["episode_id"] for _ in range(4)]
+        # The --since window below starts at the last intake's record timestamp: the first four must
+        # be on Kafka before it is completed, else a slow relay publishes them in one batch with it
+        # (same timestamp) and they fall inside the window.
+        for ep in episodes:
+            await wait_for_records(bootstrap, INTAKE, lambda r, ep=ep: r.headers.get("ce_subject") == ep)
+        await asyncio.sleep(0.05)  # record timestamps are milliseconds
         # one patient with contact details: they reach the notifier by the private contacts topic
         episodes.append(run_intake_steps(system["intake"].url, ic, clinician_id=clin, client=http, contact={
             "email": f"patient-{tag}@patients.test", "channel_consent": {"email": True}})["episode_id"])
