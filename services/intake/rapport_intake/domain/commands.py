@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
-from rapport_shared.contracts import Availability, ProblemArea, StrictPseudonymousId, TargetCondition
+from rapport_shared.contracts import Availability, ProblemArea, WeeklySlot, StrictPseudonymousId, TargetCondition
 from rapport_shared.contracts.base import ClientKey, Code
 from rapport_shared.private_contacts import Channel, LanguageCode, QuietHours
 
@@ -89,9 +89,23 @@ class RecordContact(Command):
         return compact
 
 
+# Bounds on what one request may carry (issue #11): more is never an intake, and an unbounded list
+# once made a 1.3 MB event that no topic would take.
+MAX_WEEKLY_SLOTS = 42  # seven days × six windows a day
+MAX_ANSWERS = 100      # the longest catalogue instrument has far fewer items
+MAX_EXCLUSIONS = 50
+
+
+class RecordAvailability(Availability):
+    """The patient's weekly availability, bounded (the event contract's ``Availability`` is not)."""
+
+    slots: list[WeeklySlot] = Field(min_length=1, max_length=MAX_WEEKLY_SLOTS,
+                                    description=f"weekly windows, at most {MAX_WEEKLY_SLOTS}")
+
+
 class SubmitBaseline(Command):
     instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
-    answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer")
+    answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer", max_length=MAX_ANSWERS)
     administered_at: AwareDatetime | None = Field(default=None, description="when answered; default now")
 
 
@@ -132,7 +146,8 @@ class RecordEligibility(Command):
     chosen template. Age in whole years at assessment (never a birth date)."""
 
     age_years: StrictInt = Field(ge=0, le=130)
-    exclusions: list[Code] = Field(default_factory=list, description="exclusion criteria present (codes); empty = none")
+    exclusions: list[Code] = Field(default_factory=list, max_length=MAX_EXCLUSIONS,
+                                   description="exclusion criteria present (codes); empty = none")
 
 
 class RiskDecision(StrEnum):
@@ -156,11 +171,11 @@ class CompleteIntake(Command):
 
     consent: RecordConsent | None = None
     contact: RecordContact | None = None
-    baseline: list[SubmitBaseline] = Field(default_factory=list)
+    baseline: list[SubmitBaseline] = Field(default_factory=list, max_length=20)
     inventory: RecordInventory | None = None
     focus: RecordFocus | None = None
     template_id: Code | None = None
     clinician_id: StrictPseudonymousId | None = None
-    availability: Availability | None = None
+    availability: RecordAvailability | None = None
     eligibility: RecordEligibility | None = None
     risk_review: RecordRiskReview | None = None

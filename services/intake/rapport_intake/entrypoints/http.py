@@ -17,7 +17,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from rapport_shared.contracts import Availability, PseudonymousId
+from rapport_shared.contracts import PseudonymousId
 from rapport_shared.http.access import AccessConfig, Grant, RecordScope, Relation, current_grant, relations_to, write_audit
 from rapport_shared.http.auth import Principal, Role
 from rapport_shared.http.errors import Conflict, NotFound
@@ -168,7 +168,7 @@ async def put_clinician(episode_id: UUID, cmd: commands.AssignClinician, request
 
 @router.put("/referrals/{episode_id}/availability", response_model=AnyView, tags=["assessment"],
             summary="Record the patient's weekly availability (must hold a weekly session)")
-async def put_availability(episode_id: UUID, cmd: Availability, request: Request, grant: Grant = Depends(current_grant)):
+async def put_availability(episode_id: UUID, cmd: commands.RecordAvailability, request: Request, grant: Grant = Depends(current_grant)):
     return await _run(request, handlers.record_availability, cmd, episode_id, grant)
 
 
