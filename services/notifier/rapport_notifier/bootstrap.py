@@ -44,9 +44,13 @@ def build(settings: NotifierSettings) -> FastAPI:
                         handlers.T_ESCALATION: timer(handlers.on_alert_escalation)},
         timer_poll_interval_s=settings.timer_poll_interval_s,
     )
-    channels = {"log": LogChannel(), "email": EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_from,
-                                                          settings.send_timeout_s, settings.email_status_url,
-                                                          settings.email_status_token.get_secret_value()),
+    channels = {"log": LogChannel(), "email": EmailChannel(settings.smtp_host, settings.smtp_port_or_default, settings.smtp_from,
+                                                          settings.smtp_timeout_s or settings.send_timeout_s,
+                                                          settings.email_status_url,
+                                                          settings.email_status_token.get_secret_value(),
+                                                          tls=settings.smtp_tls, username=settings.smtp_username,
+                                                          password=settings.smtp_password.get_secret_value(),
+                                                          ca_file=settings.smtp_ca_file),
                 "sms": SmsChannel(settings.sms_url, settings.sms_token.get_secret_value(), settings.send_timeout_s),
                 "webhook": WebhookChannel(settings.send_timeout_s, allow_http=settings.webhook_allow_http,
                                           allow_networks=settings.webhook_networks())}

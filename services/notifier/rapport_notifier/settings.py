@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import re
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 
 from rapport_shared.clock import parse_delta
 from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
@@ -59,9 +60,19 @@ class NotifierSettings(ServiceSettings):
     log_channel_fallback: bool = True           # clinicians with no contact channel: the log channel
 
     # Channels
+    # Email: the SMTP relay (aiosmtplib). Empty host: no email channel (its deliveries fail
+    # channel_unconfigured). docs/notifier.md, "Channels".
     smtp_host: str = ""
-    smtp_port: int = 25
+    smtp_port: int | None = None                # unset: 25, 587 with STARTTLS, 465 with implicit TLS
     smtp_from: str = "notifications@rapport.invalid"
+    # none: plain SMTP (the loopback test server; production refuses it to any other host);
+    # starttls: upgrade with STARTTLS, required (no fall-back to plain); implicit: TLS from the
+    # first byte (SMTPS). The certificate is always verified, for SMTP_HOST's name.
+    smtp_tls: Literal["none", "starttls", "implicit"] = "none"
+    smtp_ca_file: str = ""                      # PEM CA(s) of a private relay; unset: the system trust store
+    smtp_username: str = ""                     # AUTH (after TLS) when set
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_s: float | None = None         # per SMTP step (connect, each reply); unset: SEND_TIMEOUT_S
     # Optional: the mail provider's message status endpoint, asked before an in-doubt email is
     # sent again: GET {email_status_url}?message_id=<Message-ID> (Authorization: Bearer
     # <email_status_token> if set) → 200 {"accepted": true|false}. Unset: an in-doubt email is
@@ -88,6 +99,37 @@ class NotifierSettings(ServiceSettings):
     def _duration(cls, v: str) -> str:
         parse_delta(v)
         return v
+
+    @field_validator("smtp_ca_file")
+    @classmethod
+    def _ca_file(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError("RAPPORT_SMTP_CA_FILE must name a readable PEM file")
+        return v
+
+    @model_validator(mode="after")
+    def _smtp_auth(self) -> "NotifierSettings":
+        if self.smtp_password.get_secret_value() and not self.smtp_username:
+            raise ValueError("RAPPORT_SMTP_PASSWORD is set without RAPPORT_SMTP_USERNAME")
+        if self.smtp_username and self.smtp_tls == "none" and self.smtp_host and not self.smtp_is_loopback():
+            raise ValueError("RAPPORT_SMTP_USERNAME with RAPPORT_SMTP_TLS=none would send the password in clear: "
+                             "set RAPPORT_SMTP_TLS=starttls or implicit")
+        if self.smtp_timeout_s is not None and self.smtp_timeout_s <= 0:
+            raise ValueError("RAPPORT_SMTP_TIMEOUT_S must be positive")
+        return self
+
+    @property
+    def smtp_port_or_default(self) -> int:
+        return self.smtp_port or {"none": 25, "starttls": 587, "implicit": 465}[self.smtp_tls]
+
+    def smtp_is_loopback(self) -> bool:
+        host = self.smtp_host.strip().strip("[]").lower()
+        if host == "localhost" or host.endswith(".localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @field_validator("webhook_allow_networks")
     @classmethod
@@ -136,6 +178,9 @@ class NotifierSettings(ServiceSettings):
             if any(net.overlaps(never) for never in _NEVER[net.version]):
                 out.append(f"production refuses {net} in RAPPORT_WEBHOOK_ALLOW_NETWORKS: loopback, link-local (cloud "
                            "metadata) and unspecified addresses are never a partner")
+        if self.smtp_host and self.smtp_tls == "none" and not self.smtp_is_loopback():
+            out.append("production refuses plain SMTP to a relay that is not on loopback (messages and any password "
+                       "would cross the network in clear): set RAPPORT_SMTP_TLS=starttls or implicit")
         if not self.safety_fallback:
             out.append("production needs RAPPORT_SAFETY_FALLBACK (an email address or a clinician id): who is paged "
                        "when a safety alert finds nobody on call")

@@ -1,22 +1,28 @@
 """Test support (loopback outside world) for the notifier's tests: a real SMTP server (aiosmtpd) with its
-provider's message status endpoint, a tiny SMS provider that deduplicates by ``Idempotency-Key`` and
+provider's message status endpoint, a relay that requires TLS (STARTTLS or implicit) and AUTH with
+its throwaway CA (``TlsRelay``, ``make_certificates``), a tiny SMS provider that deduplicates by ``Idempotency-Key`` and
 webhook receivers (stdlib HTTP servers), plus helpers to publish events exactly as
 the services would (rapport_shared.envelope) and to drive simulated time."""
 
 from __future__ import annotations
 
 import email
+import ipaddress
 import json
+import ssl
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from rapport_shared import envelope
 from rapport_shared.clock import current_tick, publish_tick
@@ -127,6 +133,142 @@ class SmtpServer:
 
     def to(self, address: str):
         return [m for m in self.messages if m["To"] == address]
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """A throwaway CA and a server certificate it signed (files in ``directory``)."""
+
+    ca_file: str                 # the CA's certificate (PEM): what the client trusts
+    cert_file: str               # the server's certificate (PEM)
+    key_file: str                # the server's key (PEM, unencrypted)
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+def make_certificates(directory: str | Path, names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+                      prefix: str = "relay") -> Certificates:
+    """A new CA (EC P-256, one day) and a server certificate for ``names`` (DNS names or IP
+    addresses, as subject alternative names), written to ``directory``."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(timezone.utc) - timedelta(minutes=5)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Rapport test CA {uuid.uuid4().hex[:8]}")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            sans.append(x509.DNSName(n))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])).issuer_name(ca_name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = Certificates(str(directory / f"{prefix}-ca.pem"), str(directory / f"{prefix}.pem"),
+                         str(directory / f"{prefix}-key.pem"))
+    Path(files.ca_file).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    Path(files.cert_file).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(files.key_file).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return files
+
+
+class _RelayInbox(_Inbox):
+    """Also records how each accepted message came: over TLS, and as which authenticated user."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sessions: list[dict] = []
+
+    async def handle_DATA(self, server, session, envelope_):  # noqa: N802
+        with self.lock:
+            tls = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
+            self.sessions.append({"tls": tls, "authenticated": bool(session.authenticated),
+                                  "user": session.auth_data,
+                                  "mail_from": envelope_.mail_from, "rcpt_tos": list(envelope_.rcpt_tos)})
+        return await super().handle_DATA(server, session, envelope_)
+
+
+class _SmtpsController(Controller):
+    """aiosmtpd counts only a STARTTLS upgrade as TLS for ``auth_require_tls``, so it would never
+    offer AUTH on an SMTPS connection; every connection of this server is TLS from the first byte."""
+
+    def factory(self):
+        smtp = super().factory()
+        smtp._auth_require_tls = False
+        return smtp
+
+
+class TlsRelay:
+    """A mail relay on loopback as an organisation runs one: TLS (``mode`` = ``starttls``: STARTTLS
+    required before anything else, port-587 style; ``implicit``: TLS from the first byte, SMTPS)
+    and AUTH (PLAIN/LOGIN, only over TLS) required before MAIL FROM, with ``users`` (name →
+    password). ``messages`` are what it accepted, ``sessions`` how (tls, authenticated, user);
+    ``auth_attempts`` every AUTH tried (user, succeeded)."""
+
+    def __init__(self, certs: Certificates, mode: str = "starttls", users: dict[str, str] | None = None) -> None:
+        assert mode in ("starttls", "implicit")
+        self.mode, self.certs = mode, certs
+        self.users = dict(users or {"rapport": "relay-password"})
+        self.auth_attempts: list[tuple[str, bool]] = []
+        self.inbox = _RelayInbox()
+        self.port = free_port()
+        params: dict = {"auth_required": True, "auth_require_tls": True, "authenticator": self._authenticate}
+        if mode == "starttls":
+            params.update(tls_context=certs.server_context(), require_starttls=True)
+        else:
+            params.update(ssl_context=certs.server_context())
+        self.controller = (Controller if mode == "starttls" else _SmtpsController)(
+            self.inbox, hostname="127.0.0.1", port=self.port, **params)
+
+    def _authenticate(self, server, session, envelope_, mechanism, auth_data) -> AuthResult:
+        ok = False
+        user = ""
+        if isinstance(auth_data, LoginPassword):
+            user = auth_data.login.decode(errors="replace")
+            ok = self.users.get(user) is not None and self.users[user].encode() == auth_data.password
+        self.auth_attempts.append((user, ok))
+        return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
+
+    def start(self) -> "TlsRelay":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def messages(self):
+        with self.inbox.lock:
+            return list(self.inbox.messages)
+
+    @property
+    def sessions(self) -> list[dict]:
+        with self.inbox.lock:
+            return list(self.inbox.sessions)
 
 
 class HttpSink:

@@ -5,8 +5,12 @@ which carry no contact data (item 2)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-import smtplib
+import socket
+import ssl
+
+import aiosmtplib
 
 import pytest
 
@@ -118,21 +122,50 @@ ADDRESS, PHONE = "alex.doe@patients.test", "+447700900461"
     (451, f"<{ADDRESS}> try later", "recipient_deferred", True),
 ])
 def test_smtp_refusals_are_classified_without_the_address(code, text, cls, retryable):
-    err = channels.classify_smtp(smtplib.SMTPRecipientsRefused({ADDRESS: (code, text.encode())}))
+    err = channels.classify_smtp(aiosmtplib.SMTPRecipientsRefused(
+        [aiosmtplib.SMTPRecipientRefused(code, text, ADDRESS)]))
     assert (err.code, err.retryable) == (cls, retryable)
     assert err.stored.startswith(f"{cls}: smtp {code}") and ADDRESS not in err.stored and "@" not in repr(err.args)
 
 
-@pytest.mark.parametrize("exc,cls", [
-    (smtplib.SMTPSenderRefused(553, b"5.1.8 bad sender notifications@x.test", "notifications@x.test"), "sender_refused"),
-    (smtplib.SMTPDataError(554, b"5.6.0 message for alex@x.test refused"), "message_refused"),
-    (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), "auth_failed"),
-    (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), "connection_lost"),
-    (TimeoutError("timed out"), "timeout"), (ConnectionRefusedError(111, "refused"), "connection_failed"),
+def _caused(exc: BaseException, cause: BaseException) -> BaseException:
+    exc.__cause__ = cause
+    return exc
+
+
+@pytest.mark.parametrize("exc,step,cls,retryable,maybe", [
+    (aiosmtplib.SMTPSenderRefused(553, "5.1.8 bad sender notifications@x.test", "notifications@x.test"), "transaction",
+     "sender_refused", False, False),
+    (aiosmtplib.SMTPDataError(554, "5.6.0 message for alex@x.test refused"), "transaction", "message_refused", False, False),
+    (aiosmtplib.SMTPDataError(451, "4.3.0 try again alex@x.test"), "transaction", "message_deferred", True, False),
+    (aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials for alex@x.test"), "auth", "auth_failed", False, False),
+    (aiosmtplib.SMTPAuthenticationError(454, "4.7.0 temporary failure"), "auth", "auth_failed", True, False),
+    (aiosmtplib.SMTPException("The SMTP AUTH extension is not supported by this server."), "auth", "auth_failed",
+     False, False),
+    (aiosmtplib.SMTPException("SMTP STARTTLS extension not supported by server."), "tls", "tls_failed", True, False),
+    (aiosmtplib.SMTPResponseException(454, "4.7.0 TLS not available"), "tls", "tls_failed", True, False),
+    (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls", "tls_failed", True, False),
+    (_caused(aiosmtplib.SMTPConnectError("Error connecting to relay.x.test on port 465"),
+             ssl.SSLCertVerificationError(1, "certificate verify failed")), "connect", "tls_failed", True, False),
+    (aiosmtplib.SMTPServerDisconnected("Connection reset while upgrading transport"), "tls", "tls_failed", True, False),
+    (_caused(aiosmtplib.SMTPConnectError("Error connecting"), ConnectionRefusedError(111, "refused")), "connect",
+     "connection_failed", True, False),
+    (_caused(aiosmtplib.SMTPConnectError("Error connecting"), socket.gaierror(-2, "unknown")), "connect",
+     "server_unresolvable", True, False),
+    (aiosmtplib.SMTPConnectTimeoutError("Timed out connecting"), "connect", "timeout", True, False),
+    (aiosmtplib.SMTPConnectResponseError(421, "4.3.2 busy"), "connect", "server_unavailable", True, False),
+    (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), "transaction", "timeout", True, True),
+    (aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response"), "auth", "timeout", True, False),
+    (aiosmtplib.SMTPServerDisconnected("Connection lost"), "transaction", "connection_lost", True, True),
+    (aiosmtplib.SMTPServerDisconnected("Connection lost"), "connect", "connection_lost", True, False),
+    (aiosmtplib.SMTPResponseException(550, "5.1.1 alex@x.test unknown"), "transaction", "smtp_error", False, False),
+    (asyncio.TimeoutError(), "transaction", "timeout", True, True),
+    (ConnectionRefusedError(111, "refused"), "connect", "connection_failed", True, False),
 ])
-def test_other_smtp_failures_are_classified(exc, cls):
-    err = channels.classify_smtp(exc)
-    assert err.code == cls and "@" not in err.stored
+def test_other_smtp_failures_are_classified(exc, step, cls, retryable, maybe):
+    err = channels.classify_smtp(exc, step)
+    assert (err.code, err.retryable, err.maybe_delivered) == (cls, retryable, maybe)
+    assert "@" not in err.stored and "x.test" not in err.stored
 
 
 @pytest.mark.parametrize("status,cls,retryable", [(400, "provider_rejected", False), (422, "provider_rejected", False),

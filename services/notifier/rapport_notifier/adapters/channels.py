@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-import smtplib
 import socket
 import ssl
 import time
@@ -40,6 +39,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
+import aiosmtplib
 import httpcore
 import httpx
 
@@ -112,50 +112,85 @@ def classify_recipient_refusal(code: int, text: bytes | str | None) -> SendError
     return SendError(cls, _smtp_detail(code, text), retryable=400 <= code < 500)
 
 
-def classify_smtp(exc: BaseException) -> SendError:
-    """Any exception of an SMTP attempt → a class; never its ``str()`` (it quotes addresses)."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        code, text = next(iter(exc.recipients.values()), (0, b""))
-        return classify_recipient_refusal(int(code), text)
-    if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return SendError("auth_failed", _smtp_detail(exc.smtp_code, exc.smtp_error), retryable=False)
-    if isinstance(exc, smtplib.SMTPSenderRefused):
-        return SendError("sender_refused", _smtp_detail(exc.smtp_code, exc.smtp_error), retryable=exc.smtp_code < 500)
-    if isinstance(exc, smtplib.SMTPDataError):
-        return SendError("message_refused" if exc.smtp_code >= 500 else "message_deferred",
-                         _smtp_detail(exc.smtp_code, exc.smtp_error), retryable=exc.smtp_code < 500)
-    if isinstance(exc, smtplib.SMTPConnectError):
-        return SendError("server_unavailable", _smtp_detail(exc.smtp_code, exc.smtp_error))
-    if isinstance(exc, smtplib.SMTPHeloError):
-        return SendError("protocol_error", _smtp_detail(exc.smtp_code, exc.smtp_error))
-    if isinstance(exc, smtplib.SMTPResponseException):
-        code = exc.smtp_code
-        return SendError("smtp_error", _smtp_detail(code, exc.smtp_error),
+# The steps of one SMTP attempt, in order. Before ``transaction`` (MAIL FROM onwards) nothing can
+# have been accepted, so a connection that breaks off or times out there is a definite failure;
+# from ``transaction`` on it may have been (the server's 250 to DATA lost on the way back).
+SMTP_STEPS = ("connect", "tls", "auth", "transaction")
+
+
+def classify_smtp(exc: BaseException, step: str = "transaction") -> SendError:
+    """Any exception of an aiosmtplib attempt → a class; never its ``str()`` or the server's reply
+    text (they quote addresses). ``step``: where the attempt was (``SMTP_STEPS``; unknown = as late
+    as possible, so a break-off counts as ``maybe_delivered``)."""
+    maybe = step not in ("connect", "tls", "auth")
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        first = next(iter(exc.recipients), None)
+        return classify_recipient_refusal(first.code, first.message) if first else SendError("recipient_refused")
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return classify_recipient_refusal(exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):  # 535 bad credentials; 454 temporary
+        return SendError("auth_failed", _smtp_detail(exc.code, exc.message), retryable=400 <= exc.code < 500)
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return SendError("sender_refused", _smtp_detail(exc.code, exc.message), retryable=exc.code < 500)
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return SendError("message_refused" if exc.code >= 500 else "message_deferred",
+                         _smtp_detail(exc.code, exc.message), retryable=exc.code < 500)
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):  # the greeting was not 220 (421 busy, 554 no service)
+        return SendError("server_unavailable", _smtp_detail(exc.code, exc.message), retryable=exc.code != 554)
+    if isinstance(exc, aiosmtplib.SMTPHeloError):
+        return SendError("protocol_error", _smtp_detail(exc.code, exc.message))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        code = exc.code
+        if step == "tls":    # STARTTLS answered with something else than 220
+            return SendError("tls_failed", _smtp_detail(code, exc.message))
+        if step == "auth":
+            return SendError("auth_failed", _smtp_detail(code, exc.message), retryable=400 <= code < 500)
+        return SendError("smtp_error", _smtp_detail(code, exc.message),
                          retryable=400 <= code < 500 or code >= 500 and code not in (550, 551, 553))
-    if isinstance(exc, smtplib.SMTPServerDisconnected):  # smtplib turns a read timeout into this
-        timed_out = isinstance(exc.__context__, (TimeoutError, socket.timeout))
-        return SendError("timeout" if timed_out else "connection_lost", maybe_delivered=True)
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return SendError("timeout", maybe_delivered=True)
-    if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
-        return SendError("tls_failed", type(exc).__name__)
+    if _is_tls(exc) and not maybe:  # a certificate that does not verify, a failed handshake (implicit TLS or STARTTLS)
+        return SendError("tls_failed", _tls_name(exc))
+    if isinstance(exc, (aiosmtplib.SMTPTimeoutError, TimeoutError, asyncio.TimeoutError)):
+        return SendError("timeout", maybe_delivered=maybe)  # (SMTPConnectTimeoutError: at connect, nothing sent)
+    if isinstance(exc, aiosmtplib.SMTPConnectError):  # could not connect (or lost before the greeting)
+        cause = exc.__cause__
+        if isinstance(cause, socket.gaierror):
+            return SendError("server_unresolvable")
+        return SendError("connection_failed", "refused" if isinstance(cause, ConnectionRefusedError) else "")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        if step == "tls":  # reset while upgrading: the server refused our handshake
+            return SendError("tls_failed", "disconnected")
+        return SendError("connection_lost", maybe_delivered=maybe)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):  # e.g. a non-ASCII address without SMTPUTF8
+        return SendError("protocol_error", "not supported", retryable=False)
+    if isinstance(exc, aiosmtplib.SMTPException):
+        # Raised by the client itself: the server does not offer STARTTLS (tls) or AUTH (auth).
+        if step == "tls":
+            return SendError("tls_failed", "starttls not offered")
+        if step == "auth":
+            return SendError("auth_failed", "auth not offered", retryable=False)
+        return SendError("protocol_error", type(exc).__name__, maybe_delivered=maybe)
     if isinstance(exc, socket.gaierror):
         return SendError("server_unresolvable")
     if isinstance(exc, ConnectionRefusedError):
         return SendError("connection_failed", "refused")
     if isinstance(exc, OSError):
-        return SendError("connection_lost", type(exc).__name__, maybe_delivered=True)
-    return SendError("protocol_error", type(exc).__name__, maybe_delivered=True)
+        return SendError("connection_lost", type(exc).__name__, maybe_delivered=maybe)
+    return SendError("protocol_error", type(exc).__name__, maybe_delivered=maybe)
 
 
-def _is_tls(exc: BaseException) -> bool:
+def _tls_name(exc: BaseException) -> str:
+    """The ssl exception's type (``SSLCertVerificationError``), found along the chain."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, (ssl.SSLError, ssl.CertificateError)):
-            return True
+            return type(exc).__name__
         exc = exc.__cause__ or exc.__context__
-    return False
+    return ""
+
+
+def _is_tls(exc: BaseException) -> bool:
+    return bool(_tls_name(exc))
 
 
 def classify_http(exc: httpx.HTTPError) -> SendError:
@@ -187,14 +222,39 @@ class LogChannel:
 
 
 class EmailChannel:
-    """Plain SMTP (stdlib smtplib in a worker thread: one connection per message)."""
+    """SMTP with aiosmtplib, one connection per message: connect (``tls="implicit"``: TLS from the
+    first byte, SMTPS), ``STARTTLS`` (``tls="starttls"``: required, never a fall-back to plain), AUTH
+    when a username is set (the settings refuse AUTH without TLS but to loopback), then the
+    transaction, then ``QUIT``. TLS verifies the relay's certificate for ``host`` against
+    ``ca_file`` (a private relay CA) or the system trust store. ``timeout_s`` bounds each step
+    (connect, each reply); the sender's ``SEND_TIMEOUT_S`` bounds the whole attempt and cancels it
+    (the connection is closed: no abandoned worker finishes the send later)."""
 
     name = "email"
+    TLS_MODES = ("none", "starttls", "implicit")
 
-    def __init__(self, host: str, port: int, sender: str, timeout_s: float, status_url: str = "",
-                 status_token: str = "") -> None:
-        self.host, self.port, self.sender, self.timeout_s = host, port, sender, timeout_s
+    def __init__(self, host: str, port: int | None, sender: str, timeout_s: float, status_url: str = "",
+                 status_token: str = "", *, tls: str = "none", username: str = "", password: str = "",
+                 ca_file: str = "") -> None:
+        if tls not in self.TLS_MODES:
+            raise ValueError(f"tls must be one of {self.TLS_MODES}")
+        self.host, self.sender, self.timeout_s = host, sender, timeout_s
+        self.port = port or {"none": 25, "starttls": 587, "implicit": 465}[tls]
         self.status_url, self.status_token = status_url, status_token
+        self.tls, self.username, self._password = tls, username, password
+        # Built once (a CA file that does not load fails at start-up, not at the first safety page).
+        self.tls_context = self.make_tls_context(ca_file) if tls != "none" else None
+
+    @staticmethod
+    def make_tls_context(ca_file: str = "") -> ssl.SSLContext:
+        """Certificate and host name verified; TLS 1.2 or later; ``ca_file`` replaces the system
+        trust store (a private relay CA)."""
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    def __repr__(self) -> str:  # never the password
+        return f"EmailChannel(host={self.host!r}, port={self.port}, tls={self.tls!r}, auth={bool(self.username)})"
 
     @staticmethod
     def message_id(notification_id: str) -> str:
@@ -228,13 +288,7 @@ class EmailChannel:
             raise SendError("status_lookup_failed", "answer without a boolean 'accepted'")
         return accepted
 
-    def _send(self, m: EmailMessage) -> None:
-        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
-            smtp.send_message(m)
-
-    async def send(self, msg: Outgoing) -> None:
-        if not self.host:
-            raise SendError("channel_unconfigured", "no SMTP host", retryable=False)
+    def build(self, msg: Outgoing) -> EmailMessage:
         m = EmailMessage()
         m["From"] = self.sender
         m["To"] = msg.address
@@ -243,13 +297,44 @@ class EmailChannel:
         m["X-Rapport-Idempotency-Key"] = msg.idem_key
         m["X-Rapport-Notification-Id"] = msg.notification_id
         m.set_content(msg.body)
+        return m
+
+    async def send(self, msg: Outgoing) -> None:
+        if not self.host:
+            raise SendError("channel_unconfigured", "no SMTP host", retryable=False)
+        m = self.build(msg)
+        smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=self.timeout_s,
+                               use_tls=self.tls == "implicit", start_tls=False, tls_context=self.tls_context)
+        step, accepted, err = "connect", False, None
         try:
-            await asyncio.to_thread(self._send, m)
+            await smtp.connect()                  # (implicit TLS: the handshake is part of it)
+            if self.tls == "starttls":
+                step = "tls"
+                await smtp.starttls()
+            if self.username:
+                step = "auth"
+                await smtp.login(self.username, self._password)
+            step = "transaction"
+            await smtp.send_message(m, sender=self.sender, recipients=[msg.address])
+            accepted = True
         except Exception as exc:  # noqa: BLE001  classified, the original (quoting the address) dropped
-            err = classify_smtp(exc)
-        else:
-            return
-        raise err from None
+            err = classify_smtp(exc, step)
+        finally:  # (also when the sender's timeout cancels us: the connection is closed, nothing goes on)
+            await _smtp_close(smtp, polite=accepted)
+        if err is not None:
+            raise err from None
+
+
+async def _smtp_close(smtp: "aiosmtplib.SMTP", polite: bool) -> None:
+    """After an accepted message: ``QUIT``, briefly (the message is the server's already; a slow or
+    failed QUIT changes nothing). Otherwise (or if that fails) the connection is just closed."""
+    if polite and smtp.is_connected:
+        try:
+            await smtp.quit(timeout=1.0)
+        except Exception:  # noqa: BLE001
+            pass
+    if smtp.is_connected:
+        smtp.close()
 
 
 class SmsChannel:

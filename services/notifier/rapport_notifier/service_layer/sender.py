@@ -282,7 +282,7 @@ class Sender:
             await self._finish(row, "failed", err)
             return
         delay = min(self.s.retry_base_s * 2 ** (row["attempts"] - 1), self.s.retry_max_s)
-        if doubt:  # not asked before an abandoned send (a worker thread) could still finish: the lease's bound
+        if doubt:  # not asked before an interrupted send could have settled at the provider: the lease's bound
             delay = max(delay, self.lease.total_seconds())
         log.warning("delivery attempt failed; will retry", notification_id=str(row["notification_id"]),
                     attempt=row["attempts"], retry_in_s=delay, error=str(err), in_doubt=doubt)
