@@ -53,7 +53,7 @@ from .envelope import CloudEvent, EnvelopeError, KafkaRecord, decode
 from .faults import crash_point
 from .logging import get_logger
 from .metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
-from .retry import InfrastructureUnavailable, RetryPolicy, is_infrastructure_error
+from .retry import InfrastructureUnavailable, RetryPolicy, is_infrastructure_error, pooled_connection
 from .topics import dlq_topic
 from .uow import UnitOfWork
 from .outbox import Outbox
@@ -206,13 +206,7 @@ class EventConsumer:
         """One try in one transaction. Errors that mean "Postgres is unreachable" come out as
         ``InfrastructureUnavailable``; everything else as raised."""
         started = time.perf_counter()
-        try:
-            conn = await self.pool.acquire()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # no connection at all: the database is down or unreachable
-            raise InfrastructureUnavailable(exc) from exc
-        try:
+        async with pooled_connection(self.pool) as conn:
             try:
                 async with conn.transaction():
                     if not await inbox.claim(conn, event, record.topic, record.partition, record.offset):
@@ -224,11 +218,6 @@ class EventConsumer:
                 if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
                     raise InfrastructureUnavailable(exc) from exc
                 raise
-        finally:
-            try:
-                await self.pool.release(conn)
-            except Exception:  # a lost connection cannot be reset; the pool replaces it
-                pass
         crash_point("consumer.after_effect", event.type)
         HANDLER_SECONDS.labels(event.type).observe(time.perf_counter() - started)
         EVENTS_CONSUMED.labels(record.topic, event.type, "processed").inc()

@@ -37,8 +37,9 @@ an outage: they are retried like handler errors (bounded), with their own larger
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 import asyncpg
 from aiokafka.errors import KafkaError
@@ -51,6 +52,24 @@ class InfrastructureUnavailable(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
         self.cause = cause
+
+
+@asynccontextmanager
+async def pooled_connection(pool: Any) -> AsyncIterator[Any]:
+    """A connection from ``pool`` for one try: failing to get one at all is an outage
+    (``InfrastructureUnavailable``), and it goes back to the pool even when it was lost (a
+    connection that cannot be reset is replaced by the pool)."""
+    try:
+        conn = await pool.acquire()
+    except Exception as exc:  # no connection at all: the database is down or unreachable
+        raise InfrastructureUnavailable(exc) from exc
+    try:
+        yield conn
+    finally:
+        try:
+            await pool.release(conn)
+        except Exception:
+            pass
 
 
 _PG_SERVER_UNAVAILABLE: tuple[type[BaseException], ...] = (

@@ -68,7 +68,7 @@ from .listen import NotifyLoop
 from .logging import get_logger
 from .metrics import TIMERS_FIRED, TIMERS_PARKED, TIMERS_PARKED_TOTAL, TIMERS_RETRIED
 from .outbox import Outbox
-from .retry import CONTENTION_ERRORS, InfrastructureUnavailable, RetryPolicy, is_infrastructure_error
+from .retry import CONTENTION_ERRORS, RetryPolicy, is_infrastructure_error, pooled_connection
 from .runtime import ServiceRuntime
 from .uow import UnitOfWork
 
@@ -222,16 +222,10 @@ class TimerRunner:
         parked). Raises when no timer could even be read (the run loop backs off and tries again)."""
         now = self.clock.now()
         held_back = self._held_back()
-        try:
-            conn = await self.pool.acquire()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # no connection at all: the database is down or unreachable
-            raise InfrastructureUnavailable(exc) from exc
         timer: Timer | None = None
         error: Exception | None = None
         outage = False
-        try:
+        async with pooled_connection(self.pool) as conn:
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
@@ -259,11 +253,6 @@ class TimerRunner:
                 if timer is None:
                     raise  # could not even read the table: the caller's loop backs off
                 error, outage = exc, is_infrastructure_error(exc, conn)
-        finally:
-            try:
-                await self.pool.release(conn)
-            except Exception:  # a lost connection cannot be reset; the pool replaces it
-                pass
         if error is not None:
             assert timer is not None
             if outage:

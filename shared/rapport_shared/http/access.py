@@ -22,7 +22,6 @@ organisation: partners, that organisation's admin), ``operations`` (no record: m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -33,11 +32,8 @@ import yaml
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from ..logging import get_logger
-from .auth import Principal, authenticate
+from .auth import Principal, _bearer, authenticate
 from .errors import NotFound
-
-log = get_logger(__name__)
 
 SHARED_POLICY = Path(__file__).with_name("access_shared.yaml")
 
@@ -102,6 +98,9 @@ class Grant:
     relations: frozenset[Relation]
     duties: frozenset[Duty] = frozenset()
     scope: RecordScope | None = None
+    # The caller's roles that admit it here (to this record, on a record route): a handler that
+    # shapes its answer by role (a partner's minimal view) asks this, not the token's roles.
+    roles: frozenset[str] = frozenset()
 
     def list_filter(self) -> ListFilter:
         p, rel = self.principal, self.relations
@@ -234,14 +233,14 @@ async def enforce(request: Request) -> None:
         raise HTTPException(status_code=404, detail="no such route")
     if rule.public:
         return
-    principal = await authenticate(request, await _credentials(request))
+    principal = await authenticate(request, await _bearer(request))
     roles = principal.roles & set(rule.allow)
     if not roles:
         raise HTTPException(status_code=403, detail=f"requires one of roles: {', '.join(sorted(rule.allow))}")
     relations = frozenset().union(*(rule.allow[r] for r in roles))
     runtime = request.app.state.runtime
     now = runtime.clock.now() if getattr(runtime, "clock", None) else datetime.now(timezone.utc)
-    grant = Grant(principal, relations)
+    grant = Grant(principal, relations, roles=frozenset(roles))
     needs_duties = Relation.care_team in relations
     record_id = request.path_params.get(rule.record) if rule.record else None
     async with runtime.pool.acquire() as conn:
@@ -256,8 +255,11 @@ async def enforce(request: Request) -> None:
             grant.scope = scope
             if scope is None:
                 decision, status = "not_found", 404
-            elif not (relations & relations_to(principal, scope, grant.duties)):
-                decision, status = "refused", 404
+            else:
+                have = relations_to(principal, scope, grant.duties)
+                grant.roles = frozenset(r for r in roles if rule.allow[r] & have)
+                if not grant.roles:
+                    decision, status = "refused", 404
         if rule.audit or decision != "allowed":
             await write_audit(conn, cfg.audit_table, at=now, principal=principal, request=request, rule=rule,
                               record_id=str(record_id) if record_id is not None else None, scope=grant.scope,
@@ -265,12 +267,6 @@ async def enforce(request: Request) -> None:
     if decision != "allowed":
         raise _not_found(rule, str(record_id))
     request.state.grant = grant
-
-
-async def _credentials(request: Request):
-    from .auth import _bearer  # noqa: PLC0415
-
-    return await _bearer(request)
 
 
 async def current_grant(request: Request) -> Grant:
@@ -291,6 +287,3 @@ def audit_row(r) -> dict[str, Any]:
             "record_param": r["record_param"], "record_id": r["record_id"], "record_org": r["record_org"],
             "decision": r["decision"], "status": r["status"]}
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)

@@ -18,7 +18,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
 from rapport_shared.contracts import PseudonymousId
-from rapport_shared.http.access import AccessConfig, Grant, RecordScope, Relation, current_grant, relations_to, write_audit
+from rapport_shared.http.access import AccessConfig, Grant, RecordScope, current_grant, write_audit
 from rapport_shared.http.auth import Principal, Role
 from rapport_shared.http.errors import Conflict, NotFound
 from rapport_shared.http.paging import cursor, parse_cursor
@@ -50,19 +50,16 @@ def _cfg(request: Request) -> IntakeConfig:
     return request.app.state.intake_config
 
 
-def _sees_whole_record(request: Request, grant: Grant) -> bool:
+def _sees_whole_record(grant: Grant) -> bool:
     """True when a role other than ``partner`` admits the caller to this record on this route;
     a caller admitted only as a partner gets the minimal view (never notes, inventory,
     rationale, answers or contact details)."""
-    access: AccessConfig = request.app.state.access
-    rule = access.policy.rule(request.method, request.scope["route"].path)
-    have = relations_to(grant.principal, grant.scope, grant.duties) if grant.scope else frozenset(Relation)
-    return any(rule.allow[role] & have for role in grant.principal.roles & set(rule.allow) if role != Role.partner)
+    return any(role != Role.partner for role in grant.roles)
 
 
 def _view(request: Request, grant: Grant, referral) -> AnyView:
     rules = _cfg(request).rules
-    return referral_view(referral, rules) if _sees_whole_record(request, grant) else partner_view(referral, rules)
+    return referral_view(referral, rules) if _sees_whole_record(grant) else partner_view(referral, rules)
 
 
 async def _run(request: Request, handler, cmd, episode_id: UUID, grant: Grant) -> AnyView:
