@@ -55,7 +55,7 @@ from .logging import get_logger
 from .metrics import DEAD_LETTERED, EVENTS_CONSUMED, HANDLER_SECONDS
 from .retry import InfrastructureUnavailable, RetryPolicy, is_infrastructure_error, pooled_connection
 from .topics import dlq_topic
-from .uow import UnitOfWork
+from .uow import MakeUnitOfWork, UnitOfWork, uow_maker
 from .outbox import Outbox
 from .clock import Clock, SystemClock
 
@@ -106,12 +106,14 @@ class EventConsumer:
         max_attempts: int = 5,
         backoff_s: float = 0.2,
         backoff_max_s: float = 10.0,
+        make_uow: MakeUnitOfWork | None = None,
     ) -> None:
         self.pool = pool
         self.group_id = group_id
         self.dead_letter = dead_letter
         self.outbox = outbox
         self.clock = clock or SystemClock()
+        self.make_uow = make_uow or uow_maker(outbox, self.clock)
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
@@ -213,7 +215,7 @@ class EventConsumer:
                         EVENTS_CONSUMED.labels(record.topic, event.type, "duplicate").inc()
                         log.info("duplicate event skipped")
                         return Outcome("duplicate", event.id)
-                    await handler(UnitOfWork(conn, self.outbox, self.clock, cause=event), event, data)
+                    await handler(self.make_uow(conn, event), event, data)
             except Exception as exc:
                 if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
                     raise InfrastructureUnavailable(exc) from exc

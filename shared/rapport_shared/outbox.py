@@ -45,7 +45,7 @@ from .contracts.base import EventData
 from .db import ident
 from .envelope import CloudEvent, KafkaRecord
 from .faults import crash_point
-from .http.errors import Invalid
+from .errors import Invalid
 from .listen import NotifyLoop
 from .logging import get_logger
 from .metrics import (OUTBOX_EVENTS_REFUSED, OUTBOX_PARKED, OUTBOX_PARKED_TOTAL, OUTBOX_PENDING, OUTBOX_PUBLISHED,

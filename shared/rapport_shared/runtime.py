@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import asyncpg
 from faststream.kafka import KafkaBroker
@@ -19,7 +19,10 @@ from .logging import get_logger
 from .outbox import Outbox, OutboxRelay
 from .settings import ServiceSettings
 from .topics import dlq_topic
-from .uow import UnitOfWorkFactory
+from .uow import UnitOfWork, UnitOfWorkFactory, uow_maker
+
+if TYPE_CHECKING:
+    from .messagebus import HandlerRegistry
 
 log = get_logger(__name__)
 
@@ -31,6 +34,9 @@ class ServiceRuntime:
     produces: list[str] = field(default_factory=list)
     register_handlers: Callable[["ServiceRuntime", EventConsumer], None] | None = None
     clock: Clock = field(default_factory=SystemClock)
+    # The service's handlers (events, commands, timers) and its unit of work (its repositories).
+    handlers: "HandlerRegistry | None" = None
+    uow_class: type[UnitOfWork] = UnitOfWork
     # Long-running tasks of the service (timers, schedulers), started after Kafka and the relay.
     background: list[Callable[["ServiceRuntime"], Awaitable[None]]] = field(default_factory=list)
 
@@ -45,6 +51,7 @@ class ServiceRuntime:
         self.outbox = Outbox(source=f"/rapport/{self.settings.service_name}", schema=self.settings.db_schema,
                              max_event_bytes=self.settings.max_event_bytes)
         self.migrations = db.discover(self.migrations_dir)
+        self.make_uow = uow_maker(self.outbox, self.clock, self.uow_class, self.settings)
 
     async def start(self) -> None:
         s = self.settings
@@ -56,7 +63,10 @@ class ServiceRuntime:
         if s.migrate_on_start:
             async with self.pool.acquire() as conn:
                 await db.migrate(conn, s.db_schema, self.migrations)
-        self.uow = UnitOfWorkFactory(self.pool, self.outbox, self.clock)
+        self.uow = UnitOfWorkFactory(self.pool, self.outbox, self.clock, make_uow=self.make_uow)
+        if self.handlers is not None:
+            from .messagebus import MessageBus
+            self.bus = MessageBus(self.handlers, self.uow)
         self.broker = make_broker(s.kafka_bootstrap, client_id=f"rapport-{s.service_name}")
         self.consumer = EventConsumer(
             pool=self.pool,
@@ -67,7 +77,10 @@ class ServiceRuntime:
             max_attempts=s.handler_max_attempts,
             backoff_s=s.handler_backoff_s,
             backoff_max_s=s.handler_backoff_max_s,
+            make_uow=self.make_uow,
         )
+        if self.handlers is not None:
+            self.handlers.subscribe(self.consumer)
         if self.register_handlers:
             self.register_handlers(self, self.consumer)
         topics = set(self.produces) | set(self.consumer.topics)

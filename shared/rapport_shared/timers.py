@@ -203,6 +203,7 @@ class TimerRunner:
     backoff_s: float = 0.5               # first wait after a failure (jittered exponential backoff)
     backoff_max_s: float = 60.0          # cap of the wait between handler-error retries
     outage_backoff_max_s: float = 10.0   # cap while Postgres/Kafka is unreachable (retried without end)
+    make_uow: Callable[..., UnitOfWork] | None = None  # the service's unit of work (default: the plain one)
     _retry_after: dict[uuid.UUID, float] = field(default_factory=dict)
     _outages: dict[uuid.UUID, int] = field(default_factory=dict)
     _gauge_kinds: set[str] = field(default_factory=set)
@@ -245,7 +246,7 @@ class TimerRunner:
                         f"UPDATE {self.store.schema}.timers SET fired_at = $2, updated_at = $2, attempts = attempts + 1"
                         " WHERE timer_id = $1", timer.timer_id, now,
                     )
-                    await handler(UnitOfWork(conn, self.outbox, self.clock), timer)
+                    await handler(self.make_uow(conn, None) if self.make_uow else UnitOfWork(conn, self.outbox, self.clock), timer)
                     crash_point("timer.before_commit")
             except asyncio.CancelledError:
                 raise
@@ -370,6 +371,8 @@ class TimedRuntime(ServiceRuntime):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.handlers is not None:
+            self.timer_handlers = {**self.handlers.timer_handlers, **self.timer_handlers}
         if self.timer_handlers:
             self.background.append(self._run_timers)
 
@@ -379,7 +382,8 @@ class TimedRuntime(ServiceRuntime):
         self.timers = TimerRunner(self.pool, self.outbox, self.clock, s.db_schema, self.timer_handlers,
                                   poll_interval_s=self.timer_poll_interval_s,
                                   max_attempts=self.timer_max_attempts or s.timer_max_attempts,
-                                  backoff_s=s.timer_backoff_s, backoff_max_s=s.timer_backoff_max_s)
+                                  backoff_s=s.timer_backoff_s, backoff_max_s=s.timer_backoff_max_s,
+                                  make_uow=self.make_uow)
         await self.timers.run()
 
 

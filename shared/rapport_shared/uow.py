@@ -1,8 +1,11 @@
 """Unit of work: one Postgres transaction holding a state change and the events it causes.
 
 Handlers take a ``UnitOfWork`` (as in *Architecture Patterns with Python*): they read and write
-through ``uow.conn``, announce through ``uow.emit`` (the outbox, same transaction) and read time
-from ``uow.clock``. Committing the unit commits both, or neither.
+through the service's repositories (a service subclasses ``UnitOfWork`` and builds them on
+``conn`` in ``__post_init__``), announce through ``uow.emit`` (the outbox, same transaction), read
+time from ``uow.now()`` and configuration from ``uow.settings``. Committing the unit commits
+state and events, or neither. Everything that opens a unit (consumer, timer runner, HTTP bus)
+builds it through one ``make_uow(conn, cause)``, so every path gets the service's class.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
 
@@ -28,6 +31,7 @@ class UnitOfWork:
     outbox: Outbox
     clock: Clock
     cause: CloudEvent | None = None  # the event being handled, if any (correlation flows on)
+    settings: Any = None  # the service's settings (handlers read configuration here)
     emitted: list[CloudEvent] = field(default_factory=list)
 
     def now(self) -> datetime:
@@ -41,9 +45,24 @@ class UnitOfWork:
         return event
 
 
+MakeUnitOfWork = Callable[[asyncpg.Connection, "CloudEvent | None"], UnitOfWork]
+
+
+def uow_maker(outbox: Outbox, clock: Clock, uow_class: type[UnitOfWork] = UnitOfWork,
+              settings: Any = None) -> MakeUnitOfWork:
+    """``make_uow(conn, cause)`` for a service: its unit-of-work class, outbox, clock and settings."""
+
+    def make(conn: asyncpg.Connection, cause: CloudEvent | None = None) -> UnitOfWork:
+        return uow_class(conn, outbox, clock, cause=cause, settings=settings)
+
+    return make
+
+
 class UnitOfWorkFactory:
-    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, outbox: Outbox, clock: Clock, *,
+                 make_uow: MakeUnitOfWork | None = None) -> None:
         self.pool, self.outbox, self.clock = pool, outbox, clock
+        self.make_uow = make_uow or uow_maker(outbox, clock)
 
     def __call__(self) -> "_Scope":
         return _Scope(self)
@@ -58,7 +77,7 @@ class _Scope:
         conn = await self._conn_cm.__aenter__()
         self._tx = conn.transaction()
         await self._tx.start()
-        return UnitOfWork(conn, self.f.outbox, self.f.clock)
+        return self.f.make_uow(conn, None)
 
     async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
