@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from rapport_shared.settings import ServiceSettings
 
@@ -24,7 +24,17 @@ class OutcomesSettings(ServiceSettings):
     finished_course_assessment_phases: list[str] = Field(default_factory=lambda: ["initial"])
     submission_max_clock_skew_s: int = Field(default=300, ge=0)
 
+    _policy: tuple[str, OutcomesPolicy] | None = PrivateAttr(default=None)
+
     def policy(self) -> OutcomesPolicy:
+        """The rules these settings configure, built once (building loads the catalogue); keyed by
+        the values it is built from, so a copy with other values never reuses it."""
+        key = self.model_dump_json(include=_POLICY_FIELDS)
+        if self._policy is None or self._policy[0] != key:
+            self._policy = (key, self._build_policy())
+        return self._policy[1]
+
+    def _build_policy(self) -> OutcomesPolicy:
         return OutcomesPolicy(
             review_session_fraction=self.review_session_fraction,
             review_session_by_template=dict(self.review_session_by_template),
@@ -33,6 +43,10 @@ class OutcomesSettings(ServiceSettings):
             assessment_phases=frozenset(self.finished_course_assessment_phases),
             max_clock_skew=timedelta(seconds=self.submission_max_clock_skew_s),
         )
+
+
+_POLICY_FIELDS = {"review_session_fraction", "review_session_by_template", "paired_measures_by_condition",
+                  "finished_course_min_sessions", "finished_course_assessment_phases", "submission_max_clock_skew_s"}
 
 
 def load() -> OutcomesSettings:

@@ -10,8 +10,8 @@ Sources, so the document cannot drift from what runs:
 * record key and Kafka bindings — every record is keyed by the episode id; topic settings are the
   services' defaults (``ServiceSettings.topic_partitions``);
 * operations — ``send`` by the service that owns the topic, ``receive`` by each service for the
-  event types its ``entrypoints/consumers.py`` registers (``consumer.on(Model)``, read from the
-  source), ``send`` to the dead-letter topics by every consuming service.
+  event types its ``service_layer/handlers.py`` handles (``@handlers.handles(Model)``, read from
+  the source), ``send`` to the dead-letter topics by every consuming service.
 
 Written directly rather than merged from FastStream's per-service export: the services attach their
 subscribers only when they start (after topic creation), and FastStream would describe the raw bytes
@@ -119,25 +119,26 @@ def _rewrite_refs(node: Any, mapping: dict[str, str]) -> Any:
 
 
 def discover_subscriptions() -> dict[str, dict[str, list[str]]]:
-    """service → topic → event types it handles, read from each service's ``entrypoints/consumers.py``.
+    """service → topic → event types it handles, read from each service's
+    ``service_layer/handlers.py`` (``@handlers.handles(Model)``) or ``entrypoints/consumers.py``.
 
     The source is parsed, not imported (a service being edited, or not installed, cannot break the
-    docs): every ``@consumer.on(Model)`` decorator and ``consumer.register(Model, ...)`` call names a
-    contract model, matched to ``EVENT_MODELS`` by class name."""
+    docs): every ``@handlers.handles(Model)`` or ``@consumer.on(Model)`` decorator and
+    ``consumer.register(Model, ...)`` call names a contract model, matched to ``EVENT_MODELS`` by
+    class name (commands are not contracts, so they are not matched)."""
     by_class = {m.__name__: t for t, m in EVENT_MODELS.items()}
     found: dict[str, dict[str, list[str]]] = {}
     for svc in SERVICES:
-        path = _consumers_source(svc)
-        if path is None:
-            continue
         types: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in ("on", "register") and node.args):
-                arg = node.args[0]
-                name = arg.id if isinstance(arg, ast.Name) else arg.attr if isinstance(arg, ast.Attribute) else None
-                if name in by_class:
-                    types.add(by_class[name])
+        for path in _subscription_sources(svc):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in ("on", "register", "handles")):
+                    for arg in node.args:
+                        name = (arg.id if isinstance(arg, ast.Name) else arg.attr if isinstance(arg, ast.Attribute)
+                                else None)
+                        if name in by_class:
+                            types.add(by_class[name])
         per_topic: dict[str, list[str]] = {}
         for t in sorted(types):
             per_topic.setdefault(EVENT_MODELS[t].topic, []).append(t)
@@ -146,15 +147,13 @@ def discover_subscriptions() -> dict[str, dict[str, list[str]]]:
     return found
 
 
-def _consumers_source(svc: str) -> Path | None:
+def _subscription_sources(svc: str) -> list[Path]:
     spec = importlib.util.find_spec(f"rapport_{svc}")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        path = Path(location) / "entrypoints" / "consumers.py"
-        if path.exists():
-            return path
-    return None
+        return []
+    return [path for location in spec.submodule_search_locations
+            for path in (Path(location) / "service_layer" / "handlers.py", Path(location) / "entrypoints" / "consumers.py")
+            if path.exists()]
 
 
 def _message(event_type: str, model: type[EventData]) -> dict[str, Any]:

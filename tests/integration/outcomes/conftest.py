@@ -19,6 +19,7 @@ from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.base import EventData
 from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
+from rapport_shared.messagebus import MessageBus
 from rapport_shared.testing.flows import gad7, phq9
 from rapport_shared.uow import UnitOfWorkFactory
 
@@ -90,15 +91,17 @@ async def outcomes(postgres, service_dsns, hmac_tokens):
     runtime.pool = await db.create_pool(settings.database_dsn, settings.db_schema, 1, 8)
     async with runtime.pool.acquire() as conn:
         await db.migrate(conn, settings.db_schema, runtime.migrations)
-    runtime.uow = UnitOfWorkFactory(runtime.pool, runtime.outbox, runtime.clock)
+    # What runtime.start() wires, minus Kafka: outcomes' units of work (runtime.make_uow) and the bus.
+    runtime.uow = UnitOfWorkFactory(runtime.pool, runtime.outbox, runtime.clock, make_uow=runtime.make_uow)
+    runtime.bus = MessageBus(runtime.handlers, runtime.uow)
     dead: list = []
 
     async def dead_letter(topic, record):
         dead.append((topic, record))
 
     consumer = EventConsumer(pool=runtime.pool, group_id="it-outcomes", dead_letter=dead_letter, outbox=runtime.outbox,
-                             clock=runtime.clock, max_attempts=1, backoff_s=0.01)
-    runtime.register_handlers(runtime, consumer)
+                             clock=runtime.clock, max_attempts=1, backoff_s=0.01, make_uow=runtime.make_uow)
+    runtime.handlers.subscribe(consumer)
     transport = httpx.ASGITransport(app=app)  # no lifespan: the runtime above stands in for start()
     async with httpx.AsyncClient(transport=transport, base_url="http://outcomes") as client:
         yield Outcomes(app, client, consumer, runtime.pool, hmac_tokens, dead)

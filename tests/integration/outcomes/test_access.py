@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
 import pytest
 
-from rapport_outcomes.entrypoints import consumers
 from rapport_shared.consumer import EventConsumer
+from rapport_shared.uow import uow_maker
 
 pytestmark = pytest.mark.integration
 
@@ -226,10 +225,13 @@ async def test_an_episode_from_an_older_producer_takes_the_default_organisation(
     """An intake event with no organisation_id: the configured default organisation's, else none
     (then only its own patient reaches it)."""
     async def deliver(data, default: str):
+        runtime = outcomes.app.state.runtime
+        settings = runtime.settings.model_copy(update={"default_organisation": default})
         consumer = EventConsumer(pool=outcomes.pool, group_id=f"it-outcomes-{uuid.uuid4().hex[:6]}",
-                                 dead_letter=None, outbox=outcomes.app.state.runtime.outbox,
-                                 clock=outcomes.app.state.runtime.clock, max_attempts=1, backoff_s=0.01)
-        consumers.register(SimpleNamespace(settings=SimpleNamespace(default_organisation=default)), consumer)
+                                 dead_letter=None, outbox=runtime.outbox, clock=runtime.clock, max_attempts=1,
+                                 backoff_s=0.01,
+                                 make_uow=uow_maker(runtime.outbox, runtime.clock, runtime.uow_class, settings))
+        runtime.handlers.subscribe(consumer)
         saved, outcomes.consumer = outcomes.consumer, consumer
         try:
             assert (await outcomes.deliver(data))[0].status == "processed"

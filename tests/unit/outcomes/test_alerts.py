@@ -12,6 +12,7 @@ from rapport_outcomes.domain.alerts import AlreadyResolved, Link, OpenAlert, Rai
 from rapport_outcomes.domain.model import Baseline, Refused, score_submission
 from rapport_outcomes.domain.policy import OutcomesPolicy
 from rapport_shared.contracts.outcomes import AlertAction, AlertKind, AlertUrgency, Timepoint
+from rapport_shared.http.errors import status_for
 
 pytestmark = pytest.mark.unit
 
@@ -163,4 +164,4 @@ def test_resolution(status, action, text, resolved_at, field) -> None:
         with pytest.raises(Refused) as exc:
             rules.check_resolution(**kwargs)
         assert exc.value.field == field
-        assert exc.value.status == (409 if isinstance(exc.value, AlreadyResolved) else 422)
+        assert status_for(exc.value) == (409 if isinstance(exc.value, AlreadyResolved) else 422)

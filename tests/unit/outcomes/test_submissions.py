@@ -25,6 +25,7 @@ from rapport_outcomes.domain.model import (
 )
 from rapport_outcomes.domain.policy import OutcomesPolicy
 from rapport_shared.contracts.outcomes import ReliableChange, Timepoint
+from rapport_shared.http.errors import status_for
 
 pytestmark = pytest.mark.unit
 
@@ -87,7 +88,7 @@ def scored(instrument: str, answers: dict, baseline: Baseline | None, timepoint:
 def test_answer_refusals_name_the_item(instrument: str, raw: dict, field: str, reason: str) -> None:
     with pytest.raises(Refused) as exc:
         check_answers(POLICY, instrument, parse_answers(raw))
-    assert (exc.value.field, exc.value.reason, exc.value.status) == (field, reason, 422)
+    assert (exc.value.field, exc.value.reason, status_for(exc.value)) == (field, reason, 422)
 
 
 def test_edeq_behavioural_items_are_refused_not_ignored() -> None:
@@ -101,7 +102,7 @@ def test_edeq_behavioural_items_are_refused_not_ignored() -> None:
 def test_unknown_instrument_is_refused(code: str) -> None:
     with pytest.raises(Refused) as exc:
         definition_for(POLICY.catalogue, code)
-    assert exc.value.field == "instrument" and exc.value.status == 422
+    assert exc.value.field == "instrument" and status_for(exc.value) == 422
 
 
 @pytest.mark.parametrize(
@@ -145,7 +146,7 @@ def test_clinician_rated_instruments_need_a_clinician(roles: set[str], instrumen
     else:
         with pytest.raises(RaterNotAllowed) as exc:
             check_rater(d, frozenset(roles))
-        assert (exc.value.field, exc.value.status) == ("instrument", 403)
+        assert (exc.value.field, status_for(exc.value)) == ("instrument", 403)
 
 
 # ---- timepoints and change ------------------------------------------------------------------

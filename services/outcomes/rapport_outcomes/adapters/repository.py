@@ -1,10 +1,16 @@
-"""Outcomes' SQL: every statement the service runs against its own schema lives here."""
+"""Outcomes' SQL: every statement the service runs against its own schema lives here (the erasure
+reader's, ``erasures.py``, aside).
+
+One repository per aggregate, each on the unit of work's connection (``OutcomesUnitOfWork``);
+the in-memory fakes of the unit tests (``tests/unit/outcomes/fakes.py``) have the same methods.
+The access-scope resolvers at the end take a pooled connection (``rapport_shared.http.access``).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 from uuid import UUID
 
 import asyncpg
@@ -24,6 +30,11 @@ def _num(v: int | float | None) -> float | None:
     return None if v is None else float(v)
 
 
+class _Repository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+
 # ---- episodes -------------------------------------------------------------------------------
 
 def _episode(r: asyncpg.Record) -> Episode:
@@ -32,27 +43,297 @@ def _episode(r: asyncpg.Record) -> Episode:
                    correlation_id=r["correlation_id"], organisation_id=r["organisation_id"])
 
 
-async def get_episode(conn: asyncpg.Connection, episode_id: UUID, *, lock: bool = False) -> Episode | None:
-    # The row lock serialises everything that reads-then-writes an episode's scores and alerts
-    # (two concurrent positive item 9s must not both open an alert).
-    r = await conn.fetchrow("SELECT * FROM episodes WHERE episode_id = $1" + (" FOR UPDATE" if lock else ""), episode_id)
-    return _episode(r) if r else None
+class EpisodeRepository(_Repository):
+    async def get(self, episode_id: UUID, *, lock: bool = False) -> Episode | None:
+        # The row lock serialises everything that reads-then-writes an episode's scores and alerts
+        # (two concurrent positive item 9s must not both open an alert).
+        r = await self.conn.fetchrow("SELECT * FROM episodes WHERE episode_id = $1" + (" FOR UPDATE" if lock else ""),
+                                     episode_id)
+        return _episode(r) if r else None
+
+    async def add(self, e: Episode, opened_at: datetime) -> bool:
+        """False when the episode is open already (nothing written)."""
+        inserted = await self.conn.fetchval(
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, template_id, began_at, target_condition,"
+            " correlation_id, opened_at, organisation_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+            " ON CONFLICT (episode_id) DO NOTHING RETURNING true",
+            e.episode_id, e.person_id, e.clinician_id, e.template_id, e.began_at, e.target_condition, e.correlation_id,
+            opened_at, e.organisation_id,
+        )
+        return bool(inserted)
+
+    async def alert_clinician(self, episode: Episode) -> str:
+        """The course's clinician once planned (the scheduler owns assignment), else intake's."""
+        return await self.conn.fetchval("SELECT clinician_id FROM courses WHERE episode_id = $1",
+                                        episode.episode_id) or episode.clinician_id
 
 
-async def add_episode(conn: asyncpg.Connection, e: Episode, opened_at: datetime) -> bool:
-    inserted = await conn.fetchval(
-        "INSERT INTO episodes (episode_id, person_id, clinician_id, template_id, began_at, target_condition,"
-        " correlation_id, opened_at, organisation_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
-        " ON CONFLICT (episode_id) DO NOTHING RETURNING true",
-        e.episode_id, e.person_id, e.clinician_id, e.template_id, e.began_at, e.target_condition, e.correlation_id,
-        opened_at, e.organisation_id,
+# ---- submissions ----------------------------------------------------------------------------
+
+def _submission(r: asyncpg.Record, policy: OutcomesPolicy, alert_ids: tuple[UUID, ...] = ()) -> Submission:
+    d = policy.catalogue.get(r["instrument"])
+    return Submission(
+        submission_id=r["submission_id"], episode_id=r["episode_id"], instrument=r["instrument"],
+        timepoint=Timepoint(r["timepoint"]), session_number=r["session_number"],
+        answers={int(k): v for k, v in json.loads(r["answers"]).items()}, total=typed_total(d, r["total"]),
+        display_total=r["display_total"] or str(typed_total(d, r["total"])), band=r["band"], caseness=r["caseness"],
+        subscales=json.loads(r["subscales"]) if r["subscales"] else {}, flags=tuple(r["flags"]),
+        baseline_submission_id=r["baseline_submission_id"],
+        baseline_total=None if r["baseline_total"] is None else typed_total(d, r["baseline_total"]),
+        change_from_baseline=None if r["change_from_baseline"] is None else typed_total(d, r["change_from_baseline"]),
+        reliable_change=ReliableChange(r["reliable_change"]) if r["reliable_change"] else None,
+        administered_at=r["administered_at"], scored_at=r["scored_at"],
+        client_submission_id=r["client_submission_id"], fingerprint=r["fingerprint"], alert_ids=alert_ids,
     )
-    return bool(inserted)
 
 
-async def alert_clinician(conn: asyncpg.Connection, episode: Episode) -> str:
-    """The course's clinician once planned (the scheduler owns assignment), else intake's."""
-    return await conn.fetchval("SELECT clinician_id FROM courses WHERE episode_id = $1", episode.episode_id) or episode.clinician_id
+class SubmissionRepository(_Repository):
+    async def baseline(self, episode_id: UUID, instrument: str, policy: OutcomesPolicy) -> Baseline | None:
+        r = await self.conn.fetchrow(
+            "SELECT submission_id, total, administered_at FROM submissions WHERE episode_id = $1 AND instrument = $2"
+            " ORDER BY administered_at, recorded_seq LIMIT 1",
+            episode_id, instrument,
+        )
+        if r is None:
+            return None
+        return Baseline(r["submission_id"], typed_total(policy.catalogue.get(instrument), r["total"]), r["administered_at"])
+
+    async def add(self, s: Submission, *, source: str, submitted_by: str, submitted_role: str | None) -> None:
+        await self.conn.execute(
+            "INSERT INTO submissions (submission_id, episode_id, instrument, timepoint, session_number, answers, total,"
+            " band, caseness, flags, administered_at, scored_at, client_submission_id, fingerprint, source, submitted_by,"
+            " submitted_role, display_total, subscales, baseline_submission_id, baseline_total, change_from_baseline,"
+            " reliable_change)"
+            " VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19::jsonb,$20,$21,$22,$23)",
+            s.submission_id, s.episode_id, s.instrument, s.timepoint.value, s.session_number,
+            json.dumps({str(k): v for k, v in s.answers.items()}), float(s.total), s.band, s.caseness, list(s.flags),
+            s.administered_at, s.scored_at, s.client_submission_id, s.fingerprint, source, submitted_by, submitted_role,
+            s.display_total, json.dumps(dict(s.subscales)), s.baseline_submission_id, _num(s.baseline_total),
+            _num(s.change_from_baseline), s.reliable_change.value if s.reliable_change else None,
+        )
+
+    async def alert_ids(self, submission_id: UUID) -> tuple[UUID, ...]:
+        """The alerts a submission raised or was linked to."""
+        rows = await self.conn.fetch(
+            "SELECT alert_id FROM alerts WHERE submission_id = $1"
+            " UNION SELECT alert_id FROM alert_links WHERE submission_id = $1",
+            submission_id,
+        )
+        return tuple(sorted(r["alert_id"] for r in rows))
+
+    async def by_client_key(self, episode_id: UUID, key: str, policy: OutcomesPolicy) -> Submission | None:
+        r = await self.conn.fetchrow("SELECT * FROM submissions WHERE episode_id = $1 AND client_submission_id = $2",
+                                     episode_id, key)
+        if r is None:
+            return None
+        return _submission(r, policy, await self.alert_ids(r["submission_id"]))
+
+    async def history(self, episode_id: UUID, policy: OutcomesPolicy) -> list[Submission]:
+        rows = await self.conn.fetch(
+            "SELECT * FROM submissions WHERE episode_id = $1 ORDER BY administered_at, recorded_seq", episode_id
+        )
+        links = await self.conn.fetch(
+            "SELECT submission_id, alert_id FROM alerts WHERE episode_id = $1 AND submission_id IS NOT NULL"
+            " UNION SELECT l.submission_id, l.alert_id FROM alert_links l JOIN alerts a USING (alert_id)"
+            " WHERE a.episode_id = $1",
+            episode_id,
+        )
+        by_sub: dict[UUID, list[UUID]] = {}
+        for link in links:
+            by_sub.setdefault(link["submission_id"], []).append(link["alert_id"])
+        return [_submission(r, policy, tuple(sorted(by_sub.get(r["submission_id"], [])))) for r in rows]
+
+    async def score_points(self, episode_id: UUID, policy: OutcomesPolicy) -> list[ScorePoint]:
+        rows = await self.conn.fetch(
+            "SELECT submission_id, instrument, total, administered_at, recorded_seq FROM submissions"
+            " WHERE episode_id = $1",
+            episode_id,
+        )
+        return [ScorePoint(r["submission_id"], r["instrument"],
+                           typed_total(policy.catalogue.get(r["instrument"]), r["total"]),
+                           r["administered_at"], r["recorded_seq"]) for r in rows]
+
+    async def exported(self, episode_id: UUID, policy: OutcomesPolicy) -> list[ExportedSubmission]:
+        return [
+            ExportedSubmission(submission_id=s.submission_id, instrument=s.instrument, answers=s.answers, total=s.total,
+                               band=s.band, subscales=s.subscales, administered_at=s.administered_at,
+                               scored_at=s.scored_at, session_number=s.session_number)
+            for s in await self.history(episode_id, policy)
+        ]
+
+
+# ---- alerts ---------------------------------------------------------------------------------
+
+class AlertRepository(_Repository):
+    async def open_for(self, episode_id: UUID) -> list[OpenAlert]:
+        rows = await self.conn.fetch("SELECT alert_id, kind, reason_code FROM alerts WHERE episode_id = $1"
+                                     " AND status = 'open' ORDER BY raised_at, alert_id", episode_id)
+        return [OpenAlert(r["alert_id"], AlertKind(r["kind"]), r["reason_code"]) for r in rows]
+
+    async def add(self, *, alert_id: UUID, episode_id: UUID, kind: str, urgency: str, reason_code: str,
+                  clinician_id: str, submission_id: UUID | None, instrument: str | None, session_number: int | None,
+                  raised_at: datetime, linked_alert_ids: tuple[UUID, ...] = ()) -> None:
+        await self.conn.execute(
+            "INSERT INTO alerts (alert_id, episode_id, kind, urgency, reason_code, clinician_id, submission_id,"
+            " instrument, session_number, raised_at, linked_alert_ids) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
+            alert_id, episode_id, kind, urgency, reason_code, clinician_id, submission_id, instrument, session_number,
+            raised_at, list(linked_alert_ids),
+        )
+
+    async def link(self, alert_id: UUID, submission_id: UUID, at: datetime) -> None:
+        await self.conn.execute(
+            "INSERT INTO alert_links (alert_id, submission_id, linked_at) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING",
+            alert_id, submission_id, at,
+        )
+
+    async def audit(self, alert_id: UUID, action: str, actor: str, at: datetime, *, actor_role: str | None = None,
+                    details: dict[str, Any] | None = None, event_id: str | None = None) -> None:
+        await self.conn.execute(
+            "INSERT INTO alert_audit (alert_id, action, actor, actor_role, at, details, event_id)"
+            " VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7)",
+            alert_id, action, actor, actor_role, at, json.dumps(details or {}, default=str),
+            UUID(event_id) if event_id else None,
+        )
+
+    async def get(self, alert_id: UUID, *, lock: bool = False) -> Mapping[str, Any] | None:
+        return await self.conn.fetchrow("SELECT * FROM alerts WHERE alert_id = $1" + (" FOR UPDATE" if lock else ""),
+                                        alert_id)
+
+    async def linked_submissions(self, alert_id: UUID) -> list[Mapping[str, Any]]:
+        return await self.conn.fetch("SELECT submission_id, linked_at FROM alert_links WHERE alert_id = $1"
+                                     " ORDER BY linked_at", alert_id)
+
+    async def audit_trail(self, alert_id: UUID) -> list[Mapping[str, Any]]:
+        return await self.conn.fetch("SELECT * FROM alert_audit WHERE alert_id = $1 ORDER BY seq", alert_id)
+
+    async def resolve(self, alert_id: UUID, *, by: str, role: str | None, at: datetime, recorded_at: datetime,
+                      action: str, text: str | None) -> None:
+        await self.conn.execute(
+            "UPDATE alerts SET status = 'resolved', resolved_by = $2, resolved_role = $3, resolved_at = $4,"
+            " recorded_at = $5, action = $6, action_text = $7 WHERE alert_id = $1 AND status = 'open'",
+            alert_id, by, role, at, recorded_at, action, text,
+        )
+
+    async def search(self, *, clinician_id: str | None, status: str | None, kind: str | None,
+                     episode_id: UUID | None, limit: int, scope: ListFilter | None = None) -> list[Mapping[str, Any]]:
+        """Alerts matching every given condition; ``scope`` (the caller's list filter) narrows them to
+        the caller's organisation and, for a clinician without a care-team duty, to the alerts of
+        episodes assigned to them (another clinician's id in ``clinician_id`` never widens it)."""
+        if scope is not None and scope.nothing:
+            return []
+        where, args = [], []
+        for column, value in (("a.clinician_id", clinician_id), ("a.status", status), ("a.kind", kind),
+                              ("a.episode_id", episode_id)):
+            if value is not None:
+                args.append(value)
+                where.append(f"{column} = ${len(args)}")
+        if scope is not None:
+            if scope.organisation_id is not None:
+                args.append(scope.organisation_id)
+                where.append(f"e.organisation_id = ${len(args)}")
+            if scope.assigned_to is not None:
+                args.append(scope.assigned_to)
+                n = len(args)
+                where.append(f"(a.clinician_id = ${n} OR e.clinician_id = ${n} OR c.clinician_id = ${n})")
+            if scope.person_id is not None:
+                args.append(scope.person_id)
+                where.append(f"e.person_id = ${len(args)}")
+        args.append(limit)
+        sql = ("SELECT a.*, (SELECT count(*) FROM alert_links l WHERE l.alert_id = a.alert_id) AS linked_count"
+               " FROM alerts a JOIN episodes e ON e.episode_id = a.episode_id"
+               " LEFT JOIN courses c ON c.episode_id = a.episode_id"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               # urgent first, then oldest first: what a clinician must act on now
+               + f" ORDER BY (a.urgency = 'urgent') DESC, a.raised_at LIMIT ${len(args)}")
+        return await self.conn.fetch(sql, *args)
+
+
+# ---- course projection ----------------------------------------------------------------------
+
+class CourseRepository(_Repository):
+    async def upsert(self, episode_id: UUID, at: datetime, **values: Any) -> None:
+        """Merge what one course event says; NULL never overwrites a known value."""
+        cols = list(values)
+        names = ", ".join(["episode_id", "updated_at", *cols])
+        params = ", ".join(f"${i}" for i in range(1, len(cols) + 3))
+        updates = ", ".join([f"{c} = COALESCE(EXCLUDED.{c}, courses.{c})" for c in cols]
+                            + ["updated_at = EXCLUDED.updated_at"])
+        await self.conn.execute(
+            f"INSERT INTO courses ({names}) VALUES ({params}) ON CONFLICT (episode_id) DO UPDATE SET {updates}",
+            episode_id, at, *values.values(),
+        )
+
+    async def get(self, episode_id: UUID) -> Mapping[str, Any] | None:
+        return await self.conn.fetchrow("SELECT * FROM courses WHERE episode_id = $1", episode_id)
+
+    async def record_attendance(self, episode_id: UUID, *, course_id: UUID, number: int, attended: int,
+                                contracted: int, at: datetime, assessment: bool) -> None:
+        """``assessment``: the session belonged to an assessment phase; ``assessment_sessions`` keeps the
+        highest such position (positions are attended in order, 1..k), NULL when the course's
+        attendance was not seen here from its first session."""
+        await self.conn.execute(
+            "INSERT INTO courses (episode_id, course_id, attended_sessions, last_attended_number, contracted_sessions,"
+            " updated_at, assessment_sessions)"
+            " VALUES ($1,$2,$3,$4,$5,$6, CASE WHEN $3 <> 1 THEN NULL WHEN $7 THEN $4 ELSE 0 END)"
+            " ON CONFLICT (episode_id) DO UPDATE SET"
+            " course_id = COALESCE(courses.course_id, EXCLUDED.course_id),"
+            " attended_sessions = GREATEST(courses.attended_sessions, EXCLUDED.attended_sessions),"
+            " last_attended_number = GREATEST(courses.last_attended_number, EXCLUDED.last_attended_number),"
+            " assessment_sessions = CASE WHEN courses.assessment_sessions IS NULL OR NOT $7"
+            "   THEN courses.assessment_sessions ELSE GREATEST(courses.assessment_sessions, $4) END,"
+            " contracted_sessions = EXCLUDED.contracted_sessions, updated_at = EXCLUDED.updated_at",
+            episode_id, course_id, attended, number, contracted, at, assessment,
+        )
+
+    async def mark_review_checked(self, episode_id: UUID, at: datetime, alert_id: UUID | None) -> None:
+        await self.conn.execute("UPDATE courses SET review_checked_at = $2, review_alert_id = $3 WHERE episode_id = $1",
+                                episode_id, at, alert_id)
+
+
+# ---- evaluations ----------------------------------------------------------------------------
+
+class EvaluationRepository(_Repository):
+    async def add(self, **v: Any) -> None:
+        cols = list(v)
+        await self.conn.execute(
+            f"INSERT INTO evaluations ({', '.join(cols)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
+            " ON CONFLICT (episode_id) DO NOTHING",
+            *v.values(),
+        )
+
+    async def replace(self, **v: Any) -> None:
+        """A revision: the row takes the new values (the earlier ones stay in the events)."""
+        cols = [c for c in v if c != "episode_id"]
+        await self.conn.execute(
+            f"UPDATE evaluations SET {', '.join(f'{c} = ${i + 2}' for i, c in enumerate(cols))} WHERE episode_id = $1",
+            v["episode_id"], *(v[c] for c in cols),
+        )
+
+    async def get(self, episode_id: UUID) -> Mapping[str, Any] | None:
+        return await self.conn.fetchrow("SELECT * FROM evaluations WHERE episode_id = $1", episode_id)
+
+    async def rows(self, *, template_id: str | None, clinician_id: str | None, ended_from: datetime | None,
+                   ended_to: datetime | None, scope: ListFilter | None = None) -> list[EvaluationRow]:
+        """Evaluations matching the filters, within the caller's ``scope`` (its organisation; a
+        clinician without a care-team duty: the episodes assigned to them)."""
+        if scope is not None and scope.nothing:
+            return []
+        scope = scope or ListFilter()
+        rows = await self.conn.fetch(
+            "SELECT v.* FROM evaluations v JOIN episodes e USING (episode_id)"
+            " WHERE ($1::text IS NULL OR v.template_id = $1) AND ($2::text IS NULL OR v.clinician_id = $2)"
+            " AND ($3::timestamptz IS NULL OR v.ended_at >= $3) AND ($4::timestamptz IS NULL OR v.ended_at < $4)"
+            " AND ($5::text IS NULL OR e.organisation_id = $5)"
+            " AND ($6::text IS NULL OR v.clinician_id = $6 OR e.clinician_id = $6)"
+            " AND ($7::text IS NULL OR e.person_id = $7)",
+            template_id, clinician_id, ended_from, ended_to, scope.organisation_id, scope.assigned_to, scope.person_id,
+        )
+        return [EvaluationRow(template_id=r["template_id"], clinician_id=r["clinician_id"],
+                              finished_course=r["finished_course"], counts_toward_recovery=r["counts_toward_recovery"],
+                              recovery=r["recovery"], reliable_recovery=r["reliable_recovery"],
+                              reliable_improvement=r["reliable_improvement"],
+                              reliable_deterioration=r["reliable_deterioration"], response=r["response"],
+                              remission=r["remission"]) for r in rows]
 
 
 # ---- access scopes (rapport_shared.http.access) ------------------------------------------------
@@ -65,7 +346,7 @@ def _uuid(value: str) -> UUID | None:
 
 
 # The clinicians an episode is assigned to: intake's treating clinician and the course's once
-# the scheduler planned it (alert_clinician above).
+# the scheduler planned it (EpisodeRepository.alert_clinician).
 _SCOPE = ("SELECT e.organisation_id, e.person_id, e.clinician_id, c.clinician_id AS course_clinician"
           " FROM episodes e LEFT JOIN courses c USING (episode_id)")
 
@@ -93,277 +374,3 @@ async def alert_scope(conn: asyncpg.Connection, alert_id: str) -> RecordScope | 
     r = await conn.fetchrow(_SCOPE.replace("SELECT ", "SELECT a.clinician_id AS alert_clinician, ", 1)
                             + " JOIN alerts a ON a.episode_id = e.episode_id WHERE a.alert_id = $1", aid)
     return _scope(r, r["alert_clinician"]) if r else None
-
-
-# ---- submissions ----------------------------------------------------------------------------
-
-async def baseline(conn: asyncpg.Connection, episode_id: UUID, instrument: str, policy: OutcomesPolicy) -> Baseline | None:
-    r = await conn.fetchrow(
-        "SELECT submission_id, total, administered_at FROM submissions WHERE episode_id = $1 AND instrument = $2"
-        " ORDER BY administered_at, recorded_seq LIMIT 1",
-        episode_id, instrument,
-    )
-    if r is None:
-        return None
-    return Baseline(r["submission_id"], typed_total(policy.catalogue.get(instrument), r["total"]), r["administered_at"])
-
-
-async def add_submission(conn: asyncpg.Connection, s: Submission, *, source: str, submitted_by: str,
-                         submitted_role: str | None) -> None:
-    await conn.execute(
-        "INSERT INTO submissions (submission_id, episode_id, instrument, timepoint, session_number, answers, total,"
-        " band, caseness, flags, administered_at, scored_at, client_submission_id, fingerprint, source, submitted_by,"
-        " submitted_role, display_total, subscales, baseline_submission_id, baseline_total, change_from_baseline,"
-        " reliable_change)"
-        " VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19::jsonb,$20,$21,$22,$23)",
-        s.submission_id, s.episode_id, s.instrument, s.timepoint.value, s.session_number,
-        json.dumps({str(k): v for k, v in s.answers.items()}), float(s.total), s.band, s.caseness, list(s.flags),
-        s.administered_at, s.scored_at, s.client_submission_id, s.fingerprint, source, submitted_by, submitted_role,
-        s.display_total, json.dumps(dict(s.subscales)), s.baseline_submission_id, _num(s.baseline_total),
-        _num(s.change_from_baseline), s.reliable_change.value if s.reliable_change else None,
-    )
-
-
-def _submission(r: asyncpg.Record, policy: OutcomesPolicy, alert_ids: tuple[UUID, ...] = ()) -> Submission:
-    d = policy.catalogue.get(r["instrument"])
-    return Submission(
-        submission_id=r["submission_id"], episode_id=r["episode_id"], instrument=r["instrument"],
-        timepoint=Timepoint(r["timepoint"]), session_number=r["session_number"],
-        answers={int(k): v for k, v in json.loads(r["answers"]).items()}, total=typed_total(d, r["total"]),
-        display_total=r["display_total"] or str(typed_total(d, r["total"])), band=r["band"], caseness=r["caseness"],
-        subscales=json.loads(r["subscales"]) if r["subscales"] else {}, flags=tuple(r["flags"]),
-        baseline_submission_id=r["baseline_submission_id"],
-        baseline_total=None if r["baseline_total"] is None else typed_total(d, r["baseline_total"]),
-        change_from_baseline=None if r["change_from_baseline"] is None else typed_total(d, r["change_from_baseline"]),
-        reliable_change=ReliableChange(r["reliable_change"]) if r["reliable_change"] else None,
-        administered_at=r["administered_at"], scored_at=r["scored_at"],
-        client_submission_id=r["client_submission_id"], fingerprint=r["fingerprint"], alert_ids=alert_ids,
-    )
-
-
-async def submission_alert_ids(conn: asyncpg.Connection, submission_id: UUID) -> tuple[UUID, ...]:
-    rows = await conn.fetch(
-        "SELECT alert_id FROM alerts WHERE submission_id = $1"
-        " UNION SELECT alert_id FROM alert_links WHERE submission_id = $1",
-        submission_id,
-    )
-    return tuple(sorted(r["alert_id"] for r in rows))
-
-
-async def by_client_key(conn: asyncpg.Connection, episode_id: UUID, key: str, policy: OutcomesPolicy) -> Submission | None:
-    r = await conn.fetchrow("SELECT * FROM submissions WHERE episode_id = $1 AND client_submission_id = $2", episode_id, key)
-    if r is None:
-        return None
-    return _submission(r, policy, await submission_alert_ids(conn, r["submission_id"]))
-
-
-async def history(conn: asyncpg.Connection, episode_id: UUID, policy: OutcomesPolicy) -> list[Submission]:
-    rows = await conn.fetch(
-        "SELECT * FROM submissions WHERE episode_id = $1 ORDER BY administered_at, recorded_seq", episode_id
-    )
-    links = await conn.fetch(
-        "SELECT submission_id, alert_id FROM alerts WHERE episode_id = $1 AND submission_id IS NOT NULL"
-        " UNION SELECT l.submission_id, l.alert_id FROM alert_links l JOIN alerts a USING (alert_id) WHERE a.episode_id = $1",
-        episode_id,
-    )
-    by_sub: dict[UUID, list[UUID]] = {}
-    for link in links:
-        by_sub.setdefault(link["submission_id"], []).append(link["alert_id"])
-    return [_submission(r, policy, tuple(sorted(by_sub.get(r["submission_id"], [])))) for r in rows]
-
-
-async def score_points(conn: asyncpg.Connection, episode_id: UUID, policy: OutcomesPolicy) -> list[ScorePoint]:
-    rows = await conn.fetch(
-        "SELECT submission_id, instrument, total, administered_at, recorded_seq FROM submissions WHERE episode_id = $1",
-        episode_id,
-    )
-    return [ScorePoint(r["submission_id"], r["instrument"], typed_total(policy.catalogue.get(r["instrument"]), r["total"]),
-                       r["administered_at"], r["recorded_seq"]) for r in rows]
-
-
-async def exported_submissions(conn: asyncpg.Connection, episode_id: UUID, policy: OutcomesPolicy) -> list[ExportedSubmission]:
-    return [
-        ExportedSubmission(submission_id=s.submission_id, instrument=s.instrument, answers=s.answers, total=s.total,
-                           band=s.band, subscales=s.subscales, administered_at=s.administered_at, scored_at=s.scored_at,
-                           session_number=s.session_number)
-        for s in await history(conn, episode_id, policy)
-    ]
-
-
-# ---- alerts ---------------------------------------------------------------------------------
-
-async def open_alerts(conn: asyncpg.Connection, episode_id: UUID) -> list[OpenAlert]:
-    rows = await conn.fetch("SELECT alert_id, kind, reason_code FROM alerts WHERE episode_id = $1 AND status = 'open'"
-                            " ORDER BY raised_at, alert_id", episode_id)
-    return [OpenAlert(r["alert_id"], AlertKind(r["kind"]), r["reason_code"]) for r in rows]
-
-
-async def add_alert(conn: asyncpg.Connection, *, alert_id: UUID, episode_id: UUID, kind: str, urgency: str,
-                    reason_code: str, clinician_id: str, submission_id: UUID | None, instrument: str | None,
-                    session_number: int | None, raised_at: datetime, linked_alert_ids: tuple[UUID, ...] = ()) -> None:
-    await conn.execute(
-        "INSERT INTO alerts (alert_id, episode_id, kind, urgency, reason_code, clinician_id, submission_id, instrument,"
-        " session_number, raised_at, linked_alert_ids) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)",
-        alert_id, episode_id, kind, urgency, reason_code, clinician_id, submission_id, instrument, session_number, raised_at,
-        list(linked_alert_ids),
-    )
-
-
-async def link(conn: asyncpg.Connection, alert_id: UUID, submission_id: UUID, at: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO alert_links (alert_id, submission_id, linked_at) VALUES ($1,$2,$3) ON CONFLICT DO NOTHING",
-        alert_id, submission_id, at,
-    )
-
-
-async def audit(conn: asyncpg.Connection, alert_id: UUID, action: str, actor: str, at: datetime, *,
-                actor_role: str | None = None, details: dict[str, Any] | None = None, event_id: str | None = None) -> None:
-    await conn.execute(
-        "INSERT INTO alert_audit (alert_id, action, actor, actor_role, at, details, event_id) VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7)",
-        alert_id, action, actor, actor_role, at, json.dumps(details or {}, default=str), UUID(event_id) if event_id else None,
-    )
-
-
-async def get_alert(conn: asyncpg.Connection, alert_id: UUID, *, lock: bool = False) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM alerts WHERE alert_id = $1" + (" FOR UPDATE" if lock else ""), alert_id)
-
-
-async def linked_submissions(conn: asyncpg.Connection, alert_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT submission_id, linked_at FROM alert_links WHERE alert_id = $1 ORDER BY linked_at", alert_id)
-
-
-async def audit_trail(conn: asyncpg.Connection, alert_id: UUID) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM alert_audit WHERE alert_id = $1 ORDER BY seq", alert_id)
-
-
-async def resolve(conn: asyncpg.Connection, alert_id: UUID, *, by: str, role: str | None, at: datetime,
-                  recorded_at: datetime, action: str, text: str | None) -> None:
-    await conn.execute(
-        "UPDATE alerts SET status = 'resolved', resolved_by = $2, resolved_role = $3, resolved_at = $4, recorded_at = $5,"
-        " action = $6, action_text = $7 WHERE alert_id = $1 AND status = 'open'",
-        alert_id, by, role, at, recorded_at, action, text,
-    )
-
-
-async def alerts(conn: asyncpg.Connection, *, clinician_id: str | None, status: str | None, kind: str | None,
-                 episode_id: UUID | None, limit: int, scope: ListFilter | None = None) -> list[asyncpg.Record]:
-    """Alerts matching every given condition; ``scope`` (the caller's list filter) narrows them to
-    the caller's organisation and, for a clinician without a care-team duty, to the alerts of
-    episodes assigned to them (another clinician's id in ``clinician_id`` never widens it)."""
-    if scope is not None and scope.nothing:
-        return []
-    where, args = [], []
-    for column, value in (("a.clinician_id", clinician_id), ("a.status", status), ("a.kind", kind),
-                          ("a.episode_id", episode_id)):
-        if value is not None:
-            args.append(value)
-            where.append(f"{column} = ${len(args)}")
-    if scope is not None:
-        if scope.organisation_id is not None:
-            args.append(scope.organisation_id)
-            where.append(f"e.organisation_id = ${len(args)}")
-        if scope.assigned_to is not None:
-            args.append(scope.assigned_to)
-            n = len(args)
-            where.append(f"(a.clinician_id = ${n} OR e.clinician_id = ${n} OR c.clinician_id = ${n})")
-        if scope.person_id is not None:
-            args.append(scope.person_id)
-            where.append(f"e.person_id = ${len(args)}")
-    args.append(limit)
-    sql = ("SELECT a.*, (SELECT count(*) FROM alert_links l WHERE l.alert_id = a.alert_id) AS linked_count FROM alerts a"
-           " JOIN episodes e ON e.episode_id = a.episode_id LEFT JOIN courses c ON c.episode_id = a.episode_id"
-           + (" WHERE " + " AND ".join(where) if where else "")
-           # urgent first, then oldest first: what a clinician must act on now
-           + f" ORDER BY (a.urgency = 'urgent') DESC, a.raised_at LIMIT ${len(args)}")
-    return await conn.fetch(sql, *args)
-
-
-# ---- course projection ----------------------------------------------------------------------
-
-async def upsert_course(conn: asyncpg.Connection, episode_id: UUID, at: datetime, **values: Any) -> None:
-    """Merge what one course event says; NULL never overwrites a known value."""
-    cols = list(values)
-    names = ", ".join(["episode_id", "updated_at", *cols])
-    params = ", ".join(f"${i}" for i in range(1, len(cols) + 3))
-    updates = ", ".join([f"{c} = COALESCE(EXCLUDED.{c}, courses.{c})" for c in cols] + ["updated_at = EXCLUDED.updated_at"])
-    await conn.execute(
-        f"INSERT INTO courses ({names}) VALUES ({params}) ON CONFLICT (episode_id) DO UPDATE SET {updates}",
-        episode_id, at, *values.values(),
-    )
-
-
-async def get_course(conn: asyncpg.Connection, episode_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM courses WHERE episode_id = $1", episode_id)
-
-
-async def record_attendance(conn: asyncpg.Connection, episode_id: UUID, *, course_id: UUID, number: int, attended: int,
-                            contracted: int, at: datetime, assessment: bool) -> None:
-    """``assessment``: the session belonged to an assessment phase; ``assessment_sessions`` keeps the
-    highest such position (positions are attended in order, 1..k), NULL when the course's
-    attendance was not seen here from its first session."""
-    await conn.execute(
-        "INSERT INTO courses (episode_id, course_id, attended_sessions, last_attended_number, contracted_sessions, updated_at,"
-        " assessment_sessions)"
-        " VALUES ($1,$2,$3,$4,$5,$6, CASE WHEN $3 <> 1 THEN NULL WHEN $7 THEN $4 ELSE 0 END)"
-        " ON CONFLICT (episode_id) DO UPDATE SET"
-        " course_id = COALESCE(courses.course_id, EXCLUDED.course_id),"
-        " attended_sessions = GREATEST(courses.attended_sessions, EXCLUDED.attended_sessions),"
-        " last_attended_number = GREATEST(courses.last_attended_number, EXCLUDED.last_attended_number),"
-        " assessment_sessions = CASE WHEN courses.assessment_sessions IS NULL OR NOT $7 THEN courses.assessment_sessions"
-        "   ELSE GREATEST(courses.assessment_sessions, $4) END,"
-        " contracted_sessions = EXCLUDED.contracted_sessions, updated_at = EXCLUDED.updated_at",
-        episode_id, course_id, attended, number, contracted, at, assessment,
-    )
-
-
-async def mark_review_checked(conn: asyncpg.Connection, episode_id: UUID, at: datetime, alert_id: UUID | None) -> None:
-    await conn.execute("UPDATE courses SET review_checked_at = $2, review_alert_id = $3 WHERE episode_id = $1",
-                       episode_id, at, alert_id)
-
-
-# ---- evaluations ----------------------------------------------------------------------------
-
-async def add_evaluation(conn: asyncpg.Connection, **v: Any) -> None:
-    cols = list(v)
-    await conn.execute(
-        f"INSERT INTO evaluations ({', '.join(cols)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
-        " ON CONFLICT (episode_id) DO NOTHING",
-        *v.values(),
-    )
-
-
-async def replace_evaluation(conn: asyncpg.Connection, **v: Any) -> None:
-    """A revision: the row takes the new values (the earlier ones stay in the events)."""
-    cols = [c for c in v if c != "episode_id"]
-    await conn.execute(
-        f"UPDATE evaluations SET {', '.join(f'{c} = ${i + 2}' for i, c in enumerate(cols))} WHERE episode_id = $1",
-        v["episode_id"], *(v[c] for c in cols),
-    )
-
-
-async def get_evaluation(conn: asyncpg.Connection, episode_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM evaluations WHERE episode_id = $1", episode_id)
-
-
-async def evaluation_rows(conn: asyncpg.Connection, *, template_id: str | None, clinician_id: str | None,
-                          ended_from: datetime | None, ended_to: datetime | None,
-                          scope: ListFilter | None = None) -> list[EvaluationRow]:
-    """Evaluations matching the filters, within the caller's ``scope`` (its organisation; a
-    clinician without a care-team duty: the episodes assigned to them)."""
-    if scope is not None and scope.nothing:
-        return []
-    scope = scope or ListFilter()
-    rows = await conn.fetch(
-        "SELECT v.* FROM evaluations v JOIN episodes e USING (episode_id)"
-        " WHERE ($1::text IS NULL OR v.template_id = $1) AND ($2::text IS NULL OR v.clinician_id = $2)"
-        " AND ($3::timestamptz IS NULL OR v.ended_at >= $3) AND ($4::timestamptz IS NULL OR v.ended_at < $4)"
-        " AND ($5::text IS NULL OR e.organisation_id = $5)"
-        " AND ($6::text IS NULL OR v.clinician_id = $6 OR e.clinician_id = $6)"
-        " AND ($7::text IS NULL OR e.person_id = $7)",
-        template_id, clinician_id, ended_from, ended_to, scope.organisation_id, scope.assigned_to, scope.person_id,
-    )
-    return [EvaluationRow(template_id=r["template_id"], clinician_id=r["clinician_id"], finished_course=r["finished_course"],
-                          counts_toward_recovery=r["counts_toward_recovery"], recovery=r["recovery"],
-                          reliable_recovery=r["reliable_recovery"], reliable_improvement=r["reliable_improvement"],
-                          reliable_deterioration=r["reliable_deterioration"], response=r["response"],
-                          remission=r["remission"]) for r in rows]

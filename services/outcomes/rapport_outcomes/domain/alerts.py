@@ -15,6 +15,7 @@ from typing import Iterable
 from uuid import UUID
 
 from rapport_shared.contracts.outcomes import AlertAction, AlertKind, AlertUrgency, ReliableChange
+from rapport_shared.errors import Conflict
 
 from .model import Refused, Submission
 from .policy import REASON_NO_RELIABLE_IMPROVEMENT, REASON_RELIABLE_DETERIORATION, URGENCY, OutcomesPolicy
@@ -93,8 +94,8 @@ def review_alert(reliable_improvement: bool | None, review_session: int, open_al
     return Raise(AlertKind.review, URGENCY[AlertKind.review], REASON_NO_RELIABLE_IMPROVEMENT, None, review_session)
 
 
-class AlreadyResolved(Refused):
-    status = 409
+class AlreadyResolved(Conflict, Refused):
+    """A resolution for an alert resolved differently before."""
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
-"""What callers ask outcomes for, validated at the edge (HTTP)."""
+"""What callers ask outcomes for: the request bodies validated at the edge (HTTP), and the
+commands the edge builds from them with the record's id and the caller (the actor), which the
+message bus hands to one handler each (service_layer/handlers.py)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -35,3 +39,29 @@ class ResolveAlert(Command):
         default=None, description="what was done (required for 'other'); stays in outcomes, never on a topic"
     )
     resolved_at: AwareDatetime | None = Field(default=None, description="when it was done; defaults to now")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: the token's subject and roles (the access policy already admitted them)."""
+
+    sub: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class SubmitQuestionnaire:
+    """A questionnaire for an episode: validate strictly, score, store once, announce."""
+
+    episode_id: UUID
+    actor: Actor
+    scores: SubmitScores
+
+
+@dataclass(frozen=True)
+class RecordResolution:
+    """A clinician records what was done about an open alert."""
+
+    alert_id: UUID
+    actor: Actor
+    resolution: ResolveAlert

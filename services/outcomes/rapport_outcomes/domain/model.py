@@ -15,6 +15,7 @@ from typing import Mapping
 from uuid import UUID
 
 from rapport_shared.contracts.outcomes import ReliableChange, Timepoint
+from rapport_shared.errors import Conflict, Forbidden, Invalid, NotFound
 from rapport_shared.instruments import (
     AnswerError,
     Catalogue,
@@ -28,31 +29,26 @@ from rapport_shared.instruments import (
 from .policy import OutcomesPolicy
 
 
-class Refused(ValueError):
-    """A submission (or resolution) that must not be stored. ``field`` names what is wrong."""
-
-    status = 422
+class Refused(Invalid):
+    """A submission (or resolution) that must not be stored. ``field`` names what is wrong,
+    ``reason`` why (both in the error body). Plain ``Refused`` is invalid input; the subclasses
+    below name a more specific kind first, so the shared mapping finds it before ``Invalid``."""
 
     def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
+        super().__init__(f"{field}: {reason}", field=field, reason=reason)
         self.reason = reason
 
 
-class Unknown(Refused):
+class Unknown(NotFound, Refused):
     """Something named in the request does not exist (an episode, an alert)."""
 
-    status = 404
+
+class RaterNotAllowed(Forbidden, Refused):
+    """A clinician-rated instrument sent by someone who is not a clinician."""
 
 
-class RaterNotAllowed(Refused):
-    status = 403
-
-
-class KeyReused(Refused):
+class KeyReused(Conflict, Refused):
     """The same client submission id with different content."""
-
-    status = 409
 
 
 @dataclass(frozen=True)

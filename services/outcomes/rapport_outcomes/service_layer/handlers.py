@@ -1,4 +1,7 @@
-"""Outcomes' use cases: plain functions ``handle(cmd_or_event, uow, ...)``, one per use case.
+"""Outcomes' use cases: one ``@handlers.handles(Model) async def fn(msg, uow)`` per consumed event
+(intake completed, course planned, session attended, course ended) and per command (submit a
+questionnaire, resolve an alert), with ``uow`` an :class:`OutcomesUnitOfWork` (its repositories,
+``uow.policy`` from the settings, ``uow.cause`` the event being handled).
 
 Each runs inside one unit of work: the state it writes and the events it announces commit
 together (a safety alert is in the same transaction as the score that raised it), and every
@@ -17,13 +20,11 @@ from rapport_shared.consumer import PoisonEvent
 from rapport_shared.contracts import IntakeCompletedV1, ScoreSubmittedV1, Timepoint
 from rapport_shared.contracts.course import CourseEndedV1, CoursePlannedV1, SessionAttendedV1
 from rapport_shared.contracts.outcomes import AlertKind, AlertRaisedV1, AlertResolvedV1, OutcomeEvaluatedV1
-from rapport_shared.http.auth import Principal
 from rapport_shared.logging import get_logger
-from rapport_shared.uow import UnitOfWork
+from rapport_shared.messagebus import HandlerRegistry
 
-from ..adapters import repository as repo
 from ..domain import alerts as rules
-from ..domain.commands import ResolveAlert, SubmitScores
+from ..domain.commands import RecordResolution, SubmitQuestionnaire
 from ..domain.evaluation import classify, evaluate, treatment_sessions
 from ..domain.model import (
     Episode,
@@ -41,10 +42,13 @@ from ..domain.model import (
     score_submission,
 )
 from ..domain.policy import OutcomesPolicy
+from .unit_of_work import OutcomesUnitOfWork
 
 SYSTEM = "system"
 
 log = get_logger("rapport.outcomes.handlers")
+
+handlers: HandlerRegistry[OutcomesUnitOfWork] = HandlerRegistry()
 
 
 @dataclass(frozen=True)
@@ -55,18 +59,18 @@ class Accepted:
 
 # ---- scores ---------------------------------------------------------------------------------
 
-async def _link(uow: UnitOfWork, decision: rules.Link, submission: Submission) -> UUID:
-    await repo.link(uow.conn, decision.alert_id, submission.submission_id, uow.now())
-    await repo.audit(uow.conn, decision.alert_id, "linked", SYSTEM, uow.now(), details={
+async def _link(uow: OutcomesUnitOfWork, decision: rules.Link, submission: Submission) -> UUID:
+    await uow.alerts.link(decision.alert_id, submission.submission_id, uow.now())
+    await uow.alerts.audit(decision.alert_id, "linked", SYSTEM, uow.now(), details={
         "submission_id": submission.submission_id, "reason_code": decision.reason_code})
     return decision.alert_id
 
 
-async def _accept(uow: UnitOfWork, episode: Episode, s: Submission, policy: OutcomesPolicy, *, source: str,
-                  submitted_by: str, submitted_role: str | None) -> Submission:
+async def _accept(uow: OutcomesUnitOfWork, episode: Episode, s: Submission, policy: OutcomesPolicy, *,
+                  source: str, submitted_by: str, submitted_role: str | None) -> Submission:
     """Store a scored submission, apply its alerts, and announce both (one transaction)."""
-    await repo.add_submission(uow.conn, s, source=source, submitted_by=submitted_by, submitted_role=submitted_role)
-    decisions = rules.alerts_for_submission(s, await repo.open_alerts(uow.conn, episode.episode_id), policy)
+    await uow.submissions.add(s, source=source, submitted_by=submitted_by, submitted_role=submitted_role)
+    decisions = rules.alerts_for_submission(s, await uow.alerts.open_for(episode.episode_id), policy)
     # The alert ids go on the score event, so the raise/link decision is made first; the score
     # event is still written (and published) before the alert it caused.
     raised = [(d, uuid.uuid4()) for d in decisions if isinstance(d, rules.Raise)]
@@ -93,14 +97,14 @@ async def _accept(uow: UnitOfWork, episode: Episode, s: Submission, policy: Outc
     return Submission(**{**s.__dict__, "alert_ids": alert_ids})
 
 
-async def _raise_alert_with_id(uow: UnitOfWork, episode: Episode, decision: rules.Raise, alert_id: UUID, *,
-                               submission: Submission | None, cause_event_id: str | None,
+async def _raise_alert_with_id(uow: OutcomesUnitOfWork, episode: Episode, decision: rules.Raise,
+                               alert_id: UUID, *, submission: Submission | None, cause_event_id: str | None,
                                correlation_id: str | None) -> None:
-    clinician = await repo.alert_clinician(uow.conn, episode)
+    clinician = await uow.episodes.alert_clinician(episode)
     now = uow.now()
     submission_id = submission.submission_id if submission else None
-    await repo.add_alert(
-        uow.conn, alert_id=alert_id, episode_id=episode.episode_id, kind=decision.kind.value,
+    await uow.alerts.add(
+        alert_id=alert_id, episode_id=episode.episode_id, kind=decision.kind.value,
         urgency=decision.urgency.value, reason_code=decision.reason_code, clinician_id=clinician,
         submission_id=submission_id, instrument=decision.instrument, session_number=decision.session_number,
         raised_at=now, linked_alert_ids=decision.linked_alert_ids,
@@ -114,15 +118,17 @@ async def _raise_alert_with_id(uow: UnitOfWork, episode: Episode, decision: rule
         ),
         correlation_id=correlation_id,
     )
-    await repo.audit(uow.conn, alert_id, "raised", SYSTEM, now, event_id=event.id, details={
+    await uow.alerts.audit(alert_id, "raised", SYSTEM, now, event_id=event.id, details={
         "kind": decision.kind.value, "urgency": decision.urgency.value, "reason_code": decision.reason_code,
         "clinician_id": clinician, "submission_id": submission_id, "session_number": decision.session_number,
         "cause_event_id": cause_event_id, "linked_alert_ids": [str(a) for a in decision.linked_alert_ids]})
 
 
-async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Principal, policy: OutcomesPolicy) -> Accepted:
+@handlers.handles(SubmitQuestionnaire)
+async def submit(msg: SubmitQuestionnaire, uow: OutcomesUnitOfWork) -> Accepted:
     """A questionnaire submitted over HTTP: validate strictly, score, store once, announce."""
-    episode = await repo.get_episode(uow.conn, episode_id, lock=True)
+    cmd, episode_id, who, policy = msg.scores, msg.episode_id, msg.actor, uow.policy
+    episode = await uow.episodes.get(episode_id, lock=True)
     if episode is None:
         raise Unknown("episode_id", f"no episode {episode_id} (intake not completed, or unknown)")
     # Who may submit for this episode (own patient, its clinicians, its organisation's partner) is
@@ -135,14 +141,14 @@ async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Prin
                                       cmd.timepoint.value if cmd.timepoint else None, cmd.session_number)
     except TypeError:
         pass  # unsortable (non-int) keys: the catalogue refuses them below
-    previous = await repo.by_client_key(uow.conn, episode_id, cmd.client_submission_id, policy)
+    previous = await uow.submissions.by_client_key(episode_id, cmd.client_submission_id, policy)
     if previous is not None:
         if previous.fingerprint != key_fingerprint:
             raise KeyReused("client_submission_id", "was already used for a different submission")
         return Accepted(previous, replayed=True)
     check_rater(definition, who.roles)
     check_answers(policy, definition.code, answers)
-    baseline = await repo.baseline(uow.conn, episode_id, definition.code, policy)
+    baseline = await uow.submissions.baseline(episode_id, definition.code, policy)
     check_time(episode, cmd.administered_at, uow.now(), policy, baseline, definition.code)
     timepoint = decide_timepoint(cmd.timepoint, baseline, definition.code)
     scored = score_submission(
@@ -156,34 +162,37 @@ async def submit(cmd: SubmitScores, uow: UnitOfWork, episode_id: UUID, who: Prin
     # Administered before the course ended but recorded after its evaluation (the last questionnaire
     # landing just after the clinician closed the course): "final" is the latest score by the time
     # it was given, so the evaluation is made again, and revised if this changes it.
-    course = await repo.get_course(uow.conn, episode_id)
+    course = await uow.courses.get(episode_id)
     if course is not None and course["ended_at"] is not None and stored.administered_at <= course["ended_at"]:
         await _evaluate(uow, episode, course, policy, revise=True)
     return Accepted(stored, replayed=False)
 
 
-async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: str, policy: OutcomesPolicy,
-                          default_organisation: str | None = None) -> None:
+@handlers.handles(IntakeCompletedV1)
+async def record_baseline(intake: IntakeCompletedV1, uow: OutcomesUnitOfWork) -> None:
     """Open the episode's measurement record with the baseline scores intake collected (rescored
     here: this service's catalogue is the authority on scoring)."""
+    policy = uow.policy
+    assert uow.cause is not None, "an event handler runs with the event as its cause"
+    cause_id = uow.cause.id
     episode = Episode(
         episode_id=intake.episode_id, person_id=intake.person_id, clinician_id=intake.clinician_id,
         template_id=intake.template_id, target_condition=intake.target_condition.value, began_at=intake.referred_at,
         # The episode's causal chain: every event outcomes emits for it carries this id.
-        correlation_id=(uow.cause.correlation_id or uow.cause.id) if uow.cause else None,
+        correlation_id=uow.cause.correlation_id or cause_id,
         # The organisation it belongs to; an older producer's event names none (settings).
-        organisation_id=intake.organisation_id or default_organisation or None,
+        organisation_id=intake.organisation_id or uow.default_organisation,
     )
-    if not await repo.add_episode(uow.conn, episode, uow.now()):
+    if not await uow.episodes.add(episode, uow.now()):
         return  # the episode is open already (intake re-sent under a new event id): baselines once
-    episode = await repo.get_episode(uow.conn, intake.episode_id, lock=True)
+    episode = await uow.episodes.get(intake.episode_id, lock=True)
     assert episode is not None
     for b in intake.baseline_scores:
         # Deterministic id: the same intake event always yields the same submission id.
         submission_id = uuid.uuid5(uuid.UUID(cause_id), b.instrument)
         try:
             definition = definition_for(policy.catalogue, b.instrument, "baseline_scores.instrument")
-            prior = await repo.baseline(uow.conn, intake.episode_id, definition.code, policy)
+            prior = await uow.submissions.baseline(intake.episode_id, definition.code, policy)
             scored = score_submission(
                 policy=policy, submission_id=submission_id, episode_id=intake.episode_id, instrument=definition.code,
                 answers=dict(b.answers), administered_at=b.administered_at,
@@ -196,17 +205,18 @@ async def record_baseline(intake: IntakeCompletedV1, uow: UnitOfWork, cause_id: 
             raise PoisonEvent(f"baseline {b.instrument}: {exc}") from exc
         await _accept(uow, episode, scored, policy, source="intake", submitted_by=f"intake:{cause_id}", submitted_role=None)
     # A course that ended before this intake event arrived (replay, outage) is evaluated now.
-    course = await repo.get_course(uow.conn, intake.episode_id)
+    course = await uow.courses.get(intake.episode_id)
     if course is not None and course["ended_at"] is not None:
         await _evaluate(uow, episode, course, policy)
 
 
 # ---- alerts ---------------------------------------------------------------------------------
 
-async def resolve_alert(cmd: ResolveAlert, uow: UnitOfWork, alert_id: UUID, who: Principal,
-                        policy: OutcomesPolicy) -> tuple[dict, bool]:
+@handlers.handles(RecordResolution)
+async def resolve_alert(msg: RecordResolution, uow: OutcomesUnitOfWork) -> tuple[dict, bool]:
     """A clinician records what was done. Returns (alert row as dict, replayed)."""
-    alert = await repo.get_alert(uow.conn, alert_id, lock=True)
+    cmd, alert_id, who = msg.resolution, msg.alert_id, msg.actor
+    alert = await uow.alerts.get(alert_id, lock=True)
     if alert is None:
         raise Unknown("alert_id", f"no alert {alert_id}")
     if alert["status"] == "resolved":
@@ -217,12 +227,12 @@ async def resolve_alert(cmd: ResolveAlert, uow: UnitOfWork, alert_id: UUID, who:
             return dict(alert), True
     resolution = rules.check_resolution(
         status=alert["status"], raised_at=alert["raised_at"], action=cmd.action, action_text=cmd.action_text,
-        resolved_at=cmd.resolved_at, now=uow.now(), policy=policy,
+        resolved_at=cmd.resolved_at, now=uow.now(), policy=uow.policy,
     )
-    episode = await repo.get_episode(uow.conn, alert["episode_id"])
-    links = await repo.linked_submissions(uow.conn, alert_id)
-    await repo.resolve(uow.conn, alert_id, by=who.sub, role="clinician", at=resolution.resolved_at,
-                       recorded_at=uow.now(), action=resolution.action.value, text=resolution.action_text)
+    episode = await uow.episodes.get(alert["episode_id"])
+    links = await uow.alerts.linked_submissions(alert_id)
+    await uow.alerts.resolve(alert_id, by=who.sub, role="clinician", at=resolution.resolved_at,
+                             recorded_at=uow.now(), action=resolution.action.value, text=resolution.action_text)
     event = await uow.emit(
         AlertResolvedV1(
             episode_id=alert["episode_id"], alert_id=alert_id, kind=AlertKind(alert["kind"]), resolved_by=who.sub,
@@ -232,27 +242,29 @@ async def resolve_alert(cmd: ResolveAlert, uow: UnitOfWork, alert_id: UUID, who:
         ),
         correlation_id=episode.correlation_id if episode else None,
     )
-    await repo.audit(uow.conn, alert_id, "resolved", who.sub, uow.now(), actor_role="clinician", event_id=event.id,
-                     details={"action": resolution.action.value, "action_text": resolution.action_text,
-                              "resolved_at": resolution.resolved_at.isoformat()})
-    return dict(await repo.get_alert(uow.conn, alert_id)), False
+    await uow.alerts.audit(alert_id, "resolved", who.sub, uow.now(), actor_role="clinician", event_id=event.id,
+                           details={"action": resolution.action.value, "action_text": resolution.action_text,
+                                    "resolved_at": resolution.resolved_at.isoformat()})
+    return dict(await uow.alerts.get(alert_id)), False
 
 
 # ---- course events --------------------------------------------------------------------------
 
-async def course_planned(data: CoursePlannedV1, uow: UnitOfWork) -> None:
-    await repo.upsert_course(uow.conn, data.episode_id, uow.now(), course_id=data.course_id,
-                             template_id=data.template_id, clinician_id=data.clinician_id,
-                             contracted_sessions=data.contracted_sessions)
+@handlers.handles(CoursePlannedV1)
+async def course_planned(data: CoursePlannedV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.courses.upsert(data.episode_id, uow.now(), course_id=data.course_id, template_id=data.template_id,
+                             clinician_id=data.clinician_id, contracted_sessions=data.contracted_sessions)
 
 
-async def session_attended(data: SessionAttendedV1, uow: UnitOfWork, policy: OutcomesPolicy) -> None:
+@handlers.handles(SessionAttendedV1)
+async def session_attended(data: SessionAttendedV1, uow: OutcomesUnitOfWork) -> None:
     """Count attendance; at the review session, check for reliable improvement (once per course)."""
-    episode = await repo.get_episode(uow.conn, data.episode_id, lock=True)
-    await repo.record_attendance(uow.conn, data.episode_id, course_id=data.course_id, number=data.number,
-                                 attended=data.attended_sessions, contracted=data.contracted_sessions, at=uow.now(),
-                                 assessment=policy.is_assessment(data.phase.value))
-    course = await repo.get_course(uow.conn, data.episode_id)
+    policy = uow.policy
+    episode = await uow.episodes.get(data.episode_id, lock=True)
+    await uow.courses.record_attendance(data.episode_id, course_id=data.course_id, number=data.number,
+                                        attended=data.attended_sessions, contracted=data.contracted_sessions,
+                                        at=uow.now(), assessment=policy.is_assessment(data.phase.value))
+    course = await uow.courses.get(data.episode_id)
     if episode is None:
         return  # intake not seen yet: the next attended session checks again
     template = course["template_id"] or episode.template_id
@@ -260,10 +272,10 @@ async def session_attended(data: SessionAttendedV1, uow: UnitOfWork, policy: Out
     if not rules.review_due(attended_number=data.number, review_session=review_session,
                             already_checked=course["review_checked_at"] is not None, ended=course["ended_at"] is not None):
         return
-    _, classification = classify(await repo.score_points(uow.conn, episode.episode_id, policy),
+    _, classification = classify(await uow.submissions.score_points(episode.episode_id, policy),
                                  episode.target_condition, policy)
     decision = rules.review_alert(classification.reliable_improvement, review_session,
-                                  await repo.open_alerts(uow.conn, episode.episode_id))
+                                  await uow.alerts.open_for(episode.episode_id))
     alert_id = None
     if isinstance(decision, rules.Raise):
         # From the attended-session event: re-processing it names the same alert.
@@ -272,28 +284,29 @@ async def session_attended(data: SessionAttendedV1, uow: UnitOfWork, policy: Out
                                    cause_event_id=uow.cause.id if uow.cause else None, correlation_id=None)
     elif isinstance(decision, rules.Link):
         alert_id = decision.alert_id
-    await repo.mark_review_checked(uow.conn, episode.episode_id, uow.now(), alert_id)
+    await uow.courses.mark_review_checked(episode.episode_id, uow.now(), alert_id)
 
 
-async def course_ended(data: CourseEndedV1, uow: UnitOfWork, policy: OutcomesPolicy) -> None:
-    episode = await repo.get_episode(uow.conn, data.episode_id, lock=True)
-    await repo.upsert_course(uow.conn, data.episode_id, uow.now(), course_id=data.course_id,
-                             template_id=data.template_id, clinician_id=data.clinician_id,
-                             contracted_sessions=data.contracted_sessions, ended_at=data.ended_at,
-                             end_reason=data.reason.value, final_phase=data.final_phase.value,
-                             ended_attended_sessions=data.attended_sessions)
+@handlers.handles(CourseEndedV1)
+async def course_ended(data: CourseEndedV1, uow: OutcomesUnitOfWork) -> None:
+    episode = await uow.episodes.get(data.episode_id, lock=True)
+    await uow.courses.upsert(data.episode_id, uow.now(), course_id=data.course_id, template_id=data.template_id,
+                             clinician_id=data.clinician_id, contracted_sessions=data.contracted_sessions,
+                             ended_at=data.ended_at, end_reason=data.reason.value,
+                             final_phase=data.final_phase.value, ended_attended_sessions=data.attended_sessions)
     if episode is None:
         return  # evaluated when the intake event arrives (record_baseline)
-    await _evaluate(uow, episode, await repo.get_course(uow.conn, data.episode_id), policy)
+    await _evaluate(uow, episode, await uow.courses.get(data.episode_id), uow.policy)
 
 
-async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesPolicy, *, revise: bool = False) -> None:
+async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: OutcomesPolicy, *,
+                    revise: bool = False) -> None:
     """The end-of-course classification from the scores stored so far: once per episode, or, with
     ``revise``, again when that changes the result (a revision, announced like the first)."""
-    current = await repo.get_evaluation(uow.conn, episode.episode_id)
+    current = await uow.evaluations.get(episode.episode_id)
     if current is not None and not revise:
         return
-    points = await repo.score_points(uow.conn, episode.episode_id, policy)
+    points = await uow.submissions.score_points(episode.episode_id, policy)
     if current is None:
         through = max((p.recorded_seq for p in points), default=0)
     else:  # what the first evaluation saw, plus late scores given before the end
@@ -337,9 +350,9 @@ async def _evaluate(uow: UnitOfWork, episode: Episode, course, policy: OutcomesP
         paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
         organisation_id=episode.organisation_id,
     ))
-    write = repo.add_evaluation if current is None else repo.replace_evaluation
+    write = uow.evaluations.add if current is None else uow.evaluations.replace
     await write(
-        uow.conn, episode_id=episode.episode_id, course_id=course["course_id"], template_id=template,
+        episode_id=episode.episode_id, course_id=course["course_id"], template_id=template,
         clinician_id=clinician, end_reason=course["end_reason"], attended_sessions=attended, **result,
         detail=json.dumps(detail), ended_at=course["ended_at"], evaluated_at=now, event_id=UUID(event.id),
         revision=revision, through_seq=through,
