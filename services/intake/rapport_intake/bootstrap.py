@@ -1,4 +1,5 @@
-"""Wires intake: settings → runtime (Postgres, Kafka, outbox relay, contacts relay) → HTTP app."""
+"""Wires intake: settings → runtime (Postgres, Kafka, outbox relay, contacts relay, the message bus
+with intake's handlers and unit of work) → HTTP app."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from rapport_shared.runtime import ServiceRuntime
 from rapport_shared.topics import INTAKE
 
 from .adapters.contacts_relay import run_contacts_relay
-from .adapters.repository import episode_resolver
-from .domain.rules import load_rules
+from .adapters.access import episode_resolver
 from .entrypoints import http
-from .service_layer.handlers import IntakeConfig
+from .service_layer import handlers
+from .service_layer.unit_of_work import IntakeUnitOfWork
 from .settings import IntakeSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,17 +29,13 @@ private compacted topic `rapport.private.contacts`. Walkthrough: docs/intake.md.
 
 
 def build(settings: IntakeSettings) -> FastAPI:
-    rules = load_rules(settings.intake_rules_path or None)
+    rules = settings.rules()  # a malformed rules file is refused here, at start
     catalogue = load_catalogue()
     unknown = {code for codes in rules.required_baseline.values() for code in codes if code not in catalogue}
     if unknown:
         raise ValueError(f"intake rules require unknown instruments: {sorted(unknown)}")
     runtime = ServiceRuntime(settings=settings, migrations_dir=MIGRATIONS, produces=[INTAKE],
+                             handlers=handlers.handlers, uow_class=IntakeUnitOfWork,
                              background=[run_contacts_relay], clock=clock_for(settings))
-    default_org = settings.default_organisation or None
-    app = create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION, policy=ACCESS_POLICY,
-                     resolvers={"episode_id": episode_resolver(default_org)})
-    app.state.intake_config = IntakeConfig(rules=rules, session_minutes=settings.session_minutes,
-                                           allow_secondary_focus=settings.allow_secondary_focus,
-                                           schema=settings.db_schema, default_organisation=default_org)
-    return app
+    return create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION, policy=ACCESS_POLICY,
+                      resolvers={"episode_id": episode_resolver(settings.owner_of_unowned())})

@@ -3,6 +3,8 @@ from pydantic import Field, SecretStr, model_validator
 from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
 from rapport_shared.settings import ServiceSettings
 
+from .domain.rules import IntakeRules, load_rules
+
 
 class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
@@ -20,6 +22,14 @@ class IntakeSettings(ServiceSettings):
     # the one new values are encrypted with. The notifier needs the same keys.
     contacts_keys: SecretStr = SecretStr(DEV_KEYS_JSON)
     contacts_active_key: str = DEV_KEY_ID
+
+    def rules(self) -> IntakeRules:
+        """The clinical rules this service runs with (loaded once per path)."""
+        return load_rules(self.intake_rules_path or None)
+
+    def owner_of_unowned(self) -> str | None:
+        """The organisation rows written before referrals recorded theirs count as (None: no one's)."""
+        return self.default_organisation or None
 
     def keyring(self) -> Keyring:
         return Keyring.from_config(self.contacts_keys.get_secret_value(), self.contacts_active_key)

@@ -19,7 +19,8 @@ from rapport_shared.clock import ManualClock
 from rapport_shared.http.auth import TokenAuthority
 from rapport_shared.testing.fixtures import TEST_ORG
 from rapport_shared.testing.services import role_dsn
-from rapport_shared.uow import UnitOfWorkFactory
+from rapport_shared.messagebus import MessageBus
+from rapport_shared.uow import UnitOfWorkFactory, uow_maker
 from rapport_intake.bootstrap import build
 from rapport_intake.settings import IntakeSettings
 
@@ -90,7 +91,10 @@ async def intake_it(postgres) -> IntakeHarness:
         await db.migrate(conn, SCHEMA, runtime.migrations)
     clock = ManualClock(START)
     runtime.pool, runtime.clock = pool, clock
-    runtime.uow = UnitOfWorkFactory(pool, runtime.outbox, clock)  # what runtime.start() wires, minus Kafka
+    # What runtime.start() wires, minus Kafka: intake's units of work on this clock, and the bus.
+    runtime.make_uow = uow_maker(runtime.outbox, clock, runtime.uow_class, settings)
+    runtime.uow = UnitOfWorkFactory(pool, runtime.outbox, clock, make_uow=runtime.make_uow)
+    runtime.bus = MessageBus(runtime.handlers, runtime.uow)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
     harness = IntakeHarness(client, pool, clock, TokenAuthority(SECRET, org=TEST_ORG), dsn)
     r = await harness.call("PUT", "/v1/care-team", {"entries": [{"clinician_id": c, "duty": "supervisor"}

@@ -32,7 +32,7 @@ def test_a_clinic_can_supply_its_own_rules(tmp_path):
     path = tmp_path / "rules.json"
     path.write_text(json.dumps(data))
     app = build(IntakeSettings(intake_rules_path=str(path)))
-    assert "moved_away" in app.state.intake_config.rules.decline_reasons
+    assert "moved_away" in app.state.runtime.settings.rules().decline_reasons
 
 
 def test_rules_naming_an_unknown_instrument_are_refused_at_start(tmp_path):
@@ -47,5 +47,5 @@ def test_rules_naming_an_unknown_instrument_are_refused_at_start(tmp_path):
 def test_session_length_and_secondary_focus_are_settings(monkeypatch):
     monkeypatch.setenv("RAPPORT_SESSION_MINUTES", "60")
     monkeypatch.setenv("RAPPORT_ALLOW_SECONDARY_FOCUS", "false")
-    cfg = build(IntakeSettings()).state.intake_config
+    cfg = build(IntakeSettings()).state.runtime.settings
     assert (cfg.session_minutes, cfg.allow_secondary_focus) == (60, False)

@@ -21,6 +21,7 @@ after a rotation re-wraps every key). Erasures are then announced on ``rapport.e
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Awaitable, Callable
 
 import asyncpg
@@ -31,10 +32,12 @@ from rapport_shared.faults import crash_point
 from rapport_shared.kafka import client_kwargs
 from rapport_shared.listen import NotifyLoop, drain_batches
 from rapport_shared.logging import get_logger
-from rapport_shared.private_contacts import (ERASURES_TOPIC_CONFIG, KEYS_TOPIC_CONFIG, ContactRecordError, DataKey, Keyring, PrivateRecord,
-                                             encode_contact, encode_person_key, encode_person_key_tombstone,
-                                             encode_tombstone, ensure_private_topic, wrap_data_key)
-from rapport_shared.topics import ERASURES, PRIVATE_PERSON_KEYS
+from rapport_shared.private_contacts import (ERASURES_TOPIC_CONFIG, KEYS_TOPIC_CONFIG, ContactRecordError, DataKey,
+                                             Keyring, PrivateRecord, encode_contact, encode_person_key,
+                                             encode_person_key_tombstone, encode_tombstone, ensure_private_topic,
+                                             wrap_data_key)
+from rapport_shared.retry import RetryPolicy
+from rapport_shared.topics import ERASURES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 from . import contacts
 
@@ -54,56 +57,54 @@ class ContactsRelay:
 
     async def publish_batch(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            # One relay at a time per schema keeps each person's records in queue order.
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"{self.schema}.contact_publications"):
+            queue = contacts.PublicationQueue(conn, self.schema)
+            if not await queue.lock():
                 return 0
-            rows = await conn.fetch(
-                "SELECT seq, person_id FROM contact_publications ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED", self.batch_size
-            )
-            erasures = await contacts.unpublished_erasures(conn, self.batch_size)
+            rows = await queue.pending(self.batch_size)
+            erasures = await queue.unpublished_erasures(self.batch_size)
             if not rows and not erasures:
                 return 0
-            persons = list(dict.fromkeys(r["person_id"] for r in rows))
-            current = await contacts.get_many(conn, persons)
+            persons = list(dict.fromkeys(person for _, person in rows))
+            current = await queue.get_many(persons)
             acks = []
             for person in persons:
                 c = current.get(person)
                 if c is None:  # erased (or never recorded): no key may outlive the contact
-                    await contacts.destroy_keys(conn, person)
+                    await queue.destroy_keys(person)
                     acks.append(await self.send(encode_person_key_tombstone(person)))
                     acks.append(await self.send(encode_tombstone(person)))
                     continue
-                data_key, key_record = await self._data_key(conn, person)
+                data_key, key_record = await self._data_key(queue, person)
                 acks.append(await self.send(key_record))  # the key first: a reader meets it no later than the contact
                 acks.append(await self.send(encode_contact(c, self.keyring, data_key=data_key)))
             for _, notice in erasures:
                 acks.append(await self.send(notice.record()))
             await asyncio.gather(*acks)
             crash_point("contacts_relay.after_publish")
-            await conn.execute("DELETE FROM contact_publications WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
+            await queue.done([seq for seq, _ in rows])
             if erasures:
-                await contacts.mark_erasures_published(conn, [i for i, _ in erasures])
+                await queue.mark_erasures_published([i for i, _ in erasures])
             return max(len(rows), len(erasures))
 
-    async def _data_key(self, conn, person: str) -> tuple[DataKey, PrivateRecord]:
+    async def _data_key(self, queue: contacts.PublicationQueue, person: str) -> tuple[DataKey, PrivateRecord]:
         """The person's data key and its key record: created on first use, re-wrapped when its
         master key is no longer the active one, replaced when its master key is gone from the
         keyring (the old one cannot be unwrapped any more; the contact itself is here in clear)."""
-        wrapped = await contacts.live_key(conn, person)
+        wrapped = await queue.live_key(person)
         if wrapped is not None:
             try:
                 data_key = wrapped.unwrap(self.keyring)
             except ContactRecordError as exc:
                 log.warning("data key cannot be unwrapped; replacing it", error=str(exc))
-                await contacts.destroy_keys(conn, person)
+                await queue.destroy_keys(person)
                 wrapped = None
         if wrapped is None:
             data_key = DataKey.generate()
             wrapped = wrap_data_key(person, data_key, self.keyring)
-            await contacts.insert_key(conn, wrapped)
+            await queue.insert_key(wrapped)
         elif wrapped.kid != self.keyring.active:
             wrapped = wrap_data_key(person, data_key, self.keyring)
-            await contacts.rewrap_key(conn, wrapped)
+            await queue.rewrap_key(wrapped)
         return data_key, encode_person_key(wrapped)
 
     async def drain(self) -> int:
@@ -123,26 +124,36 @@ def producer_send(producer: AIOKafkaProducer) -> Send:
     return send
 
 
+# Kafka may not be reachable when the service starts: the relay waits for it (however long),
+# with the shared jittered backoff, rather than dying.
+_STARTUP = RetryPolicy(max_attempts=sys.maxsize, initial_s=1.0, max_s=15.0)
+
+
+async def _start_producer(s) -> AIOKafkaProducer:
+    """The relay's producer, once its three private topics exist."""
+    producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
+                                client_id=f"rapport-{s.service_name}-contacts", **client_kwargs())
+    try:
+        for config, topic in ((None, PRIVATE_CONTACTS), (KEYS_TOPIC_CONFIG, PRIVATE_PERSON_KEYS),
+                              (ERASURES_TOPIC_CONFIG, ERASURES)):
+            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication, config, topic=topic)
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer
+
+
+def _log_retry(state) -> None:  # tenacity's before_sleep
+    log.warning("contacts relay cannot reach Kafka yet", error=repr(state.outcome.exception()),
+                retry_in_s=round(state.next_action.sleep, 3) if state.next_action else None)
+
+
 async def run_contacts_relay(runtime) -> None:
-    """Background job of the intake runtime: make sure the compacted topic exists, then relay."""
+    """Background job of the intake runtime: make sure the compacted topics exist, then relay."""
     s = runtime.settings
-    while True:  # Kafka may not be reachable yet; the job waits for it rather than dying
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", enable_idempotence=True,
-                                    client_id=f"rapport-{s.service_name}-contacts", **client_kwargs())
-        try:
-            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication)
-            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication, KEYS_TOPIC_CONFIG,
-                                       topic=PRIVATE_PERSON_KEYS)
-            await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication, ERASURES_TOPIC_CONFIG,
-                                       topic=ERASURES)
-            await producer.start()
-            break
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("contacts relay cannot reach Kafka yet", error=repr(exc))
-            await producer.stop()
-            await asyncio.sleep(2)
+    retrying, _ = _STARTUP.retrying(before_sleep=_log_retry)
+    producer = await retrying(_start_producer, s)
     relay = ContactsRelay(runtime.pool, producer_send(producer), s.keyring(), s.db_schema,
                           batch_size=s.relay_batch_size, poll_interval_s=s.relay_poll_interval_s)
     runtime.contacts_relay = relay

@@ -1,15 +1,23 @@
-"""Intake's commands: what a caller asks for, validated at the edge (HTTP) by these models.
+"""Intake's commands: what a caller asks for.
 
-Shape rules live here (types, ranges, lengths); rules that need the referral or configuration
-(secondary ≠ primary, a slot long enough for a session, known template, instrument scoring)
-live in ``model`` so they are unit-tested without HTTP.
+Two layers, both here:
+
+- the bodies (``OpenReferral``, ``RecordConsent``, ...): what a caller sends, validated at the edge
+  (HTTP) by these models; the referral's methods take them. Shape rules live here (types, ranges,
+  lengths); rules that need the referral or configuration (secondary ≠ primary, a slot long enough
+  for a session, known template, instrument scoring) live in ``model`` so they are unit-tested
+  without HTTP;
+- the commands the message bus handles (``...Command``, at the end): a body plus the referral it
+  is for and the ``Actor`` who asks; one handler each in ``service_layer/handlers.py``.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
@@ -26,11 +34,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class Command(BaseModel):
+class Body(BaseModel):
+    """What a caller sends: unknown fields refused, immutable once validated."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OpenReferral(Command):
+class OpenReferral(Body):
     person_id: StrictPseudonymousId = Field(
         description="pseudonymous person id from the caller's system: an opaque prefix, '-' or '_', then random or "
                     "keyed-hash characters, e.g. P- + base32(HMAC-SHA256(org secret, local patient number))[:16] "
@@ -49,14 +59,14 @@ class ConsentMethod(StrEnum):
     electronic = "electronic"
 
 
-class RecordConsent(Command):
+class RecordConsent(Body):
     given: StrictBool = Field(description="consent to IPT and to processing the intake data")
     method: ConsentMethod
     share_outcomes_with_referrer: StrictBool = Field(
         default=False, description="the end-of-course outcome summary may go to the referrer (domain.md 4)")
 
 
-class RecordContact(Command):
+class RecordContact(Body):
     """Contact details and channel preferences: personal data (intake's schema and the private topic only)."""
 
     name: ShortText | None = Field(default=None, description="how to address the person")
@@ -103,13 +113,13 @@ class RecordAvailability(Availability):
                                     description=f"weekly windows, at most {MAX_WEEKLY_SLOTS}")
 
 
-class SubmitBaseline(Command):
+class SubmitBaseline(Body):
     instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
     answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer", max_length=MAX_ANSWERS)
     administered_at: AwareDatetime | None = Field(default=None, description="when answered; default now")
 
 
-class InventoryPerson(Command):
+class InventoryPerson(Body):
     """One key relationship (domain.md 2: who, closeness 1–3 as in the closeness circle,
     support, conflict, changes near symptom onset)."""
 
@@ -122,26 +132,26 @@ class InventoryPerson(Command):
     notes: FreeText | None = None
 
 
-class RecordInventory(Command):
+class RecordInventory(Body):
     people: list[InventoryPerson] = Field(min_length=1, max_length=50)
     notes: FreeText | None = None
 
 
-class RecordFocus(Command):
+class RecordFocus(Body):
     primary: ProblemArea
     secondary: ProblemArea | None = None
     rationale: FreeText = Field(description="why this area (free text, erasable)")
 
 
-class ChooseTemplate(Command):
+class ChooseTemplate(Body):
     template_id: Code
 
 
-class AssignClinician(Command):
+class AssignClinician(Body):
     clinician_id: StrictPseudonymousId
 
 
-class RecordEligibility(Command):
+class RecordEligibility(Body):
     """The clinician's screening against the configured exclusion list, decided against the
     chosen template. Age in whole years at assessment (never a birth date)."""
 
@@ -155,17 +165,17 @@ class RiskDecision(StrEnum):
     decline_crisis_referral = "decline_crisis_referral"
 
 
-class RecordRiskReview(Command):
+class RecordRiskReview(Body):
     decision: RiskDecision
     reviewed_at: AwareDatetime | None = Field(default=None, description="when the review happened; default now")
     note: FreeText | None = None
 
 
-class Decline(Command):
+class Decline(Body):
     reason_code: Code
 
 
-class CompleteIntake(Command):
+class CompleteIntake(Body):
     """Complete the intake. Every part is optional: parts given here are recorded first, exactly
     as their own endpoints would (a partner form can send a whole intake in one call)."""
 
@@ -179,3 +189,105 @@ class CompleteIntake(Command):
     availability: RecordAvailability | None = None
     eligibility: RecordEligibility | None = None
     risk_review: RecordRiskReview | None = None
+
+
+# ---- who asks ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Actor:
+    """The caller a command acts for (from the token): audited with every change and read."""
+
+    sub: str
+    roles: tuple[str, ...] = ()
+    org: str | None = None  # the organisation the actor acted for (token claim ``org``)
+
+
+# ---- the commands the message bus handles -----------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class OpenReferralCommand:
+    actor: Actor
+    body: OpenReferral
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferralCommand:
+    """A command on one referral (loaded locked, changed, saved, audited in one transaction)."""
+
+    episode_id: UUID
+    actor: Actor
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordConsentCommand(ReferralCommand):
+    body: RecordConsent
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordContactCommand(ReferralCommand):
+    body: RecordContact
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubmitBaselineCommand(ReferralCommand):
+    body: SubmitBaseline
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordInventoryCommand(ReferralCommand):
+    body: RecordInventory
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordFocusCommand(ReferralCommand):
+    body: RecordFocus
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChooseTemplateCommand(ReferralCommand):
+    body: ChooseTemplate
+
+
+@dataclass(frozen=True, kw_only=True)
+class AssignClinicianCommand(ReferralCommand):
+    body: AssignClinician
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordAvailabilityCommand(ReferralCommand):
+    body: RecordAvailability
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordEligibilityCommand(ReferralCommand):
+    body: RecordEligibility
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRiskReviewCommand(ReferralCommand):
+    body: RecordRiskReview
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompleteIntakeCommand(ReferralCommand):
+    body: CompleteIntake
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeclineCommand(ReferralCommand):
+    body: Decline
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErasePersonCommand:
+    """Erase what the actor's organisation holds about a person (contact details, free text)."""
+
+    person_id: str
+    actor: Actor
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepublishContactsCommand:
+    """Queue every stored contact for the private topic again (after a key rotation)."""
+
+    actor: Actor

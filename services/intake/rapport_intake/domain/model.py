@@ -27,7 +27,7 @@ from rapport_shared.contracts import (
     TargetCondition,
 )
 from rapport_shared.contracts.intake import RiskReviewSummary
-from rapport_shared.http.errors import Conflict, Invalid
+from rapport_shared.errors import Conflict, Invalid
 from rapport_shared.instruments import AnswerError, UnknownInstrument, score
 from rapport_shared.private_contacts import ContactRecordV1
 

@@ -1,4 +1,4 @@
-"""What the HTTP API answers with (documented in the OpenAPI schema)."""
+"""What the HTTP API answers with (documented in the OpenAPI schema), shaped from the domain."""
 
 from __future__ import annotations
 
