@@ -12,7 +12,7 @@ from uuid import UUID
 
 from rapport_shared.http.access import RecordScope, Resolver
 
-from .adapters import repository as repo
+from .adapters.repository import CourseRepository
 
 
 def _uuid(value: str) -> UUID | None:
@@ -34,11 +34,11 @@ def resolvers(default_organisation: str | None = None) -> dict[str, Resolver]:
 
     async def course(conn, value: str) -> RecordScope | None:
         cid = _uuid(value)
-        return None if cid is None else scope(await repo.access_scope(conn, course_id=cid))
+        return None if cid is None else scope(await CourseRepository(conn).access_scope(course_id=cid))
 
     async def episode(conn, value: str) -> RecordScope | None:
         eid = _uuid(value)
-        return None if eid is None else scope(await repo.access_scope(conn, episode_id=eid))
+        return None if eid is None else scope(await CourseRepository(conn).access_scope(episode_id=eid))
 
     async def clinician(conn, value: str) -> RecordScope | None:
         # A clinician's working hours: the clinician's own (relation own_person: token sub = id).

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from rapport_shared.hours import WorkingHours
 from rapport_shared.settings import ServiceSettings
 
 # Clinicians without their own working hours (PUT /v1/clinicians/{id}/working-hours) get these.
@@ -35,6 +36,13 @@ class SchedulerSettings(ServiceSettings):
     # local midnight of that day in clinic_timezone) or an ISO 8601 duration after the session's end
     # ("PT2H"; "PT0S": at its end).
     initial_checklist_grace: Literal["end_of_day"] | timedelta = "end_of_day"
+
+    # What the rules read from these settings (the service layer builds the decider's context from
+    # them; each is a few small objects, so derived on use rather than cached).
+
+    def default_hours(self) -> WorkingHours:
+        """``default_working_hours`` as the booking rules read them."""
+        return WorkingHours.from_weekday_slots(self.default_working_hours_timezone, self.default_working_hours)
 
     def notice_grace(self):
         from .domain.decider import NoticeGrace

@@ -26,7 +26,7 @@ from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
 from rapport_shared.testing.kafka import produce_raw, read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, INTAKE
 from rapport_shared.contracts import EVENT_MODELS
-from rapport_scheduler.adapters import repository as repo
+from rapport_scheduler.adapters.repository import CourseRepository
 from rapport_scheduler.domain.course import fold
 from rapport_scheduler.domain.decider import NoticeGrace
 from rapport_scheduler.testing import intake_completed
@@ -155,7 +155,7 @@ async def test_sixteen_sessions_in_simulated_time_phase_changes_and_end_in_order
     replayed = fold(EVENT_MODELS[t].model_validate(d) for t, d in data)
     conn = await asyncpg.connect(service_dsns["scheduler"])
     try:
-        live = await repo.get(conn, uuid.UUID(course_id))
+        live = await CourseRepository(conn).get(uuid.UUID(course_id))
     finally:
         await conn.close()
     assert replayed == live

@@ -15,9 +15,11 @@ from rapport_shared.clock import ManualClock
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.outbox import Outbox
 from rapport_shared.testing.fixtures import TEST_SECRET, scratch_schema
-from rapport_shared.uow import UnitOfWorkFactory
+from rapport_shared.messagebus import MessageBus
+from rapport_shared.uow import UnitOfWorkFactory, uow_maker
 from rapport_scheduler import bootstrap
-from rapport_scheduler.service_layer.handlers import Deps
+from rapport_scheduler.service_layer.handlers import handlers
+from rapport_scheduler.service_layer.unit_of_work import SchedulerUnitOfWork
 from rapport_scheduler.settings import SchedulerSettings
 
 
@@ -34,9 +36,13 @@ class Harness:
         self.pool, self.schema = pool, schema
         self.clock = ManualClock(datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc))
         self.settings = SchedulerSettings(service_name="scheduler", db_schema=schema, auth_secret=TEST_SECRET)
-        self.deps = Deps.from_settings(self.settings)
         self.outbox = Outbox("/rapport/scheduler", schema)
-        self.uow = UnitOfWorkFactory(pool, self.outbox, self.clock)
+        self.uow = self.uow_for(self.settings)
+
+    def uow_for(self, settings: SchedulerSettings) -> UnitOfWorkFactory:
+        """Units of work of the scheduler's own class, with ``settings``, over the harness' pool and clock."""
+        return UnitOfWorkFactory(self.pool, self.outbox, self.clock,
+                                 make_uow=uow_maker(self.outbox, self.clock, SchedulerUnitOfWork, settings))
 
     async def fetch(self, sql, *args):
         async with self.pool.acquire() as conn:
@@ -66,9 +72,11 @@ async def h(sched_db):
 
 def app_client(h, settings: SchedulerSettings | None = None) -> httpx.AsyncClient:
     """The real HTTP app over the harness' pool and manual clock (no lifespan: no Kafka needed)."""
-    app = bootstrap.build(settings or h.settings)
+    settings = settings or h.settings
+    app = bootstrap.build(settings)
     rt = app.state.runtime
-    rt.pool, rt.clock, rt.uow = h.pool, h.clock, h.uow
+    rt.pool, rt.clock, rt.uow = h.pool, h.clock, h.uow_for(settings)
+    rt.bus = MessageBus(handlers, rt.uow)  # what start() sets up
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scheduler")
 
 

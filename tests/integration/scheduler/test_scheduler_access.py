@@ -12,7 +12,6 @@ import pytest
 
 from rapport_shared.http.auth import TokenAuthority
 from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
-from rapport_scheduler.adapters import repository as repo
 from rapport_scheduler.service_layer import handlers
 from rapport_scheduler.testing import intake_completed
 
@@ -28,12 +27,12 @@ def clinician() -> str:
     return f"clin-t{uuid.uuid4().hex[:8]}"
 
 
-async def plan(h, deps=None, **kw):
+async def plan(h, settings=None, **kw):
     ik = intake_completed(completed_at=h.clock.now(), clinician_id=kw.pop("clinician_id", None) or clinician(), **kw)
+    async with (h.uow_for(settings) if settings else h.uow)() as uow:
+        await handlers.plan_course(ik, uow)
     async with h.uow() as uow:
-        await handlers.plan_course(ik, uow, deps or h.deps)
-    async with h.uow() as uow:
-        return ik, await repo.get_by_episode(uow.conn, ik.episode_id)
+        return ik, await uow.courses.get_by_episode(ik.episode_id)
 
 
 def requests(course) -> list[tuple[str, str, dict | None]]:
@@ -185,8 +184,8 @@ async def test_working_hours_are_read_by_their_clinician_or_an_admin(h, client):
 async def test_the_organisation_comes_from_the_intake_event_else_the_default(h, client, make_client):
     _, named = await plan(h)
     _, legacy = await plan(h, organisation_id=None)  # an older producer: no field, no default configured
-    _, defaulted = await plan(h, deps=handlers.Deps.from_settings(h.settings.model_copy(
-        update={"default_organisation": TEST_ORG})), organisation_id=None)
+    _, defaulted = await plan(h, settings=h.settings.model_copy(update={"default_organisation": TEST_ORG}),
+                              organisation_id=None)
     orgs = {r["course_id"]: r["organisation_id"] for r in await h.fetch(
         "SELECT course_id, organisation_id FROM courses WHERE course_id = ANY($1)",
         [named.course_id, legacy.course_id, defaulted.course_id])}

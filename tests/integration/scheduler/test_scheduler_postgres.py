@@ -18,10 +18,8 @@ from rapport_shared.http.auth import TokenAuthority
 from rapport_shared.testing.fixtures import TEST_ORG, TEST_SECRET
 from rapport_shared.timers import TimerRunner
 from rapport_shared.topics import INTAKE
-from rapport_scheduler.adapters import repository as repo
 from rapport_scheduler.domain import decider as D
 from rapport_scheduler.domain.course import fold
-from rapport_scheduler.entrypoints.consumers import registrar
 from rapport_scheduler.service_layer import handlers
 from rapport_scheduler.testing import intake_completed
 
@@ -45,9 +43,9 @@ def clinician() -> str:
 async def plan(h, **kw):
     ik = intake_completed(completed_at=h.clock.now(), **kw)
     async with h.uow() as uow:
-        await handlers.plan_course(ik, uow, h.deps)
+        await handlers.plan_course(ik, uow)
     async with h.uow() as uow:
-        return ik, await repo.get_by_episode(uow.conn, ik.episode_id)
+        return ik, await uow.courses.get_by_episode(ik.episode_id)
 
 
 class Record:
@@ -58,8 +56,9 @@ class Record:
 
 
 async def test_same_intake_twice_plans_one_course(h):
-    consumer = EventConsumer(pool=h.pool, group_id="t", dead_letter=None, outbox=h.outbox, clock=h.clock)
-    registrar(h.deps)(None, consumer)
+    consumer = EventConsumer(pool=h.pool, group_id="t", dead_letter=None, outbox=h.outbox, clock=h.clock,
+                             make_uow=h.uow.make_uow)
+    handlers.handlers.subscribe(consumer)
     ik = intake_completed(completed_at=h.clock.now(), clinician_id=clinician())
     waits = lambda: REGISTRY.get_sample_value("rapport_scheduler_first_session_wait_days_count",  # noqa: E731
                                               {"template_id": ik.template_id}) or 0.0
@@ -87,7 +86,7 @@ async def test_no_double_booking_and_no_session_on_a_closure_day(h, client):
     assert len(starts) == 48
     for (a_start, a_end), (b_start, _) in zip(starts, starts[1:]):
         assert a_end <= b_start, "clinician double booked"
-    assert all(s.astimezone(h.deps.default_hours.tz).date() != closed for s, _ in starts)
+    assert all(s.astimezone(h.settings.default_hours().tz).date() != closed for s, _ in starts)
     assert (await client.delete(f"/v1/closures/{closed}", headers=ADMIN)).status_code == 200
     # Only admins configure the calendar.
     assert (await client.put(f"/v1/closures/{closed}", headers=bearer(clin, "clinician"), json={})).status_code == 403
@@ -129,12 +128,12 @@ async def test_commands_over_http_and_replay_equals_live_state(h, client):
     # Outcomes' evaluation is an input the course records (for maintenance later).
     async with h.uow() as uow:
         await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=cid, finished_course=False,
-                                                         remission=False, evaluated_at=h.clock.now()), uow, h.deps)
+                                                         remission=False, evaluated_at=h.clock.now()), uow)
     live = (await client.get(base, headers=auth)).json()
     assert [s["number"] for s in live["sessions"] if s["status"] in ("scheduled", "attended")] == list(range(1, 15))
 
     async with h.uow() as uow:
-        state = await repo.get(uow.conn, cid)
+        state = await uow.courses.get(cid)
     replayed = fold([*await h.events(ik.episode_id),
                      OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=cid, finished_course=False, remission=False,
                                         evaluated_at=h.clock.now())])
@@ -195,8 +194,8 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
         assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=auth)).status_code == 200
     timers = (await client.get(f"{base}/timers", headers=auth)).json()["timers"]
     # Due when the grace after session 3 ends (default: the end of that day in the clinic's time zone).
-    due = h.deps.initial_notice_grace.due(course.live_at(3).ends_at)
-    assert h.deps.initial_notice_grace.end_of_day and due > course.live_at(3).ends_at
+    due = h.settings.notice_grace().due(course.live_at(3).ends_at)
+    assert h.settings.notice_grace().end_of_day and due > course.live_at(3).ends_at
     assert {t["kind"]: t["due_at"] for t in timers}[D.INITIAL_WINDOW] == due.isoformat()
 
     # Other tests' courses share this schema: keep their timers out of the counts below.
@@ -206,11 +205,12 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
 
     async def failing(uow, timer):
         calls.append(timer.kind)
-        await handlers.on_timer(uow, timer, deps=h.deps)  # writes state + outbox ...
+        await handlers.on_timer(timer, uow)  # writes state + outbox ...
         raise RuntimeError("crash before commit")  # ... and dies: all of it rolls back
 
-    handlers_map = {k: (lambda uow, t: handlers.on_timer(uow, t, deps=h.deps)) for k in D.TIMER_KINDS}
-    runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema, {**handlers_map, D.INITIAL_WINDOW: failing}, backoff_s=60)
+    handlers_map = handlers.handlers.timer_handlers
+    runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema, {**handlers_map, D.INITIAL_WINDOW: failing}, backoff_s=60,
+                         make_uow=h.uow.make_uow)
     assert await runner.fire_due() == 0  # not due yet
     h.clock.set(course.live_at(3).ends_at)
     assert await runner.fire_due() == 0  # session 3 is over, the grace is not
@@ -221,7 +221,7 @@ async def test_timer_fires_once_in_a_transaction_and_survives_a_restart(h, clien
     assert await h.val("SELECT attempts FROM timers WHERE key = $1 AND kind = $2 AND fired_at IS NULL",
                        f"course:{course.course_id}", D.INITIAL_WINDOW) == 1
 
-    restarted = TimerRunner(h.pool, h.outbox, h.clock, h.schema, handlers_map)  # a new process
+    restarted = TimerRunner(h.pool, h.outbox, h.clock, h.schema, handlers_map, make_uow=h.uow.make_uow)  # a new process
     assert await restarted.fire_due() == 1
     assert await restarted.fire_due() == 0  # fired once, never again
     [notice] = notices(await h.events(ik.episode_id))
@@ -241,12 +241,12 @@ async def test_checklist_recorded_around_the_end_of_the_grace(h, client, minutes
         cur = course.live_at(k)
         h.clock.set(cur.ends_at)
         assert (await client.post(f"{base}/sessions/{cur.session_id}/attend", headers=auth)).status_code == 200
-    due = h.deps.initial_notice_grace.due(course.live_at(3).ends_at)
+    due = h.settings.notice_grace().due(course.live_at(3).ends_at)
     async with h.pool.acquire() as conn:  # other tests' courses share this schema
         await conn.execute("UPDATE timers SET cancelled_at = now() WHERE key <> $1 AND fired_at IS NULL",
                            f"course:{course.course_id}")
-    runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema,
-                         {k: (lambda uow, t: handlers.on_timer(uow, t, deps=h.deps)) for k in D.TIMER_KINDS})
+    runner = TimerRunner(h.pool, h.outbox, h.clock, h.schema, handlers.handlers.timer_handlers,
+                         make_uow=h.uow.make_uow)
     h.clock.set(course.live_at(3).ends_at + timedelta(minutes=1))  # a minute after session i
     assert await runner.fire_due() == 0
     h.clock.set(due + timedelta(minutes=minutes_after_grace))
@@ -280,7 +280,7 @@ async def test_maintenance_after_remission_reported_by_outcomes(h, client):
     async with h.uow() as uow:
         await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=course.course_id,
                                                          finished_course=True, remission=True, evaluated_at=h.clock.now()),
-                                      uow, h.deps)
+                                      uow)
     r = await client.post(f"{base}/maintenance", headers=auth, json={"sessions": 4})
     assert r.status_code == 200 and r.json()["course"]["phase"] == "maintenance"
     assert r.json()["events"][:2] == ["rapport.course.phase_changed.v1", "rapport.course.contract_changed.v1"]
@@ -297,11 +297,11 @@ async def test_an_evaluation_read_before_its_course_is_applied_when_the_course_i
     async with h.uow() as uow:
         await handlers.record_outcome(OutcomeEvaluatedV1(episode_id=ik.episode_id, course_id=course_id,
                                                          finished_course=True, remission=True,
-                                                         evaluated_at=h.clock.now()), uow, h.deps)
+                                                         evaluated_at=h.clock.now()), uow)
     assert await h.val("SELECT count(*) FROM early_outcomes WHERE episode_id = $1", ik.episode_id) == 1
     async with h.uow() as uow:
-        await handlers.plan_course(ik, uow, h.deps)
+        await handlers.plan_course(ik, uow)
     async with h.uow() as uow:
-        course = await repo.get_by_episode(uow.conn, ik.episode_id)
+        course = await uow.courses.get_by_episode(ik.episode_id)
     assert course.course_id == course_id and course.remission is True
     assert await h.val("SELECT count(*) FROM early_outcomes WHERE episode_id = $1", ik.episode_id) == 0

@@ -12,8 +12,8 @@ from rapport_shared.contracts.course import (
 )
 from rapport_shared.contracts.intake import Focus
 from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
+from rapport_shared.hours import WorkingHours
 from rapport_scheduler.domain import decider as D
-from rapport_scheduler.domain.calendar import WeeklyHours
 from rapport_scheduler.domain.course import ALLOWED, SessionStatus, evolve, fold
 from rapport_scheduler.domain.errors import InvalidInput, RuleViolation, SlotTaken, UnknownEntity
 from rapport_scheduler.testing import intake_completed, rules_for
@@ -103,7 +103,7 @@ def test_planning_refuses_unknown_template_and_no_availability():
         D.plan(ik, D.Context(now=ik.completed_at, rules=rules_for(ik)))
     assert e.value.field == "template_id"
     ik = intake_completed(slots=[{"weekday": 7, "start": "09:00", "end": "12:00"}])  # Sundays only
-    rules = rules_for(ik, clinician=WeeklyHours.from_slots("Europe/London", [{"weekday": 1, "start": "09:00", "end": "17:00"}]))
+    rules = rules_for(ik, clinician=WorkingHours.from_weekday_slots("Europe/London", [{"weekday": 1, "start": "09:00", "end": "17:00"}]))
     with pytest.raises(InvalidInput) as e:
         D.plan(ik, D.Context(now=ik.completed_at, rules=rules))
     assert e.value.field == "availability"

@@ -7,8 +7,9 @@ import pytest
 
 from rapport_shared.contracts import Phase
 from rapport_shared.contracts.course import SessionKind
+from rapport_shared.hours import WorkingHours
 from rapport_scheduler.domain import templates as T
-from rapport_scheduler.domain.calendar import BookingRules, NoBookableSlot, Refusal, WeeklyHours
+from rapport_scheduler.domain.calendar import BookingRules, NoBookableSlot, Refusal
 
 pytestmark = pytest.mark.unit
 LONDON = ZoneInfo("Europe/London")
@@ -47,7 +48,7 @@ def test_template_data_that_leaves_no_middle_phase_is_refused(tmp_path):
 
 
 def hours(*windows, tz="Europe/London"):
-    return WeeklyHours.from_slots(tz, [{"weekday": d, "start": s, "end": e} for d, s, e in windows])
+    return WorkingHours.from_weekday_slots(tz, [{"weekday": d, "start": s, "end": e} for d, s, e in windows])
 
 
 def rules(**kw):

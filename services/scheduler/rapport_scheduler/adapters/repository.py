@@ -1,15 +1,16 @@
-"""SQL for the scheduler's schema: courses and their sessions, working hours, closure days.
+"""SQL for the scheduler's courses: the course row and its session rows (the live state of the
+``Course`` aggregate), and the evaluations read before their course.
 
-The course row and its session rows are the live state of the ``Course`` aggregate; ``save``
-writes the difference between the state loaded and the state decided, inside the caller's
-transaction (the same one that writes the outbox).
+``save`` writes the difference between the state loaded and the state decided, inside the
+caller's transaction (the same one that writes the outbox). Working hours and closure days are
+``adapters/calendar.py``.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -17,8 +18,8 @@ import asyncpg
 from rapport_shared.contracts import Phase
 from rapport_shared.contracts.course import CancelledBy, ChecklistItem, CourseEndReason, PhaseChangeReason, SessionKind
 from rapport_shared.contracts.intake import Availability, Focus
+from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
 
-from ..domain.calendar import WeeklyHours
 from ..domain.course import ChecklistEntry, Course, PhaseEntry, Session, SessionStatus
 
 
@@ -54,60 +55,6 @@ def _session(r: asyncpg.Record) -> Session:
     )
 
 
-async def _load(conn: asyncpg.Connection, row: asyncpg.Record | None) -> Course | None:
-    if row is None:
-        return None
-    sessions = await conn.fetch("SELECT * FROM sessions WHERE course_id = $1", row["course_id"])
-    history = _phase_history(json.loads(row["phase_history"]))
-    return Course(
-        course_id=row["course_id"], episode_id=row["episode_id"], person_id=row["person_id"],
-        template_id=row["template_id"], clinician_id=row["clinician_id"], contracted=row["contracted_sessions"],
-        planned_at=row["planned_at"], focus=Focus.model_validate_json(row["focus"]) if row["focus"] else None,
-        phase=Phase(row["phase"]),
-        # Courses planned before this migration have no history: they began in the initial phase.
-        phase_history=history or (PhaseEntry(Phase.initial, 1, None, row["planned_at"]),),
-        sessions={s["session_id"]: _session(s) for s in sessions},
-        checklist=_checklist(json.loads(row["checklist"])), attended=row["attended"],
-        consecutive_missed=row["consecutive_missed"], notices=frozenset(json.loads(row["notices"])),
-        maintenance_contracted=row["maintenance_contracted"], remission=row["remission"],
-        ended_reason=CourseEndReason(row["ended_reason"]) if row["ended_reason"] else None, ended_at=row["ended_at"],
-    )
-
-
-async def get(conn: asyncpg.Connection, course_id: UUID, *, for_update: bool = False) -> Course | None:
-    lock = " FOR UPDATE" if for_update else ""
-    return await _load(conn, await conn.fetchrow(f"SELECT * FROM courses WHERE course_id = $1{lock}", course_id))
-
-
-async def get_by_episode(conn: asyncpg.Connection, episode_id: UUID, *, for_update: bool = False) -> Course | None:
-    lock = " FOR UPDATE" if for_update else ""
-    return await _load(conn, await conn.fetchrow(f"SELECT * FROM courses WHERE episode_id = $1{lock}", episode_id))
-
-
-async def exists_for_episode(conn: asyncpg.Connection, episode_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT 1 FROM courses WHERE episode_id = $1", episode_id))
-
-
-async def access_scope(conn: asyncpg.Connection, *, course_id: UUID | None = None,
-                       episode_id: UUID | None = None) -> asyncpg.Record | None:
-    """What access decisions need about a course, by course or episode id: its organisation,
-    person and clinician (no other personal data)."""
-    if course_id is not None:
-        return await conn.fetchrow("SELECT organisation_id, person_id, clinician_id FROM courses WHERE course_id = $1",
-                                   course_id)
-    return await conn.fetchrow("SELECT organisation_id, person_id, clinician_id FROM courses WHERE episode_id = $1",
-                               episode_id)
-
-
-async def organisation_of(conn: asyncpg.Connection, course_id: UUID) -> str | None:
-    """The organisation recorded for a course when it was planned (None: it names none)."""
-    return await conn.fetchval("SELECT organisation_id FROM courses WHERE course_id = $1", course_id)
-
-
-async def availability(conn: asyncpg.Connection, course_id: UUID) -> Availability | None:
-    raw = await conn.fetchval("SELECT availability FROM courses WHERE course_id = $1", course_id)
-    return Availability.model_validate_json(raw) if raw else None
-
 
 def _history_json(c: Course) -> str:
     return _json([{"phase": e.phase.value, "from_session": e.from_session, "reason": e.reason.value if e.reason else None,
@@ -124,98 +71,123 @@ def _checklist_json(c: Course) -> str:
     return _json(out)
 
 
-async def save(conn: asyncpg.Connection, course: Course, *, before: Course | None, now: datetime,
-               availability: Availability | None = None, organisation_id: str | None = None) -> None:
-    """Write ``course`` (decided from ``before``, the state loaded in this transaction).
-    ``organisation_id`` (who may see the course, access.py) is written when the course is created
-    and never changes; it is not part of the aggregate (the service layer stamps it on the course's
-    events, ``handlers._commit``)."""
-    c = course
-    common = (c.template_id, c.clinician_id, c.contracted, c.phase.value, c.focus.model_dump_json() if c.focus else None,
-              _history_json(c), _checklist_json(c), c.attended, c.consecutive_missed, _json(sorted(c.notices)),
-              c.maintenance_contracted, c.remission, c.ended_reason.value if c.ended_reason else None, c.ended_at, now)
-    if before is None:
-        await conn.execute(
-            "INSERT INTO courses (course_id, episode_id, person_id, planned_at, availability, organisation_id,"
-            " template_id, clinician_id, contracted_sessions, phase, focus, phase_history, checklist, attended,"
-            " consecutive_missed, notices, maintenance_contracted, remission, ended_reason, ended_at, updated_at)"
-            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
-            c.course_id, c.episode_id, c.person_id, c.planned_at,
-            availability.model_dump_json() if availability else None, organisation_id, *common,
-        )
-    elif c != before:
-        await conn.execute(
-            "UPDATE courses SET template_id=$2, clinician_id=$3, contracted_sessions=$4, phase=$5, focus=$6,"
-            " phase_history=$7, checklist=$8, attended=$9, consecutive_missed=$10, notices=$11,"
-            " maintenance_contracted=$12, remission=$13, ended_reason=$14, ended_at=$15, updated_at=$16"
-            " WHERE course_id = $1", c.course_id, *common,
-        )
-    old = before.sessions if before else {}
-    changed = [s for sid, s in c.sessions.items() if sid in old and old[sid] != s]
-    added = [s for sid, s in c.sessions.items() if sid not in old]
+class CourseRepository:
+    """Courses on one connection (the unit of work's, or any for reads)."""
 
-    def row(s: Session) -> tuple:
-        return (s.session_id, c.course_id, s.number, s.starts_at, s.duration_minutes, s.status.value, s.kind.value,
-                c.clinician_id, s.ends_at, s.recorded_at, s.cancelled_by.value if s.cancelled_by else None, s.reason_code)
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
 
-    # Updates first: a session leaving its position (missed, cancelled) before its replacement
-    # arrives keeps "one live session per position" true statement by statement.
-    if changed:
-        await conn.executemany(
-            "UPDATE sessions SET number=$3, starts_at=$4, duration_minutes=$5, status=$6, kind=$7, clinician_id=$8,"
-            " ends_at=$9, recorded_at=$10, cancelled_by=$11, reason_code=$12 WHERE session_id = $1 AND course_id = $2",
-            [row(s) for s in changed],
-        )
-    if added:
-        await conn.executemany(
-            "INSERT INTO sessions (session_id, course_id, number, starts_at, duration_minutes, status, kind, clinician_id,"
-            " ends_at, recorded_at, cancelled_by, reason_code) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-            [row(s) for s in added],
+    async def _load(self, row: asyncpg.Record | None) -> Course | None:
+        if row is None:
+            return None
+        sessions = await self.conn.fetch("SELECT * FROM sessions WHERE course_id = $1", row["course_id"])
+        history = _phase_history(json.loads(row["phase_history"]))
+        return Course(
+            course_id=row["course_id"], episode_id=row["episode_id"], person_id=row["person_id"],
+            template_id=row["template_id"], clinician_id=row["clinician_id"], contracted=row["contracted_sessions"],
+            planned_at=row["planned_at"], focus=Focus.model_validate_json(row["focus"]) if row["focus"] else None,
+            phase=Phase(row["phase"]),
+            # Courses planned before this migration have no history: they began in the initial phase.
+            phase_history=history or (PhaseEntry(Phase.initial, 1, None, row["planned_at"]),),
+            sessions={s["session_id"]: _session(s) for s in sessions},
+            checklist=_checklist(json.loads(row["checklist"])), attended=row["attended"],
+            consecutive_missed=row["consecutive_missed"], notices=frozenset(json.loads(row["notices"])),
+            maintenance_contracted=row["maintenance_contracted"], remission=row["remission"],
+            ended_reason=CourseEndReason(row["ended_reason"]) if row["ended_reason"] else None, ended_at=row["ended_at"],
         )
 
+    async def get(self, course_id: UUID, *, for_update: bool = False) -> Course | None:
+        lock = " FOR UPDATE" if for_update else ""
+        return await self._load(await self.conn.fetchrow(f"SELECT * FROM courses WHERE course_id = $1{lock}", course_id))
 
-# -- booking constraints -----------------------------------------------------------------------
+    async def get_by_episode(self, episode_id: UUID, *, for_update: bool = False) -> Course | None:
+        lock = " FOR UPDATE" if for_update else ""
+        return await self._load(await self.conn.fetchrow(f"SELECT * FROM courses WHERE episode_id = $1{lock}",
+                                                         episode_id))
 
-async def lock_clinician(conn: asyncpg.Connection, clinician_id: str) -> None:
-    """Serialise bookings per clinician (no double booking between concurrent transactions)."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('scheduler.clinician:' || $1))", clinician_id)
+    async def exists_for_episode(self, episode_id: UUID) -> bool:
+        return bool(await self.conn.fetchval("SELECT 1 FROM courses WHERE episode_id = $1", episode_id))
 
+    async def access_scope(self, *, course_id: UUID | None = None,
+                           episode_id: UUID | None = None) -> asyncpg.Record | None:
+        """What access decisions need about a course, by course or episode id: its organisation,
+        person and clinician (no other personal data)."""
+        if course_id is not None:
+            return await self.conn.fetchrow(
+                "SELECT organisation_id, person_id, clinician_id FROM courses WHERE course_id = $1", course_id)
+        return await self.conn.fetchrow(
+            "SELECT organisation_id, person_id, clinician_id FROM courses WHERE episode_id = $1", episode_id)
 
-async def clinician_hours(conn: asyncpg.Connection, clinician_id: str) -> WeeklyHours | None:
-    r = await conn.fetchrow("SELECT timezone, slots FROM clinician_hours WHERE clinician_id = $1", clinician_id)
-    return WeeklyHours.from_slots(r["timezone"], json.loads(r["slots"])) if r else None
+    async def organisation_of(self, course_id: UUID) -> str | None:
+        """The organisation recorded for a course when it was planned (None: it names none)."""
+        return await self.conn.fetchval("SELECT organisation_id FROM courses WHERE course_id = $1", course_id)
 
+    async def availability(self, course_id: UUID) -> Availability | None:
+        raw = await self.conn.fetchval("SELECT availability FROM courses WHERE course_id = $1", course_id)
+        return Availability.model_validate_json(raw) if raw else None
 
-async def set_clinician_hours(conn: asyncpg.Connection, clinician_id: str, hours: WeeklyHours, *, by: str, now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO clinician_hours (clinician_id, timezone, slots, updated_by, updated_at) VALUES ($1,$2,$3,$4,$5)"
-        " ON CONFLICT (clinician_id) DO UPDATE SET timezone=$2, slots=$3, updated_by=$4, updated_at=$5",
-        clinician_id, hours.timezone, _json(hours.to_slots()), by, now,
-    )
+    async def save(self, course: Course, *, before: Course | None, now: datetime,
+                   availability: Availability | None = None, organisation_id: str | None = None) -> None:
+        """Write ``course`` (decided from ``before``, the state loaded in this transaction).
+        ``organisation_id`` (who may see the course, access.py) is written when the course is
+        created and never changes; it is not part of the aggregate (the service layer stamps it on
+        the course's events, ``handlers._commit``)."""
+        conn, c = self.conn, course
+        common = (c.template_id, c.clinician_id, c.contracted, c.phase.value,
+                  c.focus.model_dump_json() if c.focus else None, _history_json(c), _checklist_json(c), c.attended,
+                  c.consecutive_missed, _json(sorted(c.notices)), c.maintenance_contracted, c.remission,
+                  c.ended_reason.value if c.ended_reason else None, c.ended_at, now)
+        if before is None:
+            await conn.execute(
+                "INSERT INTO courses (course_id, episode_id, person_id, planned_at, availability, organisation_id,"
+                " template_id, clinician_id, contracted_sessions, phase, focus, phase_history, checklist, attended,"
+                " consecutive_missed, notices, maintenance_contracted, remission, ended_reason, ended_at, updated_at)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+                c.course_id, c.episode_id, c.person_id, c.planned_at,
+                availability.model_dump_json() if availability else None, organisation_id, *common,
+            )
+        elif c != before:
+            await conn.execute(
+                "UPDATE courses SET template_id=$2, clinician_id=$3, contracted_sessions=$4, phase=$5, focus=$6,"
+                " phase_history=$7, checklist=$8, attended=$9, consecutive_missed=$10, notices=$11,"
+                " maintenance_contracted=$12, remission=$13, ended_reason=$14, ended_at=$15, updated_at=$16"
+                " WHERE course_id = $1", c.course_id, *common,
+            )
+        old = before.sessions if before else {}
+        changed = [s for sid, s in c.sessions.items() if sid in old and old[sid] != s]
+        added = [s for sid, s in c.sessions.items() if sid not in old]
 
+        def row(s: Session) -> tuple:
+            return (s.session_id, c.course_id, s.number, s.starts_at, s.duration_minutes, s.status.value, s.kind.value,
+                    c.clinician_id, s.ends_at, s.recorded_at, s.cancelled_by.value if s.cancelled_by else None,
+                    s.reason_code)
 
-async def closures(conn: asyncpg.Connection, since: date | None = None) -> dict[date, str | None]:
-    rows = await conn.fetch("SELECT day, reason_code FROM closure_days WHERE $1::date IS NULL OR day >= $1 ORDER BY day", since)
-    return {r["day"]: r["reason_code"] for r in rows}
+        # Updates first: a session leaving its position (missed, cancelled) before its replacement
+        # arrives keeps "one live session per position" true statement by statement.
+        if changed:
+            await conn.executemany(
+                "UPDATE sessions SET number=$3, starts_at=$4, duration_minutes=$5, status=$6, kind=$7, clinician_id=$8,"
+                " ends_at=$9, recorded_at=$10, cancelled_by=$11, reason_code=$12 WHERE session_id = $1 AND course_id = $2",
+                [row(s) for s in changed],
+            )
+        if added:
+            await conn.executemany(
+                "INSERT INTO sessions (session_id, course_id, number, starts_at, duration_minutes, status, kind,"
+                " clinician_id, ends_at, recorded_at, cancelled_by, reason_code)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                [row(s) for s in added],
+            )
 
+    # -- evaluations read before their course (topics replayed in another order) ---------------
 
-async def add_closure(conn: asyncpg.Connection, day: date, reason_code: str | None, *, by: str, now: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO closure_days (day, reason_code, created_by, created_at) VALUES ($1,$2,$3,$4)"
-        " ON CONFLICT (day) DO UPDATE SET reason_code = $2", day, reason_code, by, now,
-    )
+    async def keep_early_outcome(self, evaluated: OutcomeEvaluatedV1, *, now: datetime) -> None:
+        await self.conn.execute(
+            "INSERT INTO early_outcomes (episode_id, evaluation, received_at) VALUES ($1, $2::jsonb, $3)"
+            " ON CONFLICT (episode_id) DO UPDATE SET evaluation = EXCLUDED.evaluation, received_at = EXCLUDED.received_at",
+            evaluated.episode_id, evaluated.model_dump_json(), now)
 
-
-async def remove_closure(conn: asyncpg.Connection, day: date) -> bool:
-    return (await conn.execute("DELETE FROM closure_days WHERE day = $1", day)).split()[-1] != "0"
-
-
-async def busy(conn: asyncpg.Connection, clinician_id: str, *, since: datetime, exclude_course: UUID | None) -> list[tuple[datetime, datetime]]:
-    """The clinician's live sessions in other courses that end after ``since``."""
-    rows = await conn.fetch(
-        "SELECT starts_at, ends_at FROM sessions WHERE clinician_id = $1 AND status IN ('scheduled', 'attended')"
-        " AND ends_at > $2 AND ($3::uuid IS NULL OR course_id <> $3) ORDER BY starts_at",
-        clinician_id, since, exclude_course,
-    )
-    return [(r["starts_at"], r["ends_at"]) for r in rows]
-
+    async def take_early_outcome(self, episode_id: UUID) -> OutcomeEvaluatedV1 | None:
+        """The evaluation kept for ``episode_id``, removed (None: there is none)."""
+        raw = await self.conn.fetchval("DELETE FROM early_outcomes WHERE episode_id = $1 RETURNING evaluation",
+                                       episode_id)
+        return None if raw is None else OutcomeEvaluatedV1.model_validate_json(raw)

@@ -2,10 +2,11 @@
 
 A session may start at ``t`` when, for its whole length, it lies inside one of the patient's
 weekly availability windows (their time zone) and one of the clinician's working-hours windows
-(the clinician's time zone), not on a clinic closure day (the clinic's time zone), and not over
-another session of the same clinician. Candidate starts are the window starts and then every
-``step_minutes``. Weekly series keep the same local time each week (across DST changes) where
-they can and take the next valid start where they cannot.
+(the clinician's time zone) — both the one working-hours type, ``rapport_shared.hours`` — not
+on a clinic closure day (the clinic's time zone), and not over another session of the same
+clinician. Candidate starts are the window starts and then every ``step_minutes``. Weekly series
+keep the same local time each week (across DST changes) where they can and take the next valid
+start where they cannot.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Iterable
 from zoneinfo import ZoneInfo
+
+from rapport_shared.hours import WorkingHours
 
 
 class NoBookableSlot(ValueError):
@@ -31,46 +34,26 @@ class Refusal(StrEnum):
     clinician_busy = "clinician_busy"
 
 
-@dataclass(frozen=True)
-class Window:
-    weekday: int  # ISO, 1 = Monday
-    start: time
-    end: time
-
-
-@dataclass(frozen=True)
 class WeeklyHours:
-    timezone: str
-    windows: tuple[Window, ...]
+    """Transitional spelling for test helpers written before the one working-hours type
+    (``rapport_scheduler/testing.py``): ``WeeklyHours.from_slots`` builds a :class:`WorkingHours`."""
 
-    @classmethod
-    def from_slots(cls, timezone: str, slots: Iterable) -> "WeeklyHours":
-        """From ``WeeklySlot``-like objects or dicts (weekday, "HH:MM" start and end)."""
-        out = []
-        for s in slots:
-            get = s.get if isinstance(s, dict) else lambda k, s=s: getattr(s, k)
-            out.append(Window(int(get("weekday")), time.fromisoformat(get("start")), time.fromisoformat(get("end"))))
-        return cls(timezone, tuple(sorted(out, key=lambda w: (w.weekday, w.start))))
+    @staticmethod
+    def from_slots(timezone: str, slots: Iterable) -> WorkingHours:
+        return WorkingHours.from_weekday_slots(timezone, slots)
 
-    def to_slots(self) -> list[dict]:
-        return [{"weekday": w.weekday, "start": w.start.strftime("%H:%M"), "end": w.end.strftime("%H:%M")} for w in self.windows]
 
-    @property
-    def tz(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-    def contains(self, start: datetime, end: datetime) -> bool:
-        """Whether [start, end) lies inside one window (same local day)."""
-        s, e = start.astimezone(self.tz), end.astimezone(self.tz)
-        if s.date() != e.date():
-            return False
-        return any(w.weekday == s.isoweekday() and w.start <= s.time() and e.time() <= w.end for w in self.windows)
+def _local(day: date, minute: int, tz: ZoneInfo) -> datetime:
+    """Wall-clock ``minute`` of ``day`` in ``tz`` (1440, a slot ending at 24:00: the next midnight)."""
+    if minute >= 24 * 60:
+        return datetime.combine(day + timedelta(days=1), time(0), tz)
+    return datetime.combine(day, time(minute // 60, minute % 60), tz)
 
 
 @dataclass(frozen=True)
 class BookingRules:
-    patient: WeeklyHours
-    clinician: WeeklyHours
+    patient: WorkingHours
+    clinician: WorkingHours
     clinic_timezone: str = "Europe/London"
     closures: frozenset[date] = frozenset()
     busy: tuple[tuple[datetime, datetime], ...] = ()  # the clinician's sessions in other courses
@@ -114,11 +97,11 @@ class BookingRules:
         length = timedelta(minutes=minutes)
         for offset in range(self.horizon_days + 1):
             day = local.date() + timedelta(days=offset)
-            for w in self.patient.windows:
-                if w.weekday != day.isoweekday():
+            for weekday, first, last in self.patient.slots:
+                if weekday != day.weekday():
                     continue
-                t = datetime.combine(day, w.start, tz)
-                close = datetime.combine(day, w.end, tz)
+                t = _local(day, first, tz)
+                close = _local(day, last, tz)
                 while t + length <= close:
                     if t >= after and self.refusal(t, minutes) is None:
                         return t

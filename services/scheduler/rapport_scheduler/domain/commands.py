@@ -1,76 +1,95 @@
-"""What callers ask the scheduler over HTTP, validated at the edge (unknown fields refused)."""
+"""What callers ask the scheduler to do: one message per command, carrying the ids it acts on and
+the actor (the token's subject; logged, and recorded where the row keeps who changed it). The
+HTTP edge builds them from validated request bodies (``entrypoints/bodies.py``) and hands them to
+the message bus; each has one handler (``service_layer/handlers.py``)."""
 
 from __future__ import annotations
 
-from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from dataclasses import dataclass
+from datetime import date, datetime
+from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
-
-from rapport_shared.contracts.base import Code
-from rapport_shared.contracts.course import CancelledBy
-from rapport_shared.contracts.intake import Focus, WeeklySlot
-
-
-class Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from rapport_shared.contracts.course import CancelledBy, ChecklistItem, PhaseChangeReason
+from rapport_shared.contracts.intake import Focus
+from rapport_shared.hours import WorkingHours
 
 
-class RescheduleSession(Command):
-    starts_at: AwareDatetime = Field(description="the new start, with a UTC offset")
-    reason_code: Code = Field(description="coded reason, e.g. patient_request, clinician_unwell")
+@dataclass(frozen=True)
+class CourseCommand:
+    course_id: UUID
+    actor: str
 
 
-class CancelSession(Command):
+@dataclass(frozen=True)
+class AttendSession(CourseCommand):
+    session_id: UUID
+
+
+@dataclass(frozen=True)
+class MissSession(CourseCommand):
+    session_id: UUID
+
+
+@dataclass(frozen=True)
+class RescheduleSession(CourseCommand):
+    session_id: UUID
+    starts_at: datetime
+    reason_code: str
+
+
+@dataclass(frozen=True)
+class CancelSession(CourseCommand):
+    session_id: UUID
     cancelled_by: CancelledBy
-    reason_code: Code
+    reason_code: str
 
 
-class ChangeContract(Command):
-    contracted_sessions: int = Field(ge=1, description="the new session count, within the template's bounds")
-    reason_code: Code = Field(description="coded reason for the new contract, e.g. slower_progress")
+@dataclass(frozen=True)
+class ChangeContract(CourseCommand):
+    contracted_sessions: int
+    reason_code: str
 
 
-class Withdraw(Command):
-    reason: Literal["withdrawal", "referral_on"] = "withdrawal"
+@dataclass(frozen=True)
+class Withdraw(CourseCommand):
+    reason: PhaseChangeReason
 
 
-class RecordChecklistItem(Command):
-    diagnosis_code: Code | None = Field(default=None, description="diagnosis item: a coded diagnosis, e.g. f32.1")
-    focus: Focus | None = Field(default=None, description="focus_confirmed item: the focus (default: the provisional one)")
-    reason_code: Code | None = Field(default=None, description="focus_confirmed item: why the focus changed")
+@dataclass(frozen=True)
+class RecordChecklistItem(CourseCommand):
+    item: ChecklistItem
+    diagnosis_code: str | None = None
+    focus: Focus | None = None
+    reason_code: str | None = None
 
 
-class StartMaintenance(Command):
-    sessions: int = Field(ge=1, description="monthly maintenance sessions in the new contract")
-    reason_code: Code = "remission_at_end"
+@dataclass(frozen=True)
+class StartMaintenance(CourseCommand):
+    sessions: int
+    reason_code: str
 
 
-class WorkingHours(Command):
-    timezone: str = Field(description="IANA time zone, e.g. Europe/London")
-    slots: list[WeeklySlot] = Field(min_length=1)
+# -- calendar configuration --------------------------------------------------------------------
 
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
-
-    @field_validator("slots")
-    @classmethod
-    def _ordered(cls, v: list[WeeklySlot]) -> list[WeeklySlot]:
-        for i, s in enumerate(v):
-            if s.start >= s.end:
-                raise ValueError(f"slot {i}: start {s.start} must be before end {s.end}")
-        return v
+@dataclass(frozen=True)
+class SetWorkingHours:
+    clinician_id: str
+    hours: WorkingHours
+    actor: str
 
 
-class ClosureDay(Command):
-    reason_code: Code | None = Field(default=None, description="e.g. bank_holiday, training_day")
+@dataclass(frozen=True)
+class AddClosureDay:
+    day: date
+    reason_code: str | None
+    actor: str
 
 
-__all__ = ["CancelSession", "ChangeContract", "ClosureDay", "RecordChecklistItem", "RescheduleSession",
-           "StartMaintenance", "Withdraw", "WorkingHours"]
+@dataclass(frozen=True)
+class RemoveClosureDay:
+    day: date
+
+
+__all__ = ["AddClosureDay", "AttendSession", "CancelSession", "ChangeContract", "CourseCommand", "MissSession",
+           "RecordChecklistItem", "RemoveClosureDay", "RescheduleSession", "SetWorkingHours", "StartMaintenance",
+           "Withdraw"]

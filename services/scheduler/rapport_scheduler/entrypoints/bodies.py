@@ -1,0 +1,79 @@
+"""The bodies of the scheduler's HTTP requests, validated at the edge (unknown fields refused).
+
+The routes turn them, with the ids from the path and the caller, into ``domain.commands``.
+The class names are the OpenAPI schema names."""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from rapport_shared.contracts.base import Code
+from rapport_shared.contracts.course import CancelledBy
+from rapport_shared.contracts.intake import Focus, WeeklySlot
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RescheduleSession(Body):
+    starts_at: AwareDatetime = Field(description="the new start, with a UTC offset")
+    reason_code: Code = Field(description="coded reason, e.g. patient_request, clinician_unwell")
+
+
+class CancelSession(Body):
+    cancelled_by: CancelledBy
+    reason_code: Code
+
+
+class ChangeContract(Body):
+    contracted_sessions: int = Field(ge=1, description="the new session count, within the template's bounds")
+    reason_code: Code = Field(description="coded reason for the new contract, e.g. slower_progress")
+
+
+class Withdraw(Body):
+    reason: Literal["withdrawal", "referral_on"] = "withdrawal"
+
+
+class RecordChecklistItem(Body):
+    diagnosis_code: Code | None = Field(default=None, description="diagnosis item: a coded diagnosis, e.g. f32.1")
+    focus: Focus | None = Field(default=None, description="focus_confirmed item: the focus (default: the provisional one)")
+    reason_code: Code | None = Field(default=None, description="focus_confirmed item: why the focus changed")
+
+
+class StartMaintenance(Body):
+    sessions: int = Field(ge=1, description="monthly maintenance sessions in the new contract")
+    reason_code: Code = "remission_at_end"
+
+
+class WorkingHours(Body):
+    timezone: str = Field(description="IANA time zone, e.g. Europe/London")
+    slots: list[WeeklySlot] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("slots")
+    @classmethod
+    def _ordered(cls, v: list[WeeklySlot]) -> list[WeeklySlot]:
+        for i, s in enumerate(v):
+            if s.start >= s.end:
+                raise ValueError(f"slot {i}: start {s.start} must be before end {s.end}")
+        return v
+
+
+class ClosureDay(Body):
+    reason_code: Code | None = Field(default=None, description="e.g. bank_holiday, training_day")
+
+
+__all__ = ["CancelSession", "ChangeContract", "ClosureDay", "RecordChecklistItem", "RescheduleSession",
+           "StartMaintenance", "Withdraw", "WorkingHours"]
