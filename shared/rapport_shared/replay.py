@@ -258,7 +258,10 @@ def consumed_topics(runtime, group: str) -> list[str]:
     from .consumer import EventConsumer
 
     probe = EventConsumer(pool=None, group_id=group, dead_letter=None, outbox=runtime.outbox)  # type: ignore[arg-type]
-    runtime.register_handlers(runtime, probe)
+    if runtime.handlers is not None:  # the service's handler registry is its subscription
+        runtime.handlers.subscribe(probe)
+    if runtime.register_handlers:
+        runtime.register_handlers(runtime, probe)
     return list(probe.topics)
 
 

@@ -1,5 +1,5 @@
-"""Wires the notifier: settings → runtime (Postgres, Kafka, relay, consumers, clock, timers,
-contacts reader, sender) → HTTP app."""
+"""Wires the notifier: settings → runtime (Postgres, Kafka, relay, the handler registry as consumer
+subscriptions, timers and command bus, clock, contacts reader, sender) → HTTP app."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ from fastapi import FastAPI
 
 from rapport_shared.clock import clock_for
 from rapport_shared.http.app import create_app
-from rapport_shared.timers import TimedRuntime, TimerStore
+from rapport_shared.timers import TimedRuntime
 from rapport_shared.topics import NOTIFICATIONS
 
 from .adapters.channels import EmailChannel, LogChannel, SmsChannel, WebhookChannel
 from .adapters.contacts import run_contacts_reader
 from .adapters.scopes import resolvers
 from .domain.rules import Templates
-from .entrypoints import consumers, http
+from .entrypoints import http
 from .service_layer import handlers
 from .service_layer.sender import Sender
+from .service_layer.unit_of_work import NotifierUnitOfWork
 from .settings import NotifierSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -27,21 +28,9 @@ ACCESS_POLICY = Path(__file__).parent / "access.yaml"
 
 def build(settings: NotifierSettings) -> FastAPI:
     templates = Templates(settings.templates_dir)
-    ctx = handlers.Ctx(settings=settings, timers=TimerStore(settings.db_schema), languages=frozenset(templates.languages()))
-
-    def timer(fn):
-        async def run(uow, t):
-            await fn(uow, t, ctx)
-        return run
-
     runtime = TimedRuntime(
-        settings=settings, migrations_dir=MIGRATIONS, produces=[NOTIFICATIONS],
-        register_handlers=consumers.make_register(ctx),
-        clock=clock_for(settings),
-        timer_handlers={handlers.T_REMINDER: timer(handlers.on_session_reminder),
-                        handlers.T_QREQUEST: timer(handlers.on_questionnaire_request),
-                        handlers.T_QREMINDER: timer(handlers.on_questionnaire_reminder),
-                        handlers.T_ESCALATION: timer(handlers.on_alert_escalation)},
+        settings=settings, migrations_dir=MIGRATIONS, produces=[NOTIFICATIONS], clock=clock_for(settings),
+        handlers=handlers.handlers, uow_class=NotifierUnitOfWork,
         timer_poll_interval_s=settings.timer_poll_interval_s,
     )
     channels = {"log": LogChannel(), "email": EmailChannel(settings.smtp_host, settings.smtp_port_or_default, settings.smtp_from,
@@ -68,6 +57,5 @@ def build(settings: NotifierSettings) -> FastAPI:
                      policy=ACCESS_POLICY, resolvers=resolvers(settings))
     app.state.settings = settings
     app.state.templates = templates
-    app.state.ctx = ctx
     app.state.sender = sender
     return app

@@ -1,4 +1,5 @@
-"""Notifier settings (env vars ``RAPPORT_*``). Lead times and windows are durations: 90s, 15m, 24h, 2d, 1w."""
+"""Notifier settings (env vars ``RAPPORT_*``). Lead times and windows are durations
+(``rapport_shared.durations``): 90s, 15m, 24h, 2d, 1w, or ISO 8601 (PT24H)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import re
 
 from pydantic import SecretStr, field_validator, model_validator
 
-from rapport_shared.clock import parse_delta
+from rapport_shared.durations import Duration
 from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
 from rapport_shared.settings import ServiceSettings
 
@@ -35,11 +36,11 @@ class NotifierSettings(ServiceSettings):
     timer_poll_interval_s: float = 1.0
 
     # What is sent, and when (in service-clock time, so simulated time drives them).
-    session_reminder_lead: str = "24h"          # reminder this long before a session
-    questionnaire_lead: str = "48h"             # questionnaire request this long before a session
-    questionnaire_reminder_after: str = "24h"   # one reminder this long after the request, if unanswered
-    questionnaire_expiry_lead: str = "0s"       # the request expires this long before the session starts
-    escalation_after: str = "15m"               # unacknowledged safety alert → on-call clinician
+    session_reminder_lead: Duration = timedelta(hours=24)         # reminder this long before a session
+    questionnaire_lead: Duration = timedelta(hours=48)            # questionnaire request this long before a session
+    questionnaire_reminder_after: Duration = timedelta(hours=24)  # one reminder this long after the request, if unanswered
+    questionnaire_expiry_lead: Duration = timedelta(0)            # the request expires this long before the session starts
+    escalation_after: Duration = timedelta(minutes=15)            # unacknowledged safety alert → on-call clinician
     # Who is paged when a safety escalation (or an out-of-hours first page) finds nobody on call for
     # the alert's organisation: an email address, or the id of a clinician of this notifier's
     # clinicians table (paged on all their channels). Required in production; unset elsewhere, such
@@ -92,13 +93,6 @@ class NotifierSettings(ServiceSettings):
     contacts_keys: SecretStr = SecretStr(DEV_KEYS_JSON)
     contacts_active_key: str = DEV_KEY_ID
     contacts_enabled: bool = True
-
-    @field_validator("session_reminder_lead", "questionnaire_lead", "questionnaire_reminder_after",
-                     "questionnaire_expiry_lead", "escalation_after")
-    @classmethod
-    def _duration(cls, v: str) -> str:
-        parse_delta(v)
-        return v
 
     @field_validator("smtp_ca_file")
     @classmethod
@@ -163,9 +157,6 @@ class NotifierSettings(ServiceSettings):
         if recipient_ref == FALLBACK_EMAIL_REF and channel == "email" and "@" in self.safety_fallback:
             return self.safety_fallback
         return None
-
-    def delta(self, name: str) -> timedelta:
-        return parse_delta(getattr(self, name))
 
     def keyring(self) -> Keyring:
         return Keyring.from_config(self.contacts_keys.get_secret_value(), self.contacts_active_key)

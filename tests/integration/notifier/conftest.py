@@ -19,14 +19,15 @@ from rapport_notifier.adapters.channels import Outgoing, SendError
 from rapport_notifier.domain.rules import Templates
 from rapport_notifier.service_layer import handlers
 from rapport_notifier.service_layer.sender import Sender
+from rapport_notifier.service_layer.unit_of_work import NotifierUnitOfWork
 from rapport_notifier.settings import NotifierSettings
 from rapport_shared import db, envelope
 from rapport_shared.clock import ManualClock
 from rapport_shared.outbox import Outbox
 from rapport_shared.http.auth import TokenAuthority
 from rapport_shared.testing.fixtures import TEST_ORG, TEST_SECRET, scratch_schema
-from rapport_shared.timers import TimerStore
-from rapport_shared.uow import UnitOfWorkFactory
+from rapport_shared.messagebus import MessageBus
+from rapport_shared.uow import UnitOfWorkFactory, uow_maker
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +80,15 @@ class Harness:
         self.settings = NotifierSettings(**{"service_name": "notifier", "db_schema": schema, "retry_base_s": 30,
                                             "retry_max_s": 100, "retry_for_s": 3600, **settings})
         self.templates = Templates(self.settings.templates_dir)
-        self.ctx = handlers.Ctx(settings=self.settings, timers=TimerStore(schema),
-                                languages=frozenset(self.templates.languages()))
         self.outbox = Outbox("/rapport/notifier", schema)
-        self.uow = UnitOfWorkFactory(pool, self.outbox, self.clock)
+        # The notifier's own unit of work (its repositories and these settings), as the runtime makes it.
+        self.make_uow = uow_maker(self.outbox, self.clock, NotifierUnitOfWork, self.settings)
+        self.uow = UnitOfWorkFactory(pool, self.outbox, self.clock, make_uow=self.make_uow)
         self.email, self.sms = FakeChannel("email"), FakeChannel("sms")
         self.channels = {"email": self.email, "sms": self.sms, "log": FakeChannel("log"), "webhook": FakeChannel("webhook")}
 
     def sender(self) -> Sender:
-        rt = SimpleNamespace(pool=self.pool, outbox=self.outbox, clock=self.clock)
+        rt = SimpleNamespace(pool=self.pool, outbox=self.outbox, clock=self.clock, make_uow=self.make_uow)
         return Sender(rt, self.settings, self.channels, self.templates)
 
     async def fetch(self, sql, *args):
@@ -112,23 +113,15 @@ class Harness:
                                    time=at or self.clock.now(), id=event_id)
         async with self.uow() as uow:
             uow.cause = event
-            await handlers.handle_event(uow, event, data, self.ctx)
+            await handlers.handlers.dispatch(data, uow)
         return event
 
     async def fire_due(self) -> int:
         """Fire every due timer through the notifier's timer handlers (as TimedRuntime would)."""
         from rapport_shared.timers import TimerRunner
 
-        def timer(fn):
-            async def run(uow, t):
-                await fn(uow, t, self.ctx)
-            return run
-
         runner = TimerRunner(pool=self.pool, outbox=self.outbox, clock=self.clock, schema=self.schema,
-                             handlers={handlers.T_REMINDER: timer(handlers.on_session_reminder),
-                                       handlers.T_QREQUEST: timer(handlers.on_questionnaire_request),
-                                       handlers.T_QREMINDER: timer(handlers.on_questionnaire_reminder),
-                                       handlers.T_ESCALATION: timer(handlers.on_alert_escalation)})
+                             handlers=handlers.handlers.timer_handlers, make_uow=self.make_uow)
         return await runner.fire_due()
 
     async def outbox_events(self, event_type: str | None = None) -> list[dict]:
@@ -183,7 +176,7 @@ async def api(h):
     app = bootstrap.build(settings)
     rt = app.state.runtime
     rt.pool, rt.clock, rt.uow = h.pool, h.clock, h.uow  # no lifespan: the harness stands in for start()
-    app.state.ctx = h.ctx
+    rt.bus = MessageBus(handlers.handlers, h.uow)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier") as client:
         yield Api(h, app, client)
 

@@ -192,7 +192,7 @@ async def test_the_sender_delivers_through_the_relay_the_settings_describe(make_
     await h.exec("INSERT INTO patients (person_id, email, phone, channel_consent, updated_at)"
                  " VALUES ('P-relay', $1, NULL, '{\"email\": true}', now())", ADDRESS)
     async with h.uow() as uow:
-        await handlers.enqueue(uow, h.ctx, kind=rules.REVIEW_NOTICE, cause_event_id=uuid.uuid4(), episode_id=ep,
+        await handlers.enqueue(uow, kind=rules.REVIEW_NOTICE, cause_event_id=uuid.uuid4(), episode_id=ep,
                                recipient_ref="patient:P-relay", channels=["email"],
                                params={"episode_id": str(ep), "reason": "r", "session_number": 1})
     sender = h.sender()

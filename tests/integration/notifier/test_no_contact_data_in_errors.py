@@ -153,7 +153,7 @@ async def test_failure_paths_leave_no_contact_data_in_rows_logs_or_the_delivery_
         params = ({"body": json.dumps({"id": "x"})} if channel == "webhook"
                   else {"episode_id": str(ep), "reason": "r", "session_number": 1})
         async with h.uow() as uow:
-            await handlers.enqueue(uow, h.ctx, kind=kind, cause_event_id=uuid.uuid4(), episode_id=ep,
+            await handlers.enqueue(uow, kind=kind, cause_event_id=uuid.uuid4(), episode_id=ep,
                                    recipient_ref=recipient, params=params, channels=[channel])
         [row] = await sender.claim()
         await sender.deliver(row)

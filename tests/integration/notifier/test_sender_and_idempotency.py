@@ -36,7 +36,7 @@ async def patient(h, pid: str, language: str | None = None) -> None:
 
 async def enqueue(h, **kw) -> int:
     async with h.uow() as uow:
-        return await handlers.enqueue(uow, h.ctx, **kw)
+        return await handlers.enqueue(uow, **kw)
 
 
 async def notice(h, cause=None, ep=None, to="clinician:c1") -> uuid.UUID:
@@ -445,13 +445,13 @@ async def test_patient_language_comes_from_the_contact_record_unless_overridden(
         async with h.pool.acquire() as conn:
             assert await apply_record(conn, rec.key, rec.value, rec.kafka_headers(), kr, h.clock.now()) == "upserted"
     async with h.pool.acquire() as conn:
-        got = {pid: await handlers.recipient_channels(conn, h.ctx, f"patient:{pid}", False)
+        got = {pid: await handlers.recipient_channels(h.make_uow(conn), f"patient:{pid}", False)
                for pid in ("P-es", "P-fr", "P-none")}
     assert got == {"P-es": (["email"], "es"), "P-fr": (["email"], "en"),  # fr: no complete template set
                    "P-none": (["email"], "en")}
     await h.exec("INSERT INTO patient_preferences (person_id, language, updated_at) VALUES ('P-es', 'en', now())")
     async with h.pool.acquire() as conn:
-        assert await handlers.recipient_channels(conn, h.ctx, "patient:P-es", False) == (["email"], "en")
+        assert await handlers.recipient_channels(h.make_uow(conn), "patient:P-es", False) == (["email"], "en")
     # and a reminder is rendered in the record's language
     await h.exec("DELETE FROM patient_preferences")
     await enqueue(h, kind=rules.SESSION_REMINDER, cause_event_id=uuid.uuid4(), episode_id=uuid.uuid4(),

@@ -79,7 +79,7 @@ async def deliver_to(h, url: str, channel: WebhookChannel) -> dict:
                  " 'org-test')", sub, url, rules.new_secret())
     h.channels["webhook"] = channel
     async with h.uow() as uow:
-        await handlers.enqueue(uow, h.ctx, kind=rules.PARTNER_EVENT, cause_event_id=uuid.uuid4(), episode_id=uuid.uuid4(),
+        await handlers.enqueue(uow, kind=rules.PARTNER_EVENT, cause_event_id=uuid.uuid4(), episode_id=uuid.uuid4(),
                                recipient_ref=f"partner:{sub}", params={"body": json.dumps({"id": "e"})},
                                channels=["webhook"])
     sender = h.sender()

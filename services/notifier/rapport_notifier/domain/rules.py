@@ -1,5 +1,6 @@
-"""Pure notifier rules: idempotency keys, quiet hours, webhook signatures, templates. No I/O but
-reading template files."""
+"""Pure notifier rules: idempotency keys, who is reached on which channel, webhook signatures and
+bodies, templates. No I/O but reading template files. Quiet hours and working hours are
+``rapport_shared.hours``."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import os
 import re
 import socket
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from string import Template
 from urllib.parse import unquote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rapport_shared.envelope import CloudEvent, format_time
 
 NAMESPACE = uuid.UUID("6f1d3c1e-5b0e-4a57-9a53-6a0d6c1f0b8e")
 
@@ -50,129 +54,41 @@ def notification_id(key: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, key)
 
 
-# ---------------------------------------------------------------- quiet hours
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+# ---------------------------------------------------------------- recipients
+def patient_channels(patient: dict | None) -> list[str]:
+    """The one channel a patient is reached on: one with an address and explicit consent, the
+    preferred one first (none: nobody reachable)."""
+    if patient is None:
+        return []
+    consent = patient.get("channel_consent") or {}
+    usable = [c for c, addr in (("email", patient.get("email")), ("sms", patient.get("phone")))
+              if addr and consent.get(c) is True]
+    if patient.get("preferred_channel") in usable:
+        usable.remove(patient["preferred_channel"])
+        usable.insert(0, patient["preferred_channel"])
+    return usable[:1]
 
 
-class QuietHoursError(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    start: time
-    end: time
-    tz: ZoneInfo
-
-    @classmethod
-    def parse(cls, raw: dict | None) -> "QuietHours | None":
-        if raw is None:
-            return None
-        if not isinstance(raw, dict):
-            raise QuietHoursError("quiet_hours", "must be an object {start, end, timezone}")
-        parts = {}
-        for f in ("start", "end"):
-            m = _HHMM.match(str(raw.get(f, "")))
-            if not m:
-                raise QuietHoursError(f"quiet_hours.{f}", "must be HH:MM (24 h)")
-            parts[f] = time(int(m.group(1)), int(m.group(2)))
-        try:
-            tz = ZoneInfo(str(raw.get("timezone", "")))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise QuietHoursError("quiet_hours.timezone", "must be an IANA time zone, e.g. Europe/London") from None
-        if parts["start"] == parts["end"]:
-            raise QuietHoursError("quiet_hours", "start and end must differ")
-        return cls(parts["start"], parts["end"], tz)
-
-    def _quiet(self, t: time) -> bool:
-        if self.start < self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end  # wraps midnight
-
-    def next_allowed(self, at: datetime) -> datetime:
-        """``at`` if it is outside the quiet hours, else the end of the quiet period."""
-        local = at.astimezone(self.tz)
-        if not self._quiet(local.time()):
-            return at
-        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
-        if end <= local:
-            end += timedelta(days=1)
-        return end.astimezone(at.tzinfo)
-
-
-# ---------------------------------------------------------------- clinicians' working hours
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # index = datetime.weekday()
-_HHMM_END = re.compile(r"^(?:([01][0-9]|2[0-3]):([0-5][0-9])|(24):(00))$")
-
-
-class WorkingHoursError(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-def _minutes(raw: object, field: str, *, end: bool) -> int:
-    m = (_HHMM_END if end else _HHMM).match(raw) if isinstance(raw, str) else None
-    if not m:
-        raise WorkingHoursError(field, "must be HH:MM (24 h)" + (", or 24:00" if end else ""))
-    h, mm = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
-    return int(h) * 60 + int(mm)
-
-
-@dataclass(frozen=True)
-class WorkingHours:
-    """Weekly working hours in a time zone: ``{"timezone": "Europe/London", "slots": [{"day": "mon",
-    "start": "09:00", "end": "17:00"}, ...]}``. A slot lies within one day (``end`` after ``start``,
-    ``24:00`` allowed); a night shift is two slots. Times are wall-clock times in the zone."""
-
-    tz: ZoneInfo
-    slots: tuple[tuple[int, int, int], ...]  # (weekday, start minute, end minute)
-
-    @classmethod
-    def parse(cls, raw: object) -> "WorkingHours | None":
-        if raw is None:
-            return None
-        if not isinstance(raw, dict):
-            raise WorkingHoursError("working_hours", "must be an object {timezone, slots}")
-        extra = sorted(set(raw) - {"timezone", "slots"})
-        if extra:
-            raise WorkingHoursError(f"working_hours.{extra[0]}", "unknown field")
-        tz_name = raw.get("timezone")
-        try:
-            if not isinstance(tz_name, str) or not tz_name:
-                raise ValueError
-            tz = ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise WorkingHoursError("working_hours.timezone", "must be an IANA time zone, e.g. Europe/London") from None
-        slots_raw = raw.get("slots")
-        if not isinstance(slots_raw, list) or not slots_raw:
-            raise WorkingHoursError("working_hours.slots", "must be a non-empty list of {day, start, end}")
-        slots = []
-        for i, slot in enumerate(slots_raw):
-            at = f"working_hours.slots.{i}"
-            if not isinstance(slot, dict):
-                raise WorkingHoursError(at, "must be an object {day, start, end}")
-            extra = sorted(set(slot) - {"day", "start", "end"})
-            if extra:
-                raise WorkingHoursError(f"{at}.{extra[0]}", "unknown field")
-            if slot.get("day") not in DAYS:
-                raise WorkingHoursError(f"{at}.day", f"must be one of {', '.join(DAYS)}")
-            start = _minutes(slot.get("start"), f"{at}.start", end=False)
-            end = _minutes(slot.get("end"), f"{at}.end", end=True)
-            if end <= start:
-                raise WorkingHoursError(f"{at}.end", "must be after start (a slot lies within one day)")
-            slots.append((DAYS.index(slot["day"]), start, end))
-        return cls(tz, tuple(slots))
-
-    def within(self, at: datetime) -> bool:
-        local = at.astimezone(self.tz)
-        minute = local.hour * 60 + local.minute
-        return any(day == local.weekday() and start <= minute < end for day, start, end in self.slots)
+def local_time(t: datetime, tz: tzinfo | None) -> tuple[str, str]:
+    """(``t`` as the recipient reads it, the zone's name): UTC when no zone is known."""
+    if tz is None:
+        return t.strftime("%Y-%m-%d %H:%M UTC"), "UTC"
+    return t.astimezone(tz).strftime("%Y-%m-%d %H:%M"), str(tz)
 
 
 # ---------------------------------------------------------------- webhooks (Standard Webhooks)
+def structured(event: CloudEvent) -> str:
+    """The body POSTed to partners: the CloudEvent in structured JSON mode (same for every retry)."""
+    return json.dumps({"specversion": "1.0", "id": event.id, "source": event.source, "type": event.type,
+                       "subject": event.subject, "time": format_time(event.time), "dataschema": event.dataschema,
+                       "datacontenttype": "application/json", "data": event.data}, separators=(",", ":"), sort_keys=True)
+
+
+def pushed_to_partners(event: CloudEvent) -> bool:
+    """Every event but the record of a webhook delivery (no feedback loop)."""
+    return not (event.type.startswith("rapport.notification.") and event.data.get("channel") == "webhook")
+
+
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
@@ -366,3 +282,9 @@ class Templates:
         subject = head.removeprefix("Subject:").strip()
         values = {k: str(v) for k, v in params.items()}
         return Rendered(Template(subject).safe_substitute(values), Template(body).safe_substitute(values).strip() + "\n")
+
+
+@lru_cache(maxsize=8)
+def complete_languages(directory: str) -> frozenset[str]:
+    """The languages of ``directory`` with a complete template set (read once per directory)."""
+    return frozenset(Templates(directory).languages())

@@ -22,6 +22,11 @@ doubt is settled:
   ``doubt_since``; after that the row is sent again blindly (logged);
 - no lookup (SMS, webhooks, log; email without ``EMAIL_STATUS_URL``): sent again with the same
   key (``in_doubt_resends`` + 1) — at least once, the duplicate identifiable by its key.
+
+The sender wakes on the NOTIFY a handler sends with a new delivery (``rapport_shared.listen``),
+reads and writes rows through the delivery repository of a unit of work the runtime makes
+(``make_uow``), and spaces retries by the shared backoff (``rapport_shared.retry``, without jitter:
+``RETRY_BASE_S`` · 2ⁿ up to ``RETRY_MAX_S``).
 """
 
 from __future__ import annotations
@@ -29,19 +34,23 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import AsyncIterator
 
 import asyncpg
 
 from rapport_shared.contracts import NotificationDeliveredV1, NotificationFailedV1
 from rapport_shared.faults import crash_point
+from rapport_shared.listen import NotifyLoop
 from rapport_shared.logging import get_logger
-from rapport_shared.uow import UnitOfWork
+from rapport_shared.retry import RetryPolicy
 
 from ..adapters.channels import Outgoing, SendError
+from ..adapters.deliveries import sender_channel
 from ..domain.rules import TemplateMissing, Templates
 from ..metrics import DELIVERIES, IN_DOUBT
-from .handlers import SENDER_CHANNEL, organisation_of
+from .unit_of_work import NotifierUnitOfWork
 
 log = get_logger("rapport.notifier.sender")
 
@@ -51,75 +60,65 @@ class Sender:
         self.rt, self.s, self.channels, self.templates = runtime, settings, channels, templates
         self.sem = asyncio.Semaphore(settings.send_concurrency)
         self.inflight: set[asyncio.Task] = set()
-        self.wake = asyncio.Event()
         self.lease = timedelta(seconds=max(self.s.send_timeout_s * 3, self.s.send_timeout_s + 5))
+        # Exact delays (no jitter): the next attempt's time is stored on the row, not slept on.
+        self.backoff = RetryPolicy(initial_s=self.s.retry_base_s, max_s=self.s.retry_max_s, jitter_s=0)
+        self.loop: NotifyLoop | None = None
+        self._more = False  # the last pass filled slots and some are still free: go again at once
+
+    @asynccontextmanager
+    async def unit(self, *, transaction: bool = False) -> AsyncIterator[NotifierUnitOfWork]:
+        """A unit of work on a pooled connection; in a transaction only where state and event go together."""
+        async with self.rt.pool.acquire() as conn:
+            if not transaction:
+                yield self.rt.make_uow(conn, None)
+                return
+            async with conn.transaction():
+                yield self.rt.make_uow(conn, None)
 
     # ------------------------------------------------------------ loop
     async def run(self, _runtime=None) -> None:
-        listener = None
-        channel = f"{self.s.db_schema}_{SENDER_CHANNEL}"
-        while True:
-            try:
-                if listener is None:
-                    listener = await self.rt.pool.acquire()
-                    await listener.add_listener(channel, lambda *_: self.wake.set())
-                self.wake.clear()
-                await self.reclaim()
-                claimed = await self.claim()
-                for row in claimed:
-                    await self.sem.acquire()
-                    task = asyncio.create_task(self.deliver(row))
-                    self.inflight.add(task)
-                    task.add_done_callback(self._done)
-                if claimed and self.sem._value > 0:
-                    continue
-                try:
-                    await asyncio.wait_for(self.wake.wait(), self.s.sender_poll_interval_s)
-                except asyncio.TimeoutError:
-                    pass
-            except asyncio.CancelledError:
-                for t in self.inflight:
-                    t.cancel()
-                if listener is not None:
-                    await self.rt.pool.release(listener)
-                raise
-            except Exception as exc:
-                log.warning("sender pass failed; will retry", error=type(exc).__name__)
-                if listener is not None:
-                    try:
-                        await self.rt.pool.release(listener)
-                    except Exception:
-                        pass
-                    listener = None
-                await asyncio.sleep(1.0)
+        self.loop = NotifyLoop(self.rt.pool, sender_channel(self.s.db_schema),
+                               poll_interval_s=self.s.sender_poll_interval_s, what="sender")
+        try:
+            await self.loop.run(self.pass_once, self._idle)
+        finally:
+            for t in self.inflight:
+                t.cancel()
+
+    async def pass_once(self) -> None:
+        await self.reclaim()
+        claimed = await self.claim()
+        for row in claimed:
+            await self.sem.acquire()
+            task = asyncio.create_task(self.deliver(row))
+            self.inflight.add(task)
+            task.add_done_callback(self._done)
+        self._more = bool(claimed) and self.sem._value > 0
+
+    async def _idle(self) -> None:
+        if not self._more and self.loop is not None:
+            await self.loop.sleep_until_woken()
 
     def _done(self, task: asyncio.Task) -> None:
         self.inflight.discard(task)
         self.sem.release()
-        self.wake.set()
+        if self.loop is not None:
+            self.loop.wake.set()
 
     async def reclaim(self) -> None:
-        async with self.rt.pool.acquire() as conn:
-            n = await conn.execute(
-                # A row already in doubt (the process died while settling it) stays the same doubt.
-                "UPDATE notifications SET status = 'ready', lease_until = NULL, next_attempt_at = now(),"
-                " in_doubt = in_doubt + (doubt_since IS NULL)::int, doubt_since = COALESCE(doubt_since, now())"
-                " WHERE status = 'sending' AND lease_until < now()")
-        if n.split()[-1] != "0":
+        async with self.unit() as uow:
+            n = await uow.deliveries.reclaim()
+        if n:
             log.warning("in-doubt deliveries (died mid-send): the provider is asked where a status lookup is"
-                        " configured, else they are sent again with the same key", count=n.split()[-1])
+                        " configured, else they are sent again with the same key", count=str(n))
 
     async def claim(self) -> list[asyncpg.Record]:
         free = self.sem._value
         if free <= 0:
             return []
-        async with self.rt.pool.acquire() as conn:
-            return await conn.fetch(
-                "UPDATE notifications SET status = 'sending', attempts = attempts + 1, lease_until = now() + $2::interval,"
-                " first_attempt_at = COALESCE(first_attempt_at, now()) WHERE notification_id IN ("
-                "  SELECT notification_id FROM notifications WHERE status = 'ready' AND next_attempt_at <= now()"
-                "  ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
-                free, self.lease)
+        async with self.unit() as uow:
+            return await uow.deliveries.claim(free, self.lease)
 
     # ------------------------------------------------------------ one delivery
     async def deliver(self, row: asyncpg.Record) -> None:
@@ -184,57 +183,48 @@ class Sender:
                 log.info("in-doubt delivery was not accepted by the provider: sending", notification_id=str(nid),
                          channel=name)
                 IN_DOUBT.labels(name, "not_accepted").inc()
-                return await self._settled(row, "in_doubt_resolved = in_doubt_resolved + 1, status_lookups = status_lookups + 1")
+                return await self._settled(row, asked=True)
         else:
             log.warning("in-doubt delivery sent again with the same key (no status lookup for this channel)",
                         notification_id=str(nid), channel=name)
         IN_DOUBT.labels(name, "resent").inc()
-        return await self._settled(row, "in_doubt_resends = in_doubt_resends + 1")
+        return await self._settled(row, asked=False)
 
-    async def _settled(self, row, counters: str) -> bool:
-        async with self.rt.pool.acquire() as conn:
-            return bool(await conn.fetchval(
-                f"UPDATE notifications SET doubt_since = NULL, {counters}"
-                " WHERE notification_id = $1 AND status = 'sending' RETURNING true", row["notification_id"]))
+    async def _settled(self, row, *, asked: bool) -> bool:
+        async with self.unit() as uow:
+            return await uow.deliveries.settle_doubt(row["notification_id"], asked=asked)
 
     async def _doubt_window_over(self, row) -> bool:
-        async with self.rt.pool.acquire() as conn:
-            return bool(await conn.fetchval(
-                "SELECT doubt_since + $2::interval < now() FROM notifications WHERE notification_id = $1",
-                row["notification_id"], timedelta(seconds=self.s.retry_for_s)))
+        async with self.unit() as uow:
+            return await uow.deliveries.doubt_window_over(row["notification_id"], timedelta(seconds=self.s.retry_for_s))
 
     async def _lookup_failed(self, row, err: SendError) -> None:
         """Nothing was sent: back to ``ready`` with backoff, still in doubt; the claim was no send attempt."""
-        delay = min(self.s.retry_base_s * 2 ** row["status_lookups"], self.s.retry_max_s)
+        delay = self.backoff.delay(row["status_lookups"] + 1)
         log.warning("status lookup for an in-doubt delivery failed; nothing sent, will ask again",
                     notification_id=str(row["notification_id"]), retry_in_s=delay, error=str(err))
-        async with self.rt.pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE notifications SET status = 'ready', lease_until = NULL, attempts = attempts - 1,"
-                " status_lookups = status_lookups + 1, last_error = $2, next_attempt_at = now() + $3::interval"
-                " WHERE notification_id = $1 AND status = 'sending'",
-                row["notification_id"], err.stored, timedelta(seconds=delay))
+        async with self.unit() as uow:
+            await uow.deliveries.lookup_failed(row["notification_id"], err.stored, timedelta(seconds=delay))
 
     # ------------------------------------------------------------ helpers
     async def prepare(self, row) -> Outgoing:
         role, _, rid = row["recipient_ref"].partition(":")
         params = json.loads(row["params"]) if isinstance(row["params"], str) else dict(row["params"])
         nid, key = str(row["notification_id"]), row["idem_key"]
-        async with self.rt.pool.acquire() as conn:
+        async with self.unit() as uow:
             if row["channel"] == "webhook":
-                sub = await conn.fetchrow("SELECT * FROM subscriptions WHERE subscription_id = $1", uuid.UUID(rid))
+                sub = await uow.subscriptions.get(uuid.UUID(rid))
                 if sub is None or sub["deleted_at"] is not None:
                     raise SendError("subscription_deleted", retryable=False)
                 return Outgoing(nid, key, sub["url"], body=params["body"], secret=sub["secret"])
             if role == "patient":
-                p = await conn.fetchrow("SELECT * FROM patients WHERE person_id = $1", rid)
-                consent = (json.loads(p["channel_consent"]) if p and isinstance(p["channel_consent"], str)
-                           else (dict(p["channel_consent"]) if p else {}))
+                p = await uow.patients.get(rid)
+                consent = (p and p["channel_consent"]) or {}
                 address = p and (p["email"] if row["channel"] == "email" else p["phone"])
                 if not address or consent.get(row["channel"]) is not True:
                     raise SendError("no_contact_or_consent", retryable=False)  # erased or consent withdrawn
             else:
-                c = await conn.fetchrow("SELECT * FROM clinicians WHERE clinician_id = $1", rid)
+                c = await uow.clinicians.get(rid)
                 address = row["recipient_ref"] if row["channel"] == "log" else (
                     self.s.fallback_address(row["recipient_ref"], row["channel"])  # RAPPORT_SAFETY_FALLBACK
                     or c and (c["email"] if row["channel"] == "email" else c["phone"]))
@@ -249,20 +239,13 @@ class Sender:
     async def _finish(self, row, status: str, err: SendError | None, lookup_accepted: bool = False) -> None:
         """Record the outcome (+ its event) if the row is still ours. ``lookup_accepted``: an in-doubt
         row the provider says it accepted — delivered by the earlier attempt, this claim sent nothing."""
-        settle = (", doubt_since = NULL, in_doubt_resolved = in_doubt_resolved + 1, status_lookups = status_lookups + 1,"
-                  " attempts = attempts - 1") if lookup_accepted else ""
-        async with self.rt.pool.acquire() as conn, conn.transaction():
-            uow = UnitOfWork(conn, self.rt.outbox, self.rt.clock)
-            done = await conn.fetchval(
-                f"UPDATE notifications SET status = $2, finished_at = $3, lease_until = NULL, last_error = $4{settle}"
-                " WHERE notification_id = $1 AND status = 'sending' RETURNING true",
-                row["notification_id"], status, uow.now(), err and err.stored)
-            if not done:
+        async with self.unit(transaction=True) as uow:
+            if not await uow.deliveries.finish(row["notification_id"], status, uow.now(), err and err.stored,
+                                               lookup_accepted=lookup_accepted):
                 return
             common = dict(episode_id=row["episode_id"], notification_id=row["notification_id"], kind=row["kind"],
                           recipient_ref=row["recipient_ref"], channel=row["channel"], cause_event_id=row["cause_event_id"],
-                          organisation_id=await organisation_of(conn, row["episode_id"],
-                                                                self.s.default_organisation or None))
+                          organisation_id=await uow.episodes.organisation_of(row["episode_id"], uow.default_org))
             if status == "delivered":
                 await uow.emit(NotificationDeliveredV1(**common, delivered_at=uow.now()),
                                event_id=str(uuid.uuid5(row["notification_id"], "delivered")))
@@ -273,23 +256,17 @@ class Sender:
         DELIVERIES.labels(row["channel"], row["kind"], status).inc()  # committed
 
     async def _failed_attempt(self, row, err: SendError, doubt: bool = False) -> None:
-        async with self.rt.pool.acquire() as conn:
-            give_up = not err.retryable or await conn.fetchval(
-                "SELECT first_attempt_at + $2::interval < now() FROM notifications WHERE notification_id = $1",
+        async with self.unit() as uow:
+            give_up = not err.retryable or await uow.deliveries.retry_window_over(
                 row["notification_id"], timedelta(seconds=self.s.retry_for_s))
         if give_up:
             log.error("delivery failed for good", notification_id=str(row["notification_id"]), error=str(err))
             await self._finish(row, "failed", err)
             return
-        delay = min(self.s.retry_base_s * 2 ** (row["attempts"] - 1), self.s.retry_max_s)
+        delay = self.backoff.delay(row["attempts"])
         if doubt:  # not asked before an interrupted send could have settled at the provider: the lease's bound
             delay = max(delay, self.lease.total_seconds())
         log.warning("delivery attempt failed; will retry", notification_id=str(row["notification_id"]),
                     attempt=row["attempts"], retry_in_s=delay, error=str(err), in_doubt=doubt)
-        mark = (", in_doubt = in_doubt + (doubt_since IS NULL)::int, doubt_since = COALESCE(doubt_since, now())"
-                if doubt else "")
-        async with self.rt.pool.acquire() as conn:
-            await conn.execute(
-                f"UPDATE notifications SET status = 'ready', lease_until = NULL, last_error = $2{mark},"
-                " next_attempt_at = now() + $3::interval WHERE notification_id = $1 AND status = 'sending'",
-                row["notification_id"], err.stored, timedelta(seconds=delay))
+        async with self.unit() as uow:
+            await uow.deliveries.retry_later(row["notification_id"], err.stored, timedelta(seconds=delay), in_doubt=doubt)
