@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -11,12 +12,13 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..metrics import HTTP_REQUESTS
+from ..metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, refresh_consumer_lag
 from ..runtime import ServiceRuntime
 from . import access_routes
 from .access import AccessConfig, AccessPolicy, Resolver, enforce
 from .auth import DEV_KID_PREFIX, JwksSource, TokenVerifier
 from .errors import install_error_handlers
+from .openapi import install_problem_responses
 from .limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from ..db import audit_schema
 
@@ -61,9 +63,12 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next):
+        started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        HTTP_REQUESTS.labels(request.method, getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        labels = (request.method, getattr(route, "path", "unmatched"), str(response.status_code))
+        HTTP_REQUESTS.labels(*labels).inc()
+        HTTP_REQUEST_SECONDS.labels(*labels).observe(time.perf_counter() - started)
         return response
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: the process answers")
@@ -78,11 +83,14 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
 
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics")
     async def metrics() -> Response:
+        # Consumer lag is read when asked for (the consumers' own fetch state, no broker round trip).
+        await refresh_consumer_lag(getattr(runtime, "_subscribers", ()))
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in (*routers, access_routes.router):
         app.include_router(router)
     app.state.access.policy.check_routes(app)
+    install_problem_responses(app)
     # Outermost (added last): an oversized body is refused with 413 before any handler sees it.
     app.add_middleware(BodySizeLimit, max_bytes=getattr(runtime.settings, "http_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
     return app

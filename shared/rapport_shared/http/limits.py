@@ -28,9 +28,12 @@ class BodyTooLarge(Exception):
 
 def problem(limit: int) -> bytes:
     return json.dumps({
-        "error": "request_too_large",
+        "type": "urn:rapport:problem:request_too_large",
+        "title": "Content Too Large",
+        "status": 413,
         "detail": f"request body is larger than the limit of {limit} bytes",
         "field": "body",
+        "error": "request_too_large",
         "limit_bytes": limit,
     }).encode()
 
@@ -44,7 +47,7 @@ class BodySizeLimit:
         HTTP_BODY_REFUSED.inc()
         body = problem(self.max_bytes)
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 

@@ -10,8 +10,8 @@ import uuid
 import asyncpg
 import pytest
 
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
-from rapport_shared.testing.flows import PHQ9_BASELINE, intake_parts
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG
+from rapport_testing.flows import PHQ9_BASELINE, intake_parts
 
 pytestmark = pytest.mark.integration
 
@@ -127,8 +127,10 @@ async def test_the_issues_two_requests_by_another_partner_answer_404(intake_it):
     before = await h.snapshot(episode)
 
     done = await h.call("POST", f"/v1/referrals/{episode}/complete", {}, role="partner", sub="partner-other", org=OTHER_ORG)
-    assert done.status_code == 404 and done.json() == {"error": done.json()["error"], "detail": f"no episode {episode}",
-                                                       "field": "episode_id"}
+    assert done.status_code == 404 and done.json() == {"type": "urn:rapport:problem:NotFound", "title": "Not Found",
+                                                       "status": 404, "error": "NotFound",
+                                                       "detail": f"no episode {episode}", "field": "episode_id"}
+    assert done.headers["content-type"] == "application/problem+json"
     no_secrets(done.text)
     changed = await h.call("PUT", f"/v1/referrals/{episode}/contact", {"email": "partner-other@example.org",
                                                                       "channel_consent": {"email": True}},

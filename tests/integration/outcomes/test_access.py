@@ -41,6 +41,10 @@ async def with_alert(outcomes, h):
     return data, alert_id
 
 
+# Every refusal is RFC 9457 problem details; "not yours" and "missing" carry the same ones.
+NOT_FOUND = {"type": "urn:rapport:problem:NotFound", "title": "Not Found", "status": 404, "error": "NotFound"}
+
+
 def masked(response, record_id) -> tuple[int, dict]:
     """Status and body with the record id masked: what tells "not yours" from "missing", if anything."""
     return response.status_code, {k: (v.replace(str(record_id), "<id>") if isinstance(v, str) else v)
@@ -59,7 +63,7 @@ async def test_another_organisations_partner_gets_the_same_404_as_for_a_missing_
                                                 json=payload)
         unknown = await outcomes.client.request(method, f"/v1/episodes/{missing}/{path}", headers=theirs, json=payload)
         assert masked(refused, data.episode_id) == masked(unknown, missing) == (
-            404, {"error": "NotFound", "detail": "no episode <id>", "field": "episode_id"}), (path, refused.text)
+            404, {**NOT_FOUND, "detail": "no episode <id>", "field": "episode_id"}), (path, refused.text)
         assert dict(refused.headers).keys() == dict(unknown.headers).keys()
     # Nothing stored, no false alert raised, and every attempt is in the access audit.
     assert await outcomes.count(count, data.episode_id) == before
@@ -104,15 +108,15 @@ async def test_a_clinician_not_assigned_to_the_episode_reaches_nothing_of_it(out
     for who in (stranger, impostor):
         for path in ("scores", f"submissions/{submission_id}", "alerts", "outcome", "fhir"):
             r = await outcomes.client.get(f"/v1/episodes/{data.episode_id}/{path}", headers=who)
-            assert masked(r, data.episode_id) == (404, {"error": "NotFound", "detail": "no episode <id>",
+            assert masked(r, data.episode_id) == (404, {**NOT_FOUND, "detail": "no episode <id>",
                                                         "field": "episode_id"}), (path, r.text)
         r = await outcomes.client.get(f"/v1/alerts/{alert_id}", headers=who)
-        assert masked(r, alert_id) == (404, {"error": "NotFound", "detail": "no alert <id>", "field": "alert_id"})
+        assert masked(r, alert_id) == (404, {**NOT_FOUND, "detail": "no alert <id>", "field": "alert_id"})
         missing = uuid.uuid4()
         refused = await outcomes.client.post(f"/v1/alerts/{alert_id}/resolve", headers=who, json={"action": "safety_plan"})
         unknown = await outcomes.client.post(f"/v1/alerts/{missing}/resolve", headers=who, json={"action": "safety_plan"})
         assert masked(refused, alert_id) == masked(unknown, missing) == (
-            404, {"error": "NotFound", "detail": "no alert <id>", "field": "alert_id"})
+            404, {**NOT_FOUND, "detail": "no alert <id>", "field": "alert_id"})
     # The alert is still open: no one outside the care team stopped its escalation.
     assert await outcomes.count("SELECT count(*) FROM alerts WHERE alert_id = $1 AND status = 'open'",
                                 uuid.UUID(alert_id)) == 1

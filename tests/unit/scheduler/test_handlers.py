@@ -34,7 +34,7 @@ from rapport_scheduler.domain import decider as D
 from rapport_scheduler.domain.course import SessionStatus
 from rapport_scheduler.domain.errors import InvalidInput, RuleViolation, UnknownEntity
 from rapport_scheduler.service_layer import handlers
-from rapport_scheduler.testing import intake_completed
+from rapport_testing.scheduler import intake_completed
 
 from .fakes import FakeBus
 
@@ -163,6 +163,7 @@ async def test_a_refused_command_changes_nothing_and_answers_in_the_shared_vocab
         await bus.handle(commands.StartMaintenance(cid, CLINICIAN, 3, "remission_at_end"))
     assert status_for(refused.value) == 409
     assert error_body(refused.value) == {
+        "type": "urn:rapport:problem:illegal_transition", "title": "Conflict", "status": 409,
         "error": "illegal_transition", "detail": refused.value.message, "phase": "initial",
         "rule": "maintenance_after_completed"}
     assert "phase initial" in refused.value.message
@@ -255,5 +256,6 @@ async def test_working_hours_and_closure_days_apply_to_bookings():
     await bus.handle(commands.RemoveClosureDay(closed))
     with pytest.raises(UnknownEntity) as missing:
         await bus.handle(commands.RemoveClosureDay(closed))
-    assert error_body(missing.value) == {"error": "NotFound", "detail": "2030-01-10 is not a closure day",
+    assert error_body(missing.value) == {"type": "urn:rapport:problem:NotFound", "title": "Not Found", "status": 404,
+                                         "error": "NotFound", "detail": "2030-01-10 is not a closure day",
                                          "field": "day"}
