@@ -7,10 +7,15 @@
 #                                debootstrap (minbase) from the host's Debian mirror + docker import
 #   rapport/postgres:15          Debian postgresql-15                       (deploy/postgres/)
 #   rapport/kafka:4.3.1          Kafka jars from Maven Central + Debian JRE (deploy/kafka/)
+#   rapport/prometheus:2.42      Debian prometheus (+ promtool) with Rapport's scrape config and alert
+#                                rules, both checked by promtool during the build (deploy/prometheus/)
 #   rapport/python-runtime:bookworm  (--all only) Debian python3 + the locked third-party wheels,
-#                                installed with uv.lock's hashes (deploy/python-runtime.Dockerfile)
-#   rapport/<svc>:<version>      + :latest, for intake scheduler outcomes notifier (--all only):
-#                                runtime + the service's wheels           (services/<svc>/Dockerfile)
+#                                installed with uv.lock's hashes, + every service's registration
+#                                (services.json)                  (deploy/python-runtime.Dockerfile)
+#   rapport/<svc>:<version>      + :latest, for intake scheduler outcomes notifier console (--all only):
+#                                runtime + the service's wheels: rapport-shared, rapport-tools (its
+#                                rapport-<svc> command), rapport-<svc>; never rapport-testing
+#                                                                         (services/<svc>/Dockerfile)
 #
 # Supply chain: the Python wheels are the ones uv.lock pins, downloaded and installed with its
 # sha256 hashes (`uv export --frozen`, `pip download/install --require-hashes`; uv itself pinned:
@@ -39,8 +44,9 @@ done
 BASE_IMAGE=rapport/base:bookworm
 PG_IMAGE=rapport/postgres:15
 KAFKA_IMAGE=rapport/kafka:$KAFKA_VERSION   # KAFKA_VERSION: _common.sh
+PROMETHEUS_IMAGE=rapport/prometheus:2.42    # Debian bookworm's prometheus 2.42
 RUNTIME_IMAGE=rapport/python-runtime:bookworm
-SERVICES=(intake scheduler outcomes notifier)
+SERVICES=(intake scheduler outcomes notifier console)
 LABEL=rapport.inputs.sha256
 # Bump when the way images are built changes in a way the hashed files do not show.
 RECIPE_VERSION=1
@@ -230,6 +236,21 @@ build_kafka() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Infrastructure too (20 s once, then up to date): the compose stack runs it and the e2e test
+# tests/e2e/test_prometheus.py and tests/unit/deploy/test_prometheus_files.py (promtool) use it.
+build_prometheus() {
+  local t0 hash
+  t0=$(now_s)
+  hash=$( { echo "$RECIPE_VERSION $(image_id "$BASE_IMAGE")"; hash_files "$RAPPORT_DEPLOY/prometheus"; } | sha256sum | cut -c1-64)
+  if up_to_date "$PROMETHEUS_IMAGE" "$hash"; then
+    summary "$PROMETHEUS_IMAGE" up-to-date "$(elapsed "$t0")"; return
+  fi
+  log "prometheus: building $PROMETHEUS_IMAGE"
+  docker_build "$PROMETHEUS_IMAGE" "$hash" prometheus --build-arg "BASE_IMAGE=$BASE_IMAGE" "$RAPPORT_DEPLOY/prometheus"
+  summary "$PROMETHEUS_IMAGE" built "$(elapsed "$t0")"
+}
+
+# ---------------------------------------------------------------------------------------------
 service_version() {
   python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["project"]["version"])' \
     "$RAPPORT_ROOT/services/$1/pyproject.toml"
@@ -239,19 +260,22 @@ service_version() {
 #   requirements.txt  every third-party pin of the four services WITH uv.lock's sha256 hashes
 #   deps/             those wheels: `pip download --require-hashes --only-binary=:all: --no-deps`
 #                     (a file whose hash is not in the lock is refused; nothing is built from an sdist)
-#   app/              the workspace wheels (`uv build`) and app/<svc>.requirements.txt: the two
-#                     wheels of <svc> with their sha256, for `pip install --require-hashes`
+#   app/              the workspace wheels (`uv build`; not rapport-testing: test support never goes
+#                     into an image) and app/<svc>.requirements.txt: the three wheels of <svc>
+#                     (rapport-shared, rapport-tools, rapport-<svc>) with their sha256, for
+#                     `pip install --require-hashes`
 make_wheelhouse() {
   local ctx="$RAPPORT_BUILD_DIR/python" t0 svc reqhash arch i plats=()
   t0=$(now_s)
   ensure_uv || die "cannot install uv==$UV_VERSION"
   rm -rf "$ctx/app" "$ctx/req"; mkdir -p "$ctx/deps" "$ctx/app"
-  # The root project (package = false) depends on the five workspace packages, so its export
-  # without the dev group is exactly the union of the four services' `uv export --package` pins.
+  # The root project (package = false) depends on the runtime, the tools and the services, so its
+  # export without the dev group (where rapport-testing is) is exactly the union of the services'
+  # `uv export --package` pins.
   (cd "$RAPPORT_ROOT" && uv export --frozen --no-dev --no-emit-workspace --format requirements-txt \
       --no-header -q -o "$ctx/requirements.txt" >/dev/null) || die "uv export --frozen failed"
   grep -q -- '--hash=sha256:' "$ctx/requirements.txt" || die "uv export wrote no hashes"
-  log "python: pip download --require-hashes ($(grep -cE '^[A-Za-z0-9]' "$ctx/requirements.txt") pins from uv.lock) + 5 workspace packages"
+  log "python: pip download --require-hashes ($(grep -cE '^[A-Za-z0-9]' "$ctx/requirements.txt") pins from uv.lock) + $((${#SERVICES[@]} + 3)) workspace packages"
   # Wheels for the container's python (Debian bookworm: CPython 3.11, glibc 2.36), whatever the
   # host runs: manylinux_2_36 down to manylinux2014, pure-Python wheels; never an sdist.
   arch=$(uname -m)
@@ -270,15 +294,16 @@ make_wheelhouse() {
   # The workspace's own wheels: `uv build` (1-2 s; it caches the build backend), else pip wheel.
   if ! (cd "$RAPPORT_ROOT" && uv build -q --all-packages --wheel -o "$ctx/app") >"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1; then
     rm -rf "$ctx/app"; mkdir -p "$ctx/app"
-    python3 -m pip wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared" "${SERVICES[@]/#/$RAPPORT_ROOT/services/}" \
+    python3 -m pip wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared/rapport_shared" "$RAPPORT_ROOT/shared/rapport_tools" \
+      "${SERVICES[@]/#/$RAPPORT_ROOT/services/}" \
       -w "$ctx/app" >>"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1 \
       || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-app.log" >&2; die "building the workspace wheels failed"; }
   fi
-  rm -f "$ctx/app/.gitignore"
+  rm -f "$ctx/app/.gitignore" "$ctx/app"/rapport_testing-*.whl   # test support: never in an image
   local whl name
   for svc in "${SERVICES[@]}"; do
     : > "$ctx/app/$svc.requirements.txt"
-    for name in rapport_shared "rapport_$svc"; do
+    for name in rapport_shared rapport_tools "rapport_$svc"; do
       whl=$(cd "$ctx/app" && ls "$name"-*.whl)
       [ "$(printf '%s\n' "$whl" | wc -l)" = 1 ] || die "expected one $name wheel in $ctx/app, found: $whl"
       printf '%s @ file:///tmp/wheels/%s --hash=sha256:%s\n' "${name//_/-}" "$whl" \
@@ -288,13 +313,28 @@ make_wheelhouse() {
   summary "(wheelhouse)" built "$(elapsed "$t0")" "$(ls "$ctx/deps" | wc -l) dependency wheels, hashes from uv.lock"
 }
 
+# services_manifest : deploy/.build/python/services.json, every service's registration (name, order,
+# Kafka access) as data. An image holds one service, but `rapport-admin provision` and the ACLs act
+# on the whole deployment from it: the runtime image carries this list (rapport_tools/services.py).
+services_manifest() {
+  local ctx="$RAPPORT_BUILD_DIR/python"
+  mkdir -p "$ctx"
+  ensure_uv || die "cannot install uv==$UV_VERSION"
+  (cd "$RAPPORT_ROOT" && uv run --frozen -q python -m rapport_tools.services --json) > "$ctx/services.json.new" \
+    || die "listing the services (uv run python -m rapport_tools.services --json) failed"
+  mv "$ctx/services.json.new" "$ctx/services.json"
+}
+
 build_services() {
   local svc version image hash t0 ctx="$RAPPORT_BUILD_DIR/python" wheelhouse_done=0
-  # The runtime (python + third-party wheels) changes only with the lock: shared by all four.
+  # The runtime (python + third-party wheels + the services' registrations) changes only with the
+  # lock and the registrations: shared by every service image.
   t0=$(now_s)
+  services_manifest
   hash=$( {
     echo "$RECIPE_VERSION $(image_id "$BASE_IMAGE") runtime"
-    hash_files "$RAPPORT_DEPLOY/python-runtime.Dockerfile" "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml"
+    hash_files "$RAPPORT_DEPLOY/python-runtime.Dockerfile" "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" \
+      "$ctx/services.json"
   } | sha256sum | cut -c1-64)
   if up_to_date "$RUNTIME_IMAGE" "$hash"; then
     summary "$RUNTIME_IMAGE" up-to-date "$(elapsed "$t0")"
@@ -311,7 +351,8 @@ build_services() {
     image="rapport/$svc:$version"
     hash=$( {
       echo "$RECIPE_VERSION $(image_id "$RUNTIME_IMAGE") $svc $version"
-      hash_files "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" "$RAPPORT_ROOT/shared" "$RAPPORT_ROOT/services/$svc"
+      hash_files "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" "$RAPPORT_ROOT/shared/rapport_shared" \
+        "$RAPPORT_ROOT/shared/rapport_tools" "$RAPPORT_ROOT/services/$svc"
     } | sha256sum | cut -c1-64)
     if up_to_date "$image" "$hash"; then
       docker tag "$image" "rapport/$svc:latest"
@@ -332,11 +373,13 @@ docker info >/dev/null 2>&1 || die "no docker engine answers; run deploy/engine.
 build_base
 build_postgres
 build_kafka
+build_prometheus
 if [ "$MODE" = all ]; then build_services; fi
 t=$(now_s)
 image_sbom "$BASE_IMAGE" base
 image_sbom "$PG_IMAGE" postgres
 image_sbom "$KAFKA_IMAGE" kafka
+image_sbom "$PROMETHEUS_IMAGE" prometheus
 if [ "$MODE" = all ]; then
   image_sbom "$RUNTIME_IMAGE" python-runtime
   for svc in "${SERVICES[@]}"; do image_sbom "rapport/$svc:$(service_version "$svc")" "$svc"; done

@@ -5,7 +5,11 @@
 #                   is printed
 #   2. uv           the pinned uv (UV_VERSION in deploy/_common.sh): pip install uv==UV_VERSION if absent
 #   3. uv sync      uv sync --frozen
-#   4. images       deploy/build-images.sh --infra-only (falls back to local-infra if it fails)
+#   4. images       deploy/build-images.sh --infra-only (falls back to local-infra if it fails);
+#                   rapport/prometheus too: its promtool checks the Prometheus config and rules
+#                   (tests/unit/deploy/test_prometheus_files.py), tests/e2e/test_prometheus.py runs it
+#   4b. chromium    Debian's chromium and chromium-driver (apt-get, when missing): the console's
+#                   browser tests (tests/e2e/console) drive it; Playwright downloads no browser
 #   5. pytest       uv run pytest "$@"   (default: tests/)
 # Exits with pytest's exit code; 5 (no test collected) is a failure too.
 # Env: RAPPORT_TEST_NO_DOCKER=1 skips the engine and uses local processes.
@@ -71,7 +75,7 @@ phase_done uv-sync "$t"
 if [ "$INFRA" = docker ]; then
   t=$(now_s)
   if bash deploy/build-images.sh --infra-only; then
-    phase_done images "$t" "rapport/postgres:15 rapport/kafka:4.3.1"
+    phase_done images "$t" "rapport/postgres:15 rapport/kafka:4.3.1 rapport/prometheus:2.42"
   else
     echo "test.sh: image build failed (see above); falling back to plain processes" >&2
     phase_done images "$t" "FAILED"
@@ -80,6 +84,11 @@ if [ "$INFRA" = docker ]; then
 else
   use_local_infra
 fi
+
+# 4b. chromium ----------------------------------------------------------------------------------
+t=$(now_s)
+apt_install chromium chromium-driver || { echo "test.sh: ERROR: cannot install chromium and chromium-driver" >&2; exit 1; }
+phase_done chromium "$t" "$(chromium --version 2>/dev/null | head -n 1)"
 
 # 5. pytest -------------------------------------------------------------------------------------
 [ $# -eq 0 ] && set -- tests/

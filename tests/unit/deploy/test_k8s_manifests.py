@@ -15,7 +15,7 @@ as kustomize renders it:
   `rapport-admin token` verifies there; production trusts no development key;
 - production: RAPPORT_ENVIRONMENT=production, no Secret applied, no development secret, no
   simulated clock; the simulated clock only in the dev overlay.
-YAML is read by mini_yaml (a strict subset reader: PyYAML is not in the venv).
+YAML is read by PyYAML (safe_load_all); the services are the installed ones (rapport_tools.services).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
-import mini_yaml
-from rapport_shared import cli as shared_cli
+from rapport_tools import admin as shared_cli
+from rapport_tools import services as registry
 from rapport_shared.http.auth import DEV_KID_PREFIX, TokenIssuer
 from rapport_shared.settings import ServiceSettings
 
@@ -46,10 +47,10 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s"
-SERVICES = shared_cli.SERVICES
+SERVICES = registry.names()
 # The kustomizations that are applied as such; every other one is used by one of these.
 ENTRY_POINTS = {"overlays/dev", "overlays/dev/provision", "overlays/production",
-                "overlays/production/provision", "monitoring", "alerts"}
+                "overlays/production/provision", "monitoring", "alerts", "dashboards"}
 PROBE_ROUTES = {"readinessProbe": "/readyz", "livenessProbe": "/healthz", "startupProbe": "/healthz"}
 ADMIN_ENV = {"RAPPORT_ADMIN_DSN", "RAPPORT_DATABASE"} | {f"RAPPORT_DB_PASSWORD_{s.upper()}" for s in SERVICES}
 # Defaults that must never reach production (ServiceSettings, docker-compose*.yml).
@@ -65,8 +66,13 @@ STAND_IN_IDP = TokenIssuer.generate("k8s-test-idp-1")
 # Reading the repository
 
 
+def load_all(text: str) -> list:
+    """Every non-empty document of ``text``."""
+    return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+
+
 def load_yaml(path: Path) -> list:
-    return mini_yaml.load_all(path.read_text(), str(path.relative_to(ROOT)))
+    return load_all(path.read_text())
 
 
 def yaml_files() -> list[Path]:
@@ -640,7 +646,7 @@ def render(entry: str) -> tuple[dict, ...]:
         pytest.skip("neither kustomize nor kubectl is on PATH: overlays not rendered (the file checks above still ran)")
     out = subprocess.run([*cmd, str(K8S / entry)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"{' '.join(cmd)} {entry} failed:\n{out.stderr[-3000:]}"
-    return tuple(mini_yaml.load_all(out.stdout, f"<{' '.join(cmd)} {entry}>"))
+    return tuple(load_all(out.stdout))
 
 
 def test_rendered_base_equals_the_files():
