@@ -4,7 +4,7 @@ from pydantic import Field, PrivateAttr
 
 from rapport_shared.settings import ServiceSettings
 
-from .domain.policy import OutcomesPolicy
+from .domain.policy import DEFAULT_CONDITION_MEASURES, OutcomesPolicy
 
 
 class OutcomesSettings(ServiceSettings):
@@ -19,6 +19,10 @@ class OutcomesSettings(ServiceSettings):
     # domain.md 3.2: an anxiety programme may replace GAD-7 by a disorder-specific measure,
     # e.g. RAPPORT_PAIRED_MEASURES_BY_CONDITION='{"anxiety": ["phq9", "<code>"]}'.
     paired_measures_by_condition: dict[str, list[str]] = Field(default_factory=dict)
+    # domain.md 3.4: the condition-specific measures reported beside the pair (defaults: eating_disorder
+    # → edeq6, substance_use → audit); a condition given here replaces its default list, e.g.
+    # RAPPORT_CONDITION_MEASURES_BY_CONDITION='{"anxiety": ["<code>"]}'.
+    condition_measures_by_condition: dict[str, list[str]] = Field(default_factory=dict)
     finished_course_min_sessions: int = Field(default=2, ge=0)
     # domain.md 2/3.2: sessions of the initial (assessment) phase are not treatment sessions.
     finished_course_assessment_phases: list[str] = Field(default_factory=lambda: ["initial"])
@@ -39,6 +43,8 @@ class OutcomesSettings(ServiceSettings):
             review_session_fraction=self.review_session_fraction,
             review_session_by_template=dict(self.review_session_by_template),
             paired_measures_by_condition={k: tuple(v) for k, v in self.paired_measures_by_condition.items()},
+            condition_measures_by_condition={**DEFAULT_CONDITION_MEASURES,
+                                             **{k: tuple(v) for k, v in self.condition_measures_by_condition.items()}},
             finished_course_min_sessions=self.finished_course_min_sessions,
             assessment_phases=frozenset(self.finished_course_assessment_phases),
             max_clock_skew=timedelta(seconds=self.submission_max_clock_skew_s),
@@ -46,6 +52,7 @@ class OutcomesSettings(ServiceSettings):
 
 
 _POLICY_FIELDS = {"review_session_fraction", "review_session_by_template", "paired_measures_by_condition",
+                  "condition_measures_by_condition",
                   "finished_course_min_sessions", "finished_course_assessment_phases", "submission_max_clock_skew_s"}
 
 

@@ -24,6 +24,20 @@ class ReliableChange(StrEnum):
     no_reliable_change = "no_reliable_change"
 
 
+class ReliableChangeCriterion(StrEnum):
+    """How an instrument decides reliable change (domain.md 3.2, 3.4; docs/instruments.md)."""
+
+    threshold = "threshold"  # a fixed number of points (PHQ-9 6, GAD-7 4: NHS Talking Therapies)
+    jacobson_truax = "jacobson_truax"  # 1.96 · SD · √2 · √(1 − r) from a published SD and reliability
+    none = "none"  # "no reliable-change criterion": no reliable change is decided, raw difference only
+
+
+_CRITERION_DOC = ("how the instrument decides reliable change: threshold (fixed points), jacobson_truax (from a"
+                  " published SD and reliability) or none = 'no reliable-change criterion' (reliable_change is then"
+                  " always null and the change is the raw difference only)")
+_CRITERION = _CRITERION_DOC + ". Null only from producers before this field was added"
+
+
 class ScoreSubmittedV1(EpisodeEventData):
     """A validated, scored questionnaire submission. Item answers stay in outcomes."""
 
@@ -43,7 +57,8 @@ class ScoreSubmittedV1(EpisodeEventData):
     baseline_total: float | None = None
     change_from_baseline: float | None = None
     reliable_change: ReliableChange | None = Field(
-        default=None, description="null when not determinable (no baseline, or no threshold configured)"
+        default=None, description="null when not determinable: no baseline yet, or the instrument has no"
+                                  " reliable-change criterion (see reliable_change_criterion)"
     )
     flags: list[str] = Field(default_factory=list, description="coded flags, e.g. safety_item_positive")
     administered_at: datetime
@@ -52,6 +67,8 @@ class ScoreSubmittedV1(EpisodeEventData):
         default_factory=list,
         description="alerts this submission raised or was linked to (a repeat positive joins the open alert)",
     )
+    # Added in v1 as an optional field (older consumers ignore it).
+    reliable_change_criterion: ReliableChangeCriterion | None = Field(default=None, description=_CRITERION)
 
 
 class AlertKind(StrEnum):
@@ -127,6 +144,36 @@ class InstrumentOutcome(BaseModel):
     caseness_at_end: bool | None = None
     baseline_submission_id: UUID
     final_submission_id: UUID
+    # Added in v1 as optional fields (older consumers ignore them).
+    reliable_change_criterion: ReliableChangeCriterion | None = Field(default=None, description=_CRITERION)
+    reliable_change_threshold: float | None = Field(
+        default=None, description="the reliable-change threshold in score points; null when the criterion is none")
+
+
+class ConditionMeasureStatus(StrEnum):
+    paired = "paired"  # a baseline and a later score: change and reliable change are reported
+    baseline_only = "baseline_only"  # no score after the baseline: missing at the end
+    not_collected = "not_collected"  # no score at all
+
+
+class ConditionMeasureOutcome(BaseModel):
+    """A condition-specific measure reported beside the PHQ-9/GAD-7 pair (domain.md 3.4: EDE-Q for
+    eating disorders, AUDIT for substance use). It does not enter the pair's classification."""
+
+    model_config = ConfigDict(frozen=True)
+    status: ConditionMeasureStatus
+    reliable_change_criterion: ReliableChangeCriterion = Field(description=_CRITERION_DOC)
+    reliable_change_threshold: float | None = Field(
+        default=None, description="the reliable-change threshold in score points; null when the criterion is none")
+    baseline_total: float | None = None
+    final_total: float | None = None
+    change: float | None = Field(default=None, description="final − baseline (raw difference); null unless paired")
+    reliable_change: ReliableChange | None = Field(
+        default=None, description="null unless paired and the instrument has a criterion; never guessed")
+    caseness_at_baseline: bool | None = None
+    caseness_at_end: bool | None = None
+    baseline_submission_id: UUID | None = None
+    final_submission_id: UUID | None = None
 
 
 class OutcomeEvaluatedV1(EpisodeEventData):
@@ -166,6 +213,12 @@ class OutcomeEvaluatedV1(EpisodeEventData):
     )
     paired_measures: list[Code] = Field(default_factory=list, description="the paired measures the episode had")
     instruments: dict[str, InstrumentOutcome] = Field(default_factory=dict)
+    # Added in v1 as an optional field (older consumers ignore it).
+    condition_measures: dict[str, ConditionMeasureOutcome] = Field(
+        default_factory=dict,
+        description="the condition-specific measures of the episode's target condition, by instrument code, reported"
+                    " beside the paired measures (domain.md 3.4: eating_disorder → edeq6, substance_use → audit);"
+                    " each says whether it was collected and its reliable-change criterion")
     revision: int = Field(
         default=1, ge=1,
         description="1: evaluated when the course ended; n > 1: evaluated again because a score administered"

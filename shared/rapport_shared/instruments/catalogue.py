@@ -158,13 +158,41 @@ class TotalRange(_Model):
     max: Number
 
 
-class ReliableChangeRule(_Model):
-    """Either a direct ``threshold`` or ``sd`` + ``reliability`` for Jacobson–Truax; all null = unknown."""
+# How an instrument decides reliable change (domain.md 3.2, 3.4): a fixed number of points
+# (PHQ-9, GAD-7: NHS Talking Therapies), Jacobson–Truax from a published SD and reliability, or
+# none — no published value for a comparable sample was found, so outputs say "no reliable-change
+# criterion" and report the raw difference only.
+ReliableChangeCriterion = Literal["jacobson_truax", "threshold", "none"]
+NO_RELIABLE_CHANGE_CRITERION = "no reliable-change criterion"
 
+
+class Citation(_Model):
+    """Where one value came from (domain.md 3.4: authors, year, sample, statistic)."""
+
+    statistic: str = Field(description="what the value is, e.g. 'SD of the total at entry'")
+    value: Number | None = None
+    authors: str = Field(description="as shown in the passage read ('not shown' when it was not)")
+    year: StrictInt
+    title: str | None = None
+    published_in: str
+    sample: str
+    locator: str | None = Field(default=None, description="table or passage relied on, quoted")
+    doi: str | None = None
+    url: str | None = None
+
+
+class ReliableChangeRule(_Model):
+    """The reliable-change criterion: a direct ``threshold``, or ``sd`` + ``reliability`` for
+    Jacobson–Truax, or none. ``criterion`` names which; left out, it follows from the values (a
+    clinic's older data), and when given it must agree with them. The packaged files state it."""
+
+    criterion: ReliableChangeCriterion | None = None
     threshold: Number | None = Field(default=None, gt=0)
     sd: Number | None = Field(default=None, gt=0)
     reliability: Number | None = Field(default=None, ge=0, lt=1)
     source: str | None = None
+    citations: tuple[Citation, ...] = ()
+    caveats: str | None = None
 
     @model_validator(mode="after")
     def _one_way(self) -> ReliableChangeRule:
@@ -172,11 +200,24 @@ class ReliableChangeRule(_Model):
             raise ValueError("sd and reliability must be given together")
         if self.threshold is not None and self.sd is not None:
             raise ValueError("give either threshold or sd + reliability, not both")
+        if self.criterion is not None and self.criterion != self._implied():
+            raise ValueError(f"criterion {self.criterion!r} does not match the values given "
+                             f"(threshold={self.threshold}, sd={self.sd}, reliability={self.reliability})")
         return self
+
+    def _implied(self) -> ReliableChangeCriterion:
+        if self.threshold is not None:
+            return "threshold"
+        return "jacobson_truax" if self.sd is not None else "none"
+
+    @property
+    def kind(self) -> ReliableChangeCriterion:
+        """The criterion in force: ``none`` means no reliable change is ever decided."""
+        return self.criterion or self._implied()
 
     @property
     def value(self) -> float | None:
-        """The threshold in score points, or None when not determinable (never guessed)."""
+        """The threshold in score points, or None when there is no criterion (never guessed)."""
         if self.threshold is not None:
             return float(self.threshold)
         if self.sd is None or self.reliability is None:
@@ -247,6 +288,10 @@ class InstrumentDefinition(_Model):
     @property
     def reliable_change_threshold(self) -> float | None:
         return self.reliable_change.value
+
+    @property
+    def reliable_change_criterion(self) -> ReliableChangeCriterion:
+        return self.reliable_change.kind
 
     def band_for(self, total: int | float | Fraction) -> str | None:
         """Code of the highest band whose lower bound the total reaches; None if no bands."""

@@ -1,8 +1,10 @@
 """Pure change classification of paired (baseline, latest) totals — domain.md 3.2.
 
 NHS Talking Therapies definitions; every threshold comes from the catalogue. Where a value
-cannot be determined (no threshold configured, measure not collected) the answer is None,
-never a guess. Higher totals are worse on every catalogued instrument.
+cannot be determined (the instrument has no reliable-change criterion, a measure was not
+collected) the answer is None, never a guess; ``InstrumentChange.criterion`` then says "none",
+so a caller can say "no reliable-change criterion" rather than leave a bare null. Higher totals
+are worse on every catalogued instrument.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .catalogue import Catalogue, InstrumentDefinition, compare, exact, load_catalogue
+from .catalogue import (
+    Catalogue,
+    InstrumentDefinition,
+    ReliableChangeCriterion,
+    compare,
+    exact,
+    load_catalogue,
+)
 
 ReliableChangeOutcome = Literal["improved", "deteriorated", "no_reliable_change"]
 
@@ -40,7 +49,8 @@ class InstrumentChange(BaseModel):
     baseline: int | float
     latest: int | float
     change: int | float  # latest − baseline; negative is a fall (improvement)
-    threshold: float | None  # reliable-change threshold; None = not determinable
+    threshold: float | None  # reliable-change threshold; None = no criterion
+    criterion: ReliableChangeCriterion  # "none": no reliable change is decided, raw difference only
     reliable_change: ReliableChangeOutcome | None
     caseness_at_baseline: bool | None  # None when the instrument has no cut-off
     caseness_at_end: bool | None
@@ -119,6 +129,7 @@ def classify_instrument(
         latest=latest,
         change=int(difference) if definition.scoring == "sum" else float(difference),
         threshold=threshold,
+        criterion=definition.reliable_change_criterion,
         reliable_change=_outcome(threshold, baseline, latest),
         caseness_at_baseline=definition.is_case(baseline),
         caseness_at_end=definition.is_case(latest),

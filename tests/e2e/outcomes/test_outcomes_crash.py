@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from rapport_shared.faults import EXIT_CODE
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import read_all, wait_for_records
-from rapport_shared.testing.db import fetch
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import read_all, wait_for_records
+from rapport_testing.db import fetch
 from rapport_shared.topics import OUTCOMES
 
 pytestmark = pytest.mark.e2e

@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaProducer
 
 from rapport_shared import envelope
 from rapport_shared.contracts.course import CourseEndedV1, SessionAttendedV1
-from rapport_shared.testing.fixtures import OTHER_ORG
-from rapport_shared.testing.flows import gad7, intake_completion, phq9
-from rapport_shared.testing.kafka import read_all, wait_for_records, validate_partner_view
+from rapport_testing.fixtures import OTHER_ORG
+from rapport_testing.flows import gad7, intake_completion, phq9
+from rapport_testing.kafka import read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, OUTCOMES
 
 pytestmark = pytest.mark.e2e

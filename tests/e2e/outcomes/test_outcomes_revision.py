@@ -10,9 +10,9 @@ import uuid
 import httpx
 import pytest
 
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import validate_partner_view, wait_for_records
-from rapport_shared.testing.wait import until
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import validate_partner_view, wait_for_records
+from rapport_testing.wait import until
 from rapport_shared.topics import COURSE, OUTCOMES
 
 pytestmark = pytest.mark.e2e

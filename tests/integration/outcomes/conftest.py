@@ -18,9 +18,9 @@ from rapport_outcomes.settings import OutcomesSettings
 from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.base import EventData
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
 from rapport_shared.messagebus import MessageBus
-from rapport_shared.testing.flows import gad7, phq9
+from rapport_testing.flows import gad7, phq9
 from rapport_shared.uow import UnitOfWorkFactory
 
 PHQ9_18 = {1: 2, 2: 2, 3: 2, 4: 2, 5: 2, 6: 2, 7: 3, 8: 3, 9: 0}

@@ -21,6 +21,7 @@ from rapport_outcomes.domain.alerts import OpenAlert
 from rapport_outcomes.domain.cohort import EvaluationRow
 from rapport_outcomes.domain.evaluation import ScorePoint
 from rapport_outcomes.domain.fhir import ExportedSubmission
+from rapport_outcomes.domain.fhir_record import CourseSession
 from rapport_outcomes.domain.model import Baseline, Episode, Submission
 from rapport_outcomes.domain.policy import OutcomesPolicy
 from rapport_outcomes.service_layer.handlers import handlers
@@ -31,12 +32,13 @@ from rapport_shared.contracts.base import EventData
 from rapport_shared.contracts.outcomes import AlertKind
 from rapport_shared.envelope import CloudEvent, new_event
 from rapport_shared.http.access import ListFilter
-from rapport_shared.testing.fake_uow import FakeUnitOfWork
+from rapport_testing.fake_uow import FakeUnitOfWork
 
-# The columns a course row has before any event set them (migrations 0002, 0006).
+# The columns a course row has before any event set them (migrations 0002, 0006, 0007).
 COURSE_COLUMNS = ("course_id", "template_id", "clinician_id", "contracted_sessions", "last_attended_number",
                   "review_checked_at", "review_alert_id", "ended_at", "end_reason", "final_phase",
-                  "ended_attended_sessions", "updated_at")
+                  "ended_attended_sessions", "updated_at", "phase_plan", "planned_at", "focus_primary",
+                  "focus_secondary", "focus_confirmed_at")
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Tables:
     alert_audit: list[dict[str, Any]] = field(default_factory=list)
     courses: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     evaluations: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    sessions: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
@@ -198,6 +201,12 @@ class FakeCourses(_Fake):
         row = self.t.courses.get(episode_id)
         return dict(row) if row else None
 
+    async def set_focus(self, episode_id: UUID, at: datetime, *, course_id: UUID, primary: str, secondary: str | None,
+                        confirmed_at: datetime | None) -> None:
+        row = self._row(episode_id)
+        row.update(course_id=row["course_id"] or course_id, focus_primary=primary, focus_secondary=secondary,
+                   focus_confirmed_at=row["focus_confirmed_at"] or confirmed_at, updated_at=at)
+
     async def record_attendance(self, episode_id: UUID, *, course_id: UUID, number: int, attended: int,
                                 contracted: int, at: datetime, assessment: bool) -> None:
         new = episode_id not in self.t.courses
@@ -214,6 +223,29 @@ class FakeCourses(_Fake):
     async def mark_review_checked(self, episode_id: UUID, at: datetime, alert_id: UUID | None) -> None:
         if episode_id in self.t.courses:
             self.t.courses[episode_id].update(review_checked_at=at, review_alert_id=alert_id)
+
+
+class FakeSessions(_Fake):
+    async def upsert(self, *, session_id: UUID, episode_id: UUID, course_id: UUID | None, number: int, status: str,
+                     at: datetime, starts_at: datetime | None = None, duration_minutes: int | None = None,
+                     kind: str | None = None, phase: str | None = None, attended_at: datetime | None = None,
+                     optional_parent: bool = False) -> None:
+        row = self.t.sessions.get(session_id)
+        new = dict(session_id=session_id, episode_id=episode_id, course_id=course_id, number=number, status=status,
+                   starts_at=starts_at, duration_minutes=duration_minutes, kind=kind, phase=phase,
+                   attended_at=attended_at, updated_at=at, optional_parent=optional_parent)
+        if row is None:
+            self.t.sessions[session_id] = new
+            return
+        keep = row["status"] == "attended" or status == "booked"  # as the SQL: attended is final
+        row.update({k: v for k, v in new.items() if v is not None and k not in ("status", "optional_parent")},
+                   status=row["status"] if keep else status, optional_parent=row["optional_parent"] or optional_parent)
+
+    async def of_episode(self, episode_id: UUID) -> list[CourseSession]:
+        rows = sorted((r for r in self.t.sessions.values() if r["episode_id"] == episode_id),
+                      key=lambda r: (r["number"], r["starts_at"] or datetime.min.replace(tzinfo=timezone.utc)))
+        return [CourseSession(**{k: r[k] for k in ("session_id", "number", "starts_at", "duration_minutes", "kind",
+                                                  "status", "phase", "attended_at", "optional_parent")}) for r in rows]
 
 
 class FakeEvaluations(_Fake):
@@ -234,7 +266,8 @@ class FakeEvaluations(_Fake):
             return []
         return [EvaluationRow(**{k: r[k] for k in (
                     "template_id", "clinician_id", "finished_course", "counts_toward_recovery", "recovery",
-                    "reliable_recovery", "reliable_improvement", "reliable_deterioration", "response", "remission")})
+                    "reliable_recovery", "reliable_improvement", "reliable_deterioration", "response", "remission")},
+                              condition_measures=json.loads(r["detail"]).get("condition_measures") or {})
                 for r in self.t.evaluations.values()
                 if (template_id is None or r["template_id"] == template_id)
                 and (clinician_id is None or r["clinician_id"] == clinician_id)
@@ -254,6 +287,7 @@ class FakeOutcomesUnitOfWork(FakeUnitOfWork):
         self.alerts = FakeAlerts(self.tables)
         self.courses = FakeCourses(self.tables)
         self.evaluations = FakeEvaluations(self.tables)
+        self.sessions = FakeSessions(self.tables)
 
     # Read from the settings exactly as the real unit does.
     policy = OutcomesUnitOfWork.policy

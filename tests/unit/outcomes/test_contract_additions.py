@@ -13,14 +13,14 @@ import pytest
 import rapport_shared.contracts as contracts
 
 pytestmark = pytest.mark.unit
-SCHEMAS = Path(contracts.__file__).parent / "schemas"
+SCHEMAS = __import__("rapport_tools.contracts.export", fromlist=["x"]).SCHEMA_DIR
 T = "2026-03-02T09:00:00Z"
 
 ORIGINAL_V1 = {
     "rapport.score.submitted.v1": (
         {"episode_id": str(uuid.uuid4()), "submission_id": str(uuid.uuid4()), "instrument": "phq9", "timepoint": "session",
          "total": 12.0, "administered_at": T, "scored_at": T},
-        {"alert_ids"},
+        {"alert_ids", "reliable_change_criterion"},
     ),
     "rapport.alert.raised.v1": (
         {"episode_id": str(uuid.uuid4()), "alert_id": str(uuid.uuid4()), "kind": "safety", "urgency": "urgent",
@@ -35,7 +35,7 @@ ORIGINAL_V1 = {
     "rapport.outcome.evaluated.v1": (
         {"episode_id": str(uuid.uuid4()), "finished_course": True, "evaluated_at": T},
         {"template_id", "clinician_id", "end_reason", "attended_sessions", "counts_toward_recovery", "paired_measures",
-         "instruments", "treatment_sessions"},
+         "instruments", "treatment_sessions", "condition_measures"},
     ),
 }
 

@@ -34,7 +34,7 @@ from rapport_shared.contracts.outcomes import (
     Timepoint,
 )
 from rapport_shared.http.errors import status_for
-from rapport_shared.testing.flows import phq9
+from rapport_testing.flows import phq9
 
 pytestmark = pytest.mark.unit
 

@@ -196,7 +196,8 @@ def test_change_from_baseline(instrument: str, baseline: int, latest: int, chang
 
 
 def test_without_a_threshold_reliable_change_is_not_guessed() -> None:
-    s = scored("wsas", {n: 0 for n in range(1, 6)}, Baseline(uuid.uuid4(), 40, T0))
+    # AUDIT has no reliable-change criterion (docs/instruments.md); WSAS has one since issue 15.
+    s = scored("audit", {n: 0 for n in range(1, 11)}, Baseline(uuid.uuid4(), 40, T0))
     assert (s.change_from_baseline, s.reliable_change) == (-40, None)
 
 

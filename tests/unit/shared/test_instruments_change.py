@@ -44,7 +44,8 @@ pytestmark = pytest.mark.unit
         ("hamd17", 40, 0, None),
         ("edeq6", 6.0, 0.0, None),
         ("audit", 40, 0, None),
-        ("wsas", 0, 40, None),
+        # WSAS: Jacobson–Truax from a published SD and reliability (12.82 points, docs/instruments.md)
+        ("wsas", 0, 40, "deteriorated"),
     ],
 )
 def test_reliable_change(code: str, baseline: float, latest: float, expected: str | None) -> None:
@@ -56,7 +57,7 @@ def test_direct_thresholds(code: str, threshold: int) -> None:
     assert load_catalogue().get(code).reliable_change_threshold == threshold
 
 
-@pytest.mark.parametrize("code", ["hamd17", "edeq6", "audit", "wsas"])
+@pytest.mark.parametrize("code", ["hamd17", "edeq6", "audit"])
 def test_other_thresholds_are_unset_until_a_clinic_configures_them(code: str) -> None:
     rule = load_catalogue().get(code).reliable_change
     assert (rule.threshold, rule.sd, rule.reliability, rule.value) == (None, None, None, None)

@@ -1,12 +1,12 @@
-"""What replay rebuilds in outcomes (shared/rapport_shared/replay.py, docs/replay.md).
+"""What replay rebuilds in outcomes (shared/rapport_tools/replay.py, docs/replay.md).
 
 The projection is what outcomes learns from the other services: the episodes and their baseline
-scores (``rapport.intake.completed.v1``) and each course's plan, attendance and end
+scores (``rapport.intake.completed.v1``) and each course's plan, sessions, attendance and end
 (``rapport.course``). Not projection: scores submitted over HTTP and everything decided from them
 (safety alerts, their resolutions, the mid-course review, end-of-course evaluations) — records of
 authority that Kafka cannot rebuild. Processing-time columns are left out of the hash."""
 
-from rapport_shared.replay import Projection, Table
+from rapport_shared.projection import Projection, Table
 
 PROJECTION = Projection(
     tables=(
@@ -14,6 +14,8 @@ PROJECTION = Projection(
         Table("submissions", key=("submission_id",), where="{r}.source = 'intake'",
               exclude=("scored_at", "recorded_seq")),
         Table("courses", key=("episode_id",), exclude=("updated_at", "review_checked_at", "review_alert_id")),
+        # Each session's time and status (rapport.course), kept for the FHIR record.
+        Table("course_sessions", key=("session_id",), exclude=("updated_at",)),
     ),
     note="episodes, intake baselines and course progress from rapport.intake and rapport.course;"
          " HTTP-submitted scores, alerts and evaluations are records of authority and are not rebuilt",

@@ -22,12 +22,20 @@ from ..domain.alerts import OpenAlert
 from ..domain.cohort import EvaluationRow
 from ..domain.evaluation import ScorePoint
 from ..domain.fhir import ExportedSubmission
+from ..domain.fhir_record import CourseSession
 from ..domain.model import Baseline, Episode, Submission, typed_total
 from ..domain.policy import OutcomesPolicy
 
 
 def _num(v: int | float | None) -> float | None:
     return None if v is None else float(v)
+
+
+def _detail(value: str | dict | None) -> dict:
+    """An evaluation's ``detail`` (jsonb: text unless a codec decodes it)."""
+    if value is None:
+        return {}
+    return json.loads(value) if isinstance(value, str) else dict(value)
 
 
 class _Repository:
@@ -40,7 +48,8 @@ class _Repository:
 def _episode(r: asyncpg.Record) -> Episode:
     return Episode(episode_id=r["episode_id"], person_id=r["person_id"], clinician_id=r["clinician_id"],
                    template_id=r["template_id"], target_condition=r["target_condition"], began_at=r["began_at"],
-                   correlation_id=r["correlation_id"], organisation_id=r["organisation_id"])
+                   correlation_id=r["correlation_id"], organisation_id=r["organisation_id"],
+                   focus_primary=r["focus_primary"], focus_secondary=r["focus_secondary"])
 
 
 class EpisodeRepository(_Repository):
@@ -55,10 +64,11 @@ class EpisodeRepository(_Repository):
         """False when the episode is open already (nothing written)."""
         inserted = await self.conn.fetchval(
             "INSERT INTO episodes (episode_id, person_id, clinician_id, template_id, began_at, target_condition,"
-            " correlation_id, opened_at, organisation_id) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"
+            " correlation_id, opened_at, organisation_id, focus_primary, focus_secondary)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
             " ON CONFLICT (episode_id) DO NOTHING RETURNING true",
             e.episode_id, e.person_id, e.clinician_id, e.template_id, e.began_at, e.target_condition, e.correlation_id,
-            opened_at, e.organisation_id,
+            opened_at, e.organisation_id, e.focus_primary, e.focus_secondary,
         )
         return bool(inserted)
 
@@ -263,6 +273,20 @@ class CourseRepository(_Repository):
             episode_id, at, *values.values(),
         )
 
+    async def set_focus(self, episode_id: UUID, at: datetime, *, course_id: UUID, primary: str, secondary: str | None,
+                        confirmed_at: datetime | None) -> None:
+        """The focus as the checklist last recorded it: both areas replaced (a changed focus may drop
+        its secondary); once confirmed it stays confirmed."""
+        await self.conn.execute(
+            "INSERT INTO courses (episode_id, course_id, focus_primary, focus_secondary, focus_confirmed_at, updated_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (episode_id) DO UPDATE SET"
+            " course_id = COALESCE(courses.course_id, EXCLUDED.course_id), focus_primary = EXCLUDED.focus_primary,"
+            " focus_secondary = EXCLUDED.focus_secondary,"
+            " focus_confirmed_at = COALESCE(courses.focus_confirmed_at, EXCLUDED.focus_confirmed_at),"
+            " updated_at = EXCLUDED.updated_at",
+            episode_id, course_id, primary, secondary, confirmed_at, at,
+        )
+
     async def get(self, episode_id: UUID) -> Mapping[str, Any] | None:
         return await self.conn.fetchrow("SELECT * FROM courses WHERE episode_id = $1", episode_id)
 
@@ -288,6 +312,46 @@ class CourseRepository(_Repository):
     async def mark_review_checked(self, episode_id: UUID, at: datetime, alert_id: UUID | None) -> None:
         await self.conn.execute("UPDATE courses SET review_checked_at = $2, review_alert_id = $3 WHERE episode_id = $1",
                                 episode_id, at, alert_id)
+
+
+# ---- course sessions ------------------------------------------------------------------------
+
+def _session(r: asyncpg.Record) -> CourseSession:
+    return CourseSession(session_id=r["session_id"], number=r["number"], starts_at=r["starts_at"],
+                         duration_minutes=r["duration_minutes"], kind=r["kind"], status=r["status"], phase=r["phase"],
+                         attended_at=r["attended_at"], optional_parent=r["optional_parent"])
+
+
+class SessionRepository(_Repository):
+    async def upsert(self, *, session_id: UUID, episode_id: UUID, course_id: UUID | None, number: int, status: str,
+                     at: datetime, starts_at: datetime | None = None, duration_minutes: int | None = None,
+                     kind: str | None = None, phase: str | None = None, attended_at: datetime | None = None,
+                     optional_parent: bool = False) -> None:
+        """Merge what one course event says of a session: NULL never overwrites a known value;
+        ``attended`` is final, and ``booked`` (a re-sent plan) never undoes a cancellation or a miss."""
+        await self.conn.execute(
+            "INSERT INTO course_sessions (session_id, episode_id, course_id, number, starts_at, duration_minutes, kind,"
+            " status, phase, attended_at, updated_at, optional_parent)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
+            " ON CONFLICT (session_id) DO UPDATE SET number = EXCLUDED.number,"
+            " course_id = COALESCE(EXCLUDED.course_id, course_sessions.course_id),"
+            " starts_at = COALESCE(EXCLUDED.starts_at, course_sessions.starts_at),"
+            " duration_minutes = COALESCE(EXCLUDED.duration_minutes, course_sessions.duration_minutes),"
+            " kind = COALESCE(EXCLUDED.kind, course_sessions.kind),"
+            " status = CASE WHEN course_sessions.status = 'attended' OR EXCLUDED.status = 'booked'"
+            "   THEN course_sessions.status ELSE EXCLUDED.status END,"
+            " phase = COALESCE(EXCLUDED.phase, course_sessions.phase),"
+            " attended_at = COALESCE(EXCLUDED.attended_at, course_sessions.attended_at),"
+            " optional_parent = course_sessions.optional_parent OR EXCLUDED.optional_parent,"
+            " updated_at = EXCLUDED.updated_at",
+            session_id, episode_id, course_id, number, starts_at, duration_minutes, kind, status, phase, attended_at, at,
+            optional_parent,
+        )
+
+    async def of_episode(self, episode_id: UUID) -> list[CourseSession]:
+        rows = await self.conn.fetch("SELECT * FROM course_sessions WHERE episode_id = $1 ORDER BY number, starts_at",
+                                     episode_id)
+        return [_session(r) for r in rows]
 
 
 # ---- evaluations ----------------------------------------------------------------------------
@@ -333,7 +397,8 @@ class EvaluationRepository(_Repository):
                               recovery=r["recovery"], reliable_recovery=r["reliable_recovery"],
                               reliable_improvement=r["reliable_improvement"],
                               reliable_deterioration=r["reliable_deterioration"], response=r["response"],
-                              remission=r["remission"]) for r in rows]
+                              remission=r["remission"],
+                              condition_measures=_detail(r["detail"]).get("condition_measures") or {}) for r in rows]
 
 
 # ---- access scopes (rapport_shared.http.access) ------------------------------------------------

@@ -8,13 +8,21 @@ Definitions (each rate is ``count / denominator``; ``None`` when the denominator
   (a paired measure with a reliable-change threshold was collected).
 - response / remission (trial metrics, PHQ-9): / finished courses with a PHQ-9 pair
   (response also needs a baseline above 0).
+- condition measures (domain.md 3.4: EDE-Q for eating disorders, AUDIT for substance use), per
+  instrument, beside the pair: finished courses that expected it, how many had it paired (a
+  baseline and a later score) and how many missed it, the mean raw change of the paired ones, and
+  reliable improvement / deterioration / finished courses with a paired score, or, for an
+  instrument with no reliable-change criterion, the words "no reliable-change criterion" and the
+  raw change only.
 Unfinished courses are counted but never in a rate's denominator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Literal
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping
+
+from rapport_shared.instruments import NO_RELIABLE_CHANGE_CRITERION
 
 GroupBy = Literal["template", "clinician"]
 
@@ -34,6 +42,8 @@ class EvaluationRow:
     reliable_deterioration: bool | None
     response: bool | None
     remission: bool | None
+    # rapport.outcome.evaluated.v1 condition_measures, as stored (JSON): code → its outcome.
+    condition_measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def _rate(count: int, denominator: int) -> float | None:
@@ -52,6 +62,40 @@ def summarise(rows: list[EvaluationRow]) -> dict:
         known = [getattr(r, metric) for r in pool if getattr(r, metric) is not None]
         count = sum(1 for v in known if v)
         out[metric] = {"count": count, "denominator": len(known), "rate": _rate(count, len(known))}
+    measures = condition_measures(finished)
+    if measures:
+        out["condition_measures"] = measures
+    return out
+
+
+def condition_measures(finished: list[EvaluationRow]) -> dict:
+    """Per condition-specific measure, over the finished courses that expected it."""
+    by_code: dict[str, list[Mapping[str, Any]]] = {}
+    for r in finished:
+        for code, m in r.condition_measures.items():
+            by_code.setdefault(code, []).append(m)
+    out = {}
+    for code, outcomes in sorted(by_code.items()):
+        paired = [m for m in outcomes if m.get("status") == "paired"]
+        criteria = {m.get("reliable_change_criterion") for m in outcomes}
+        criterion = criteria.pop() if len(criteria) == 1 else "mixed"
+        changes = [m["change"] for m in paired if m.get("change") is not None]
+        entry: dict = {
+            "reliable_change_criterion": criterion,
+            "episodes": len(outcomes),
+            "paired": len(paired),
+            "missing": len(outcomes) - len(paired),
+            "mean_change": round(sum(changes) / len(changes), 2) if changes else None,
+        }
+        decided = [m["reliable_change"] for m in paired if m.get("reliable_change") is not None]
+        if criterion == "none":
+            entry["reliable_change_note"] = f"{NO_RELIABLE_CHANGE_CRITERION}: raw change only"
+            entry["reliable_improvement"] = entry["reliable_deterioration"] = None
+        else:
+            for metric, wanted in (("reliable_improvement", "improved"), ("reliable_deterioration", "deteriorated")):
+                count = sum(1 for v in decided if v == wanted)
+                entry[metric] = {"count": count, "denominator": len(decided), "rate": _rate(count, len(decided))}
+        out[code] = entry
     return out
 
 

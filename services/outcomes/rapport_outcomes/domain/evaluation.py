@@ -3,7 +3,9 @@
 Paired scores per instrument: the first score of the episode (baseline) and the latest. The
 classification rules (caseness, recovery, reliable improvement/deterioration with the two-measure
 rules, response, remission) are the shared ``classify_episode``; this module picks the pairs,
-the programme's paired measures and the finished-course flag.
+the programme's paired measures and the finished-course flag, and reports the target condition's
+own measures beside the pair (domain.md 3.4: EDE-Q for eating disorders, AUDIT for substance use),
+each with its reliable-change criterion ("none": raw difference only, never a silent null).
 """
 
 from __future__ import annotations
@@ -13,8 +15,14 @@ from datetime import datetime
 from typing import Iterable, Mapping
 from uuid import UUID
 
-from rapport_shared.contracts.outcomes import InstrumentOutcome, ReliableChange
-from rapport_shared.instruments import EpisodeClassification, classify_episode
+from rapport_shared.contracts.outcomes import (
+    ConditionMeasureOutcome,
+    ConditionMeasureStatus,
+    InstrumentOutcome,
+    ReliableChange,
+    ReliableChangeCriterion,
+)
+from rapport_shared.instruments import Catalogue, EpisodeClassification, InstrumentChange, classify_episode
 
 from .policy import OutcomesPolicy
 
@@ -47,6 +55,10 @@ def pairs_from(points: Iterable[ScorePoint]) -> dict[str, Pair]:
     return pairs
 
 
+def _reliable(change: InstrumentChange) -> ReliableChange | None:
+    return ReliableChange(change.reliable_change) if change.reliable_change else None
+
+
 @dataclass(frozen=True)
 class Evaluation:
     finished_course: bool
@@ -54,6 +66,8 @@ class Evaluation:
     treatment_sessions: int | None
     classification: EpisodeClassification
     pairs: Mapping[str, Pair]
+    condition_measure_codes: tuple[str, ...] = ()
+    catalogue: Catalogue | None = None
 
     def instruments(self) -> dict[str, InstrumentOutcome]:
         out = {}
@@ -61,10 +75,43 @@ class Evaluation:
             pair = self.pairs[code]
             out[code] = InstrumentOutcome(
                 baseline_total=change.baseline, final_total=change.latest, change=change.change,
-                reliable_change=ReliableChange(change.reliable_change) if change.reliable_change else None,
+                reliable_change=_reliable(change),
                 caseness_at_baseline=change.caseness_at_baseline, caseness_at_end=change.caseness_at_end,
                 baseline_submission_id=pair.baseline.submission_id, final_submission_id=pair.final.submission_id,
+                reliable_change_criterion=ReliableChangeCriterion(change.criterion),
+                reliable_change_threshold=change.threshold,
             )
+        return out
+
+    def condition_measures(self) -> dict[str, ConditionMeasureOutcome]:
+        """The target condition's own measures, beside the pair: paired (baseline and a later score),
+        baseline only (missing at the end: no change is reported, not "no change"), or not collected."""
+        out = {}
+        for code in self.condition_measure_codes:
+            change = self.classification.instruments.get(code)
+            pair = self.pairs.get(code)
+            if change is None or pair is None:
+                assert self.catalogue is not None, "an evaluation with condition measures carries its catalogue"
+                d = self.catalogue.get(code)
+                out[code] = ConditionMeasureOutcome(
+                    status=ConditionMeasureStatus.not_collected,
+                    reliable_change_criterion=ReliableChangeCriterion(d.reliable_change_criterion),
+                    reliable_change_threshold=d.reliable_change_threshold)
+                continue
+            criterion = ReliableChangeCriterion(change.criterion)
+            if pair.baseline.submission_id == pair.final.submission_id:
+                out[code] = ConditionMeasureOutcome(
+                    status=ConditionMeasureStatus.baseline_only, reliable_change_criterion=criterion,
+                    reliable_change_threshold=change.threshold, baseline_total=change.baseline,
+                    caseness_at_baseline=change.caseness_at_baseline,
+                    baseline_submission_id=pair.baseline.submission_id)
+                continue
+            out[code] = ConditionMeasureOutcome(
+                status=ConditionMeasureStatus.paired, reliable_change_criterion=criterion,
+                reliable_change_threshold=change.threshold, baseline_total=change.baseline,
+                final_total=change.latest, change=change.change, reliable_change=_reliable(change),
+                caseness_at_baseline=change.caseness_at_baseline, caseness_at_end=change.caseness_at_end,
+                baseline_submission_id=pair.baseline.submission_id, final_submission_id=pair.final.submission_id)
         return out
 
 
@@ -99,4 +146,6 @@ def evaluate(points: Iterable[ScorePoint], *, attended_sessions: int, target_con
         treatment_sessions=treatment_sessions,
         classification=classification,
         pairs=pairs,
+        condition_measure_codes=policy.condition_measures(target_condition),
+        catalogue=policy.catalogue,
     )

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Iterable, Mapping
 from uuid import UUID
 
-from rapport_shared.instruments import Catalogue
+from rapport_shared.instruments import Catalogue, InstrumentDefinition
 
 LOINC = "http://loinc.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -41,16 +41,18 @@ class ExportedSubmission:
     session_number: int | None = None
 
 
-def _time(t: datetime) -> str:
+def instant(t: datetime) -> str:
     return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _observation_id(submission_id: UUID) -> UUID:
+def observation_id(submission_id: UUID) -> UUID:
+    """The id of a submission's total Observation."""
     # Stable across exports, so a partner re-importing gets the same resource ids.
     return uuid.uuid5(submission_id, "observation.total")
 
 
-def _subject(person_id: str) -> dict:
+def subject(person_id: str) -> dict:
+    """The person as a logical reference: the pseudonymous id only (no Patient resource, no name)."""
     return {"identifier": {"system": f"{LOCAL}/person", "value": person_id}}
 
 
@@ -70,33 +72,39 @@ def questionnaire_response(s: ExportedSubmission, person_id: str, episode_id: UU
         "identifier": {"system": f"{LOCAL}/submission", "value": str(s.submission_id)},
         "questionnaire": questionnaire,
         "status": "completed",
-        "subject": _subject(person_id),
-        "authored": _time(s.administered_at),
+        "subject": subject(person_id),
+        "authored": instant(s.administered_at),
         "item": items,
         "extension": [{"url": f"{LOCAL}/StructureDefinition/episode", "valueIdentifier":
                        {"system": f"{LOCAL}/episode", "value": str(episode_id)}}],
     }
     if d.rater == "patient":
-        resource["source"] = _subject(person_id)
+        resource["source"] = subject(person_id)
     return resource
 
 
-def observation(s: ExportedSubmission, person_id: str, catalogue: Catalogue, *, derived_from: bool = True) -> dict:
-    d = catalogue.get(s.instrument)
+def total_code(d: InstrumentDefinition) -> dict:
+    """The code of an instrument's total: LOINC where the catalogue has one, else a local code."""
     if d.loinc_total:
         code = {"coding": [{"system": LOINC, "code": d.loinc_total, "display": f"{d.name} total score"}]}
     else:
         code = {"coding": [{"system": f"{LOCAL}/instrument", "code": f"{d.code}-total", "display": f"{d.name} total score"}]}
     code["text"] = f"{d.name} total score"
+    return code
+
+
+def observation(s: ExportedSubmission, person_id: str, catalogue: Catalogue, *, derived_from: bool = True) -> dict:
+    d = catalogue.get(s.instrument)
+    code = total_code(d)
     resource: dict = {
         "resourceType": "Observation",
-        "id": str(_observation_id(s.submission_id)),
+        "id": str(observation_id(s.submission_id)),
         "status": "final",
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}]}],
         "code": code,
-        "subject": _subject(person_id),
-        "effectiveDateTime": _time(s.administered_at),
-        "issued": _time(s.scored_at),
+        "subject": subject(person_id),
+        "effectiveDateTime": instant(s.administered_at),
+        "issued": instant(s.scored_at),
     }
     if derived_from:
         resource["derivedFrom"] = [{"reference": f"urn:uuid:{s.submission_id}"}]
@@ -128,9 +136,9 @@ def episode_bundle(*, episode_id: UUID, person_id: str, submissions: Iterable[Ex
         entries.append({"fullUrl": f"urn:uuid:{obs['id']}", "resource": obs})
     return {
         "resourceType": "Bundle",
-        "id": str(uuid.uuid5(episode_id, f"bundle:{_time(generated_at)}")),
+        "id": str(uuid.uuid5(episode_id, f"bundle:{instant(generated_at)}")),
         "identifier": {"system": f"{LOCAL}/episode", "value": str(episode_id)},
         "type": "collection",
-        "timestamp": _time(generated_at),
+        "timestamp": instant(generated_at),
         "entry": entries,
     }

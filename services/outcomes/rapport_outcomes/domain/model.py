@@ -61,6 +61,9 @@ class Episode:
     began_at: datetime
     correlation_id: str | None = None
     organisation_id: str | None = None  # who may see it (architecture.md "Who may see what")
+    # Intake's provisional focus problem area (domain.md 1); the course's confirmed one is kept apart.
+    focus_primary: str | None = None
+    focus_secondary: str | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,12 @@ REPEATING_ALERT_KINDS: frozenset[AlertKind] = frozenset({AlertKind.safety})
 # 2 attended treatment sessions", so sessions attended in these phases do not count toward it.
 DEFAULT_ASSESSMENT_PHASES: frozenset[str] = frozenset({"initial"})
 
+# domain.md 3.4: the condition-specific measure reported beside the PHQ-9/GAD-7 pair ("pair + EDE-Q
+# reliable change reported beside it", "pair + AUDIT change reported beside it"). It never enters the
+# pair's classification; a clinic may add measures per condition (settings).
+DEFAULT_CONDITION_MEASURES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"eating_disorder": ("edeq6",), "substance_use": ("audit",)})
+
 REASON_RELIABLE_DETERIORATION = "reliable_deterioration"
 REASON_NO_RELIABLE_IMPROVEMENT = "no_reliable_improvement"
 
@@ -47,6 +53,10 @@ class OutcomesPolicy:
     # NHS Talking Therapies paired measures; an anxiety programme may swap GAD-7 (domain.md 3.2).
     paired_measures_by_condition: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     default_paired_measures: tuple[str, ...] = DEFAULT_PAIRED_MEASURES
+    # Condition-specific measures reported beside the pair (domain.md 3.4); a condition given here
+    # replaces its default list.
+    condition_measures_by_condition: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_CONDITION_MEASURES))
     # "A finished course for outcome statistics means at least 2 attended treatment sessions."
     finished_course_min_sessions: int = 2
     # Sessions attended in these phases are assessment, not treatment (rapport.session.attended.v1 `phase`).
@@ -71,6 +81,11 @@ class OutcomesPolicy:
             for code in measures:
                 if self.catalogue.get(code).caseness is None:  # also refuses unknown codes
                     raise ValueError(f"paired measure {code!r} has no caseness cut-off")
+        for condition, measures in self.condition_measures_by_condition.items():
+            for code in measures:
+                self.catalogue.get(code)  # refuses unknown codes
+                if code in self.paired_measures(condition):
+                    raise ValueError(f"condition measure {code!r} of {condition!r} is one of its paired measures")
 
     def review_session(self, template_id: str | None, contracted_sessions: int) -> int:
         if template_id is not None and template_id in self.review_session_by_template:
@@ -82,6 +97,12 @@ class OutcomesPolicy:
         if target_condition is not None and target_condition in self.paired_measures_by_condition:
             return tuple(self.paired_measures_by_condition[target_condition])
         return self.default_paired_measures
+
+    def condition_measures(self, target_condition: str | None) -> tuple[str, ...]:
+        """The measures reported beside the pair for this target condition (none for depression)."""
+        if target_condition is None:
+            return ()
+        return tuple(self.condition_measures_by_condition.get(target_condition, ()))
 
     def is_assessment(self, phase: str | None) -> bool:
         return phase is not None and phase in self.assessment_phases

@@ -63,7 +63,7 @@ async def submit(episode_id: UUID, cmd: SubmitScores, request: Request, grant: G
         SubmitQuestionnaire(episode_id=episode_id, actor=_actor(grant), scores=cmd))
     # Committed (score, alerts and their events) but not yet published: the crash test's point.
     crash_point("outcomes.submission.after_commit")
-    body = {**views.submission_view(accepted.submission), "replayed": accepted.replayed}
+    body = {**views.submission_view(accepted.submission, _policy(request).catalogue), "replayed": accepted.replayed}
     return JSONResponse(body, status_code=200 if accepted.replayed else 201)
 
 
@@ -85,14 +85,19 @@ async def outcome(episode_id: UUID, request: Request) -> dict:
         return await views.outcome(uow, episode_id)
 
 
-@episodes.get("/{episode_id}/fhir", summary="FHIR R4 Bundle: QuestionnaireResponse + Observation per submission",
-              description="A clinician of the episode gets the answers (QuestionnaireResponse per submission); a "
-                          "partner of its organisation gets the Observations only (totals, bands, subscales): "
-                          "coded facts, never item answers.",
+@episodes.get("/{episode_id}/fhir", summary="FHIR R4 Bundle: the scores, or (content=episode) the episode's record",
+              description="content=results (default): a QuestionnaireResponse + total Observation per submission. "
+                          "content=episode: the whole record: EpisodeOfCare, Condition, Goal (focus problem area), "
+                          "CarePlan (course and phases, sessions as activities), Appointment / Encounter per "
+                          "session, the scores, item Observations (PHQ-9 item 9), change classifications and the "
+                          "code systems Rapport publishes. A clinician of the episode gets the answers; a partner "
+                          "of its organisation gets no QuestionnaireResponse and no item Observation: coded facts, "
+                          "never item answers.",
               response_class=JSONResponse)
-async def fhir_export(episode_id: UUID, request: Request, grant: Grant = Depends(current_grant)) -> JSONResponse:
+async def fhir_export(episode_id: UUID, request: Request, grant: Grant = Depends(current_grant),
+                      content: Literal["results", "episode"] = "results") -> JSONResponse:
     async with _reading(request) as uow:
-        bundle = await views.fhir_bundle(uow, episode_id, answers=_holds(grant, "clinician"))
+        bundle = await views.fhir_bundle(uow, episode_id, answers=_holds(grant, "clinician"), content=content)
     return JSONResponse(bundle, media_type="application/fhir+json")
 
 

@@ -1,6 +1,7 @@
 """Outcomes' use cases: one ``@handlers.handles(Model) async def fn(msg, uow)`` per consumed event
-(intake completed, course planned, session attended, course ended) and per command (submit a
-questionnaire, resolve an alert), with ``uow`` an :class:`OutcomesUnitOfWork` (its repositories,
+(intake completed, course planned, session attended, course ended; the other session events, a
+new contract and the checklist's focus only keep the course's record for the FHIR export) and per
+command (submit a questionnaire, resolve an alert), with ``uow`` an :class:`OutcomesUnitOfWork` (its repositories,
 ``uow.policy`` from the settings, ``uow.cause`` the event being handled).
 
 Each runs inside one unit of work: the state it writes and the events it announces commit
@@ -18,8 +19,26 @@ from uuid import UUID
 
 from rapport_shared.consumer import PoisonEvent
 from rapport_shared.contracts import IntakeCompletedV1, ScoreSubmittedV1, Timepoint
-from rapport_shared.contracts.course import CourseEndedV1, CoursePlannedV1, SessionAttendedV1
-from rapport_shared.contracts.outcomes import AlertKind, AlertRaisedV1, AlertResolvedV1, OutcomeEvaluatedV1
+from rapport_shared.contracts.course import (
+    ChecklistItem,
+    ContractKind,
+    CourseChecklistUpdatedV1,
+    CourseContractChangedV1,
+    CourseEndedV1,
+    CoursePlannedV1,
+    SessionAttendedV1,
+    SessionCancelledV1,
+    SessionMissedV1,
+    SessionRescheduledV1,
+    SessionScheduledV1,
+)
+from rapport_shared.contracts.outcomes import (
+    AlertKind,
+    AlertRaisedV1,
+    AlertResolvedV1,
+    OutcomeEvaluatedV1,
+    ReliableChangeCriterion,
+)
 from rapport_shared.logging import get_logger
 from rapport_shared.messagebus import HandlerRegistry
 
@@ -85,6 +104,7 @@ async def _accept(uow: OutcomesUnitOfWork, episode: Episode, s: Submission, poli
             change_from_baseline=None if s.change_from_baseline is None else float(s.change_from_baseline),
             reliable_change=s.reliable_change, flags=list(s.flags), administered_at=s.administered_at,
             scored_at=s.scored_at, alert_ids=list(alert_ids), organisation_id=episode.organisation_id,
+            reliable_change_criterion=ReliableChangeCriterion(policy.catalogue.get(s.instrument).reliable_change_criterion),
         ),
         correlation_id=episode.correlation_id,
     )
@@ -182,6 +202,8 @@ async def record_baseline(intake: IntakeCompletedV1, uow: OutcomesUnitOfWork) ->
         correlation_id=uow.cause.correlation_id or cause_id,
         # The organisation it belongs to; an older producer's event names none (settings).
         organisation_id=intake.organisation_id or uow.default_organisation,
+        focus_primary=intake.focus.primary.value,
+        focus_secondary=intake.focus.secondary.value if intake.focus.secondary else None,
     )
     if not await uow.episodes.add(episode, uow.now()):
         return  # the episode is open already (intake re-sent under a new event id): baselines once
@@ -252,8 +274,73 @@ async def resolve_alert(msg: RecordResolution, uow: OutcomesUnitOfWork) -> tuple
 
 @handlers.handles(CoursePlannedV1)
 async def course_planned(data: CoursePlannedV1, uow: OutcomesUnitOfWork) -> None:
+    focus = data.focus
     await uow.courses.upsert(data.episode_id, uow.now(), course_id=data.course_id, template_id=data.template_id,
-                             clinician_id=data.clinician_id, contracted_sessions=data.contracted_sessions)
+                             clinician_id=data.clinician_id, contracted_sessions=data.contracted_sessions,
+                             phase_plan=_phase_plan(data.phase_plan), planned_at=data.planned_at,
+                             focus_primary=focus.primary.value if focus else None,
+                             focus_secondary=focus.secondary.value if focus and focus.secondary else None)
+    # The planned sessions, kept for the FHIR record (Appointments, CarePlan activities).
+    for session in data.sessions:
+        await uow.sessions.upsert(session_id=session.session_id, episode_id=data.episode_id, course_id=data.course_id,
+                                  number=session.number, status="booked", at=uow.now(), starts_at=session.starts_at,
+                                  duration_minutes=session.duration_minutes)
+
+
+def _phase_plan(spans) -> str | None:
+    return json.dumps([span.model_dump(mode="json") for span in spans]) if spans else None
+
+
+# The session events below only keep the course's record for the FHIR export (domain.md 5).
+
+def _optional(data: object) -> bool:
+    """IPT-A's optional parent session: beside the contract, ``number`` = the session it follows."""
+    return bool(getattr(data, "optional_parent_session", False))
+
+
+@handlers.handles(SessionScheduledV1)
+async def session_scheduled(data: SessionScheduledV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
+                              number=data.number, status="booked", at=uow.now(), starts_at=data.starts_at,
+                              duration_minutes=data.duration_minutes, kind=data.kind.value,
+                              optional_parent=_optional(data))
+
+
+@handlers.handles(SessionRescheduledV1)
+async def session_rescheduled(data: SessionRescheduledV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
+                              number=data.number, status="booked", at=uow.now(), starts_at=data.starts_at,
+                              optional_parent=_optional(data))
+
+
+@handlers.handles(SessionCancelledV1)
+async def session_cancelled(data: SessionCancelledV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
+                              number=data.number, status="cancelled", at=uow.now(), optional_parent=_optional(data))
+
+
+@handlers.handles(SessionMissedV1)
+async def session_missed(data: SessionMissedV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
+                              number=data.number, status="missed", at=uow.now(), optional_parent=_optional(data))
+
+
+@handlers.handles(CourseContractChangedV1)
+async def contract_changed(data: CourseContractChangedV1, uow: OutcomesUnitOfWork) -> None:
+    """A new acute contract re-plans the phases (the CarePlan's); a maintenance contract has none."""
+    if data.contract == ContractKind.acute and data.phase_plan:
+        await uow.courses.upsert(data.episode_id, uow.now(), course_id=data.course_id,
+                                 phase_plan=_phase_plan(data.phase_plan))
+
+
+@handlers.handles(CourseChecklistUpdatedV1)
+async def checklist_updated(data: CourseChecklistUpdatedV1, uow: OutcomesUnitOfWork) -> None:
+    """The focus confirmed (or changed) in the initial phase: the Goal of the FHIR record."""
+    if data.focus is None:
+        return
+    await uow.courses.set_focus(data.episode_id, uow.now(), course_id=data.course_id, primary=data.focus.primary.value,
+                                secondary=data.focus.secondary.value if data.focus.secondary else None,
+                                confirmed_at=data.recorded_at if data.item == ChecklistItem.focus_confirmed else None)
 
 
 @handlers.handles(SessionAttendedV1)
@@ -264,6 +351,9 @@ async def session_attended(data: SessionAttendedV1, uow: OutcomesUnitOfWork) -> 
     await uow.courses.record_attendance(data.episode_id, course_id=data.course_id, number=data.number,
                                         attended=data.attended_sessions, contracted=data.contracted_sessions,
                                         at=uow.now(), assessment=policy.is_assessment(data.phase.value))
+    await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
+                              number=data.number, status="attended", at=uow.now(), phase=data.phase.value,
+                              attended_at=data.attended_at, optional_parent=_optional(data))
     course = await uow.courses.get(data.episode_id)
     if episode is None:
         return  # intake not seen yet: the next attended session checks again
@@ -323,8 +413,10 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
     template = course["template_id"] or episode.template_id
     clinician = course["clinician_id"] or episode.clinician_id
     now = uow.now()
+    condition_measures = ev.condition_measures()
     detail = {"paired_measures": list(c.paired_measures),
-              "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()}}
+              "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()},
+              "condition_measures": {k: v.model_dump(mode="json") for k, v in condition_measures.items()}}
     result = dict(
         finished_course=ev.finished_course, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
         caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
@@ -333,7 +425,7 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
     revision = 1
     if current is not None:
         stored = json.loads(current["detail"]) if isinstance(current["detail"], str) else current["detail"]
-        if stored == detail and all(current[k] == v for k, v in result.items()):
+        if _comparable(stored) == _comparable(detail) and all(current[k] == v for k, v in result.items()):
             return  # the late score is not the final one (or changes nothing): no revision
         revision = current["revision"] + 1
         log.info("end-of-course evaluation revised: a score administered before the end was recorded after it",
@@ -348,7 +440,7 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
         evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
         attended_sessions=attended, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
         paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
-        organisation_id=episode.organisation_id,
+        organisation_id=episode.organisation_id, condition_measures=condition_measures,
     ))
     write = uow.evaluations.add if current is None else uow.evaluations.replace
     await write(
@@ -357,3 +449,14 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
         detail=json.dumps(detail), ended_at=course["ended_at"], evaluated_at=now, event_id=UUID(event.id),
         revision=revision, through_seq=through,
     )
+
+
+# Fields of the stored detail that follow from the others and the catalogue (added with issue 15):
+# an evaluation stored before them must not be "revised" only because it lacks them.
+_DERIVED_INSTRUMENT_FIELDS = ("reliable_change_criterion", "reliable_change_threshold")
+
+
+def _comparable(detail: dict) -> dict:
+    return {"paired_measures": detail.get("paired_measures"),
+            "instruments": {code: {k: v for k, v in fields.items() if k not in _DERIVED_INSTRUMENT_FIELDS}
+                            for code, fields in (detail.get("instruments") or {}).items()}}

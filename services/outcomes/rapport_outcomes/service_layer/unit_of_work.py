@@ -16,6 +16,7 @@ from ..adapters.repository import (
     CourseRepository,
     EpisodeRepository,
     EvaluationRepository,
+    SessionRepository,
     SubmissionRepository,
 )
 from ..domain.policy import OutcomesPolicy
@@ -29,6 +30,7 @@ class OutcomesUnitOfWork(UnitOfWork):
         self.alerts = AlertRepository(self.conn)
         self.courses = CourseRepository(self.conn)
         self.evaluations = EvaluationRepository(self.conn)
+        self.sessions = SessionRepository(self.conn)
 
     @property
     def policy(self) -> OutcomesPolicy:

@@ -15,8 +15,9 @@ from uuid import UUID
 
 from rapport_shared.errors import NotFound
 from rapport_shared.http.access import ListFilter
+from rapport_shared.instruments import NO_RELIABLE_CHANGE_CRITERION, Catalogue, InstrumentDefinition
 
-from ..domain import cohort, fhir
+from ..domain import cohort, fhir, fhir_record
 from ..domain.model import Episode, Submission
 from ..domain.policy import OutcomesPolicy
 from .unit_of_work import OutcomesUnitOfWork
@@ -26,7 +27,21 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat() if t else None
 
 
-def submission_view(s: Submission) -> dict:
+def criterion_view(d: InstrumentDefinition) -> dict:
+    """The instrument's reliable-change criterion, said explicitly: ``none`` comes with the words
+    "no reliable-change criterion" (domain.md 3.4), never as a bare null threshold."""
+    out: dict = {"reliable_change_criterion": d.reliable_change_criterion,
+                 "reliable_change_threshold": d.reliable_change_threshold}
+    if d.reliable_change_criterion == "none":
+        out["reliable_change_note"] = f"{NO_RELIABLE_CHANGE_CRITERION}: change is the raw difference only"
+    return out
+
+
+def submission_view(s: Submission, catalogue: Catalogue | None = None) -> dict:
+    """``catalogue``: to name the instrument's reliable-change criterion beside ``reliable_change``."""
+    extra = {}
+    if catalogue is not None and s.instrument in catalogue:
+        extra["reliable_change_criterion"] = catalogue.get(s.instrument).reliable_change_criterion
     return {
         "submission_id": str(s.submission_id), "episode_id": str(s.episode_id),
         "client_submission_id": s.client_submission_id, "instrument": s.instrument, "timepoint": s.timepoint.value,
@@ -35,7 +50,7 @@ def submission_view(s: Submission) -> dict:
         "baseline_total": s.baseline_total, "change_from_baseline": s.change_from_baseline,
         "reliable_change": s.reliable_change.value if s.reliable_change else None,
         "administered_at": _iso(s.administered_at), "scored_at": _iso(s.scored_at),
-        "alert_ids": [str(a) for a in s.alert_ids],
+        "alert_ids": [str(a) for a in s.alert_ids], **extra,
     }
 
 
@@ -63,7 +78,9 @@ def instrument_view(d) -> dict:
                        **({"label": i.label} if i.label else {})} for i in d.items],
             "total_range": d.total_range.model_dump(), "bands": [b.model_dump() for b in d.bands],
             "caseness": d.caseness.model_dump() if d.caseness else None,
-            "reliable_change_threshold": d.reliable_change_threshold}
+            **criterion_view(d),
+            "reliable_change_sources": d.reliable_change.model_dump(
+                mode="json", include={"source", "citations", "caveats", "sd", "reliability"})}
 
 
 async def _episode(uow: OutcomesUnitOfWork, episode_id: UUID) -> Episode:
@@ -88,12 +105,12 @@ async def scores(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
                 "name": d.name, "loinc_total": d.loinc_total,
                 "bands": [{"code": b.code, "label": b.label, "lower": b.lower} for b in d.bands],
                 "caseness": d.caseness.model_dump() if d.caseness else None,
-                "reliable_change_threshold": d.reliable_change_threshold, "scores": [],
+                **criterion_view(d), "scores": [],
             }
-        by_instrument[s.instrument]["scores"].append(submission_view(s))
+        by_instrument[s.instrument]["scores"].append(submission_view(s, policy.catalogue))
     return {"episode_id": str(episode_id), "instruments": by_instrument,
             # flat, in time order (the walking skeleton's shape)
-            "scores": [submission_view(s) for s in subs]}
+            "scores": [submission_view(s, policy.catalogue) for s in subs]}
 
 
 async def submission(uow: OutcomesUnitOfWork, episode_id: UUID, submission_id: UUID) -> dict:
@@ -101,7 +118,7 @@ async def submission(uow: OutcomesUnitOfWork, episode_id: UUID, submission_id: U
     found = [s for s in await uow.submissions.history(episode_id, uow.policy) if s.submission_id == submission_id]
     if not found:
         raise NotFound(f"no submission {submission_id} in episode {episode_id}", field="submission_id")
-    return {**submission_view(found[0]), "answers": {str(k): v for k, v in sorted(found[0].answers.items())}}
+    return {**submission_view(found[0], uow.policy.catalogue), "answers": {str(k): v for k, v in sorted(found[0].answers.items())}}
 
 
 async def outcome(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
@@ -114,18 +131,61 @@ async def outcome(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
                               "counts_toward_recovery", "caseness_at_baseline", "caseness_at_end", "recovery",
                               "reliable_improvement", "reliable_deterioration", "reliable_recovery", "response",
                               "remission")}
+    detail = json.loads(ev["detail"]) if isinstance(ev["detail"], str) else dict(ev["detail"])
+    for code, fields in (detail.get("instruments") or {}).items():
+        # An evaluation stored before the criterion was recorded: the catalogue's (it follows from it).
+        if "reliable_change_criterion" not in fields and code in uow.policy.catalogue:
+            d = uow.policy.catalogue.get(code)
+            fields.update(reliable_change_criterion=d.reliable_change_criterion,
+                          reliable_change_threshold=d.reliable_change_threshold)
     return {"episode_id": str(episode_id), "course_id": str(ev["course_id"]) if ev["course_id"] else None, **out,
-            **json.loads(ev["detail"]), "ended_at": _iso(ev["ended_at"]), "evaluated_at": _iso(ev["evaluated_at"]),
+            **detail, "ended_at": _iso(ev["ended_at"]), "evaluated_at": _iso(ev["evaluated_at"]),
             "event_id": str(ev["event_id"]), "revision": ev["revision"]}
 
 
-async def fhir_bundle(uow: OutcomesUnitOfWork, episode_id: UUID, *, answers: bool) -> dict:
-    """The episode's FHIR Bundle; ``answers``: with a QuestionnaireResponse per submission."""
+async def fhir_bundle(uow: OutcomesUnitOfWork, episode_id: UUID, *, answers: bool, content: str = "results") -> dict:
+    """The episode's FHIR Bundle; ``answers``: with a QuestionnaireResponse per submission (and the
+    item Observations). ``content``: ``results`` (the scores: QuestionnaireResponse + total
+    Observation per submission) or ``episode`` (the whole record: EpisodeOfCare, Condition, Goal,
+    CarePlan, Appointment/Encounter per session, the scores and the change classifications)."""
     policy = uow.policy
     episode = await _episode(uow, episode_id)
     subs = await uow.submissions.exported(episode_id, policy)
-    return fhir.episode_bundle(episode_id=episode_id, person_id=episode.person_id, submissions=subs,
-                               catalogue=policy.catalogue, generated_at=uow.now(), answers=answers)
+    if content != "episode":
+        return fhir.episode_bundle(episode_id=episode_id, person_id=episode.person_id, submissions=subs,
+                                   catalogue=policy.catalogue, generated_at=uow.now(), answers=answers)
+    course = await uow.courses.get(episode_id) or {}
+    evaluation = await uow.evaluations.get(episode_id)
+    return fhir_record.record_bundle(
+        record=_episode_record(episode, course, await uow.sessions.of_episode(episode_id)), submissions=subs,
+        catalogue=policy.catalogue, generated_at=uow.now(), answers=answers,
+        outcome=_outcome_record(evaluation) if evaluation else None)
+
+
+def _episode_record(episode: Episode, course: Mapping[str, Any], sessions) -> fhir_record.EpisodeRecord:
+    plan = course.get("phase_plan")
+    plan = json.loads(plan) if isinstance(plan, str) else (plan or [])
+    # The course's focus (confirmed or changed in the initial phase) over intake's provisional one.
+    primary = course.get("focus_primary") or episode.focus_primary
+    secondary = course.get("focus_secondary") if course.get("focus_primary") else episode.focus_secondary
+    return fhir_record.EpisodeRecord(
+        episode_id=episode.episode_id, person_id=episode.person_id,
+        clinician_id=course.get("clinician_id") or episode.clinician_id,
+        template_id=course.get("template_id") or episode.template_id, target_condition=episode.target_condition,
+        began_at=episode.began_at, organisation_id=episode.organisation_id, focus_primary=primary,
+        focus_secondary=secondary, focus_confirmed=course.get("focus_confirmed_at") is not None,
+        course_id=course.get("course_id"), contracted_sessions=course.get("contracted_sessions"),
+        phase_plan=tuple(plan), planned_at=course.get("planned_at"), ended_at=course.get("ended_at"),
+        end_reason=course.get("end_reason"), sessions=tuple(sessions))
+
+
+def _outcome_record(ev: Mapping[str, Any]) -> fhir_record.OutcomeRecord:
+    detail = json.loads(ev["detail"]) if isinstance(ev["detail"], str) else dict(ev["detail"])
+    return fhir_record.OutcomeRecord(
+        evaluated_at=ev["evaluated_at"], results={k: ev[k] for k in fhir_record.EPISODE_OUTCOMES},
+        attended_sessions=ev["attended_sessions"], treatment_sessions=ev["treatment_sessions"],
+        paired_measures=tuple(detail.get("paired_measures") or ()), instruments=detail.get("instruments") or {},
+        condition_measures=detail.get("condition_measures") or {})
 
 
 async def episode_alerts(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
