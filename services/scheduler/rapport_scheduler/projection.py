@@ -1,4 +1,4 @@
-"""What replay rebuilds in the scheduler (shared/rapport_shared/replay.py, docs/replay.md).
+"""What replay rebuilds in the scheduler (shared/rapport_tools/replay.py, docs/replay.md).
 
 The scheduler is mostly a record of authority: the calendar and the phase state machine move by
 clinicians' HTTP commands. Its projection is what it takes from the other services: each course
@@ -7,7 +7,7 @@ ids are derived from the episode, so a replay plans the same course id) and the 
 remission from ``rapport.outcome.evaluated.v1``. Booking rules configured over HTTP (clinician
 hours, closure days) are copied into the shadow so planning sees the same calendar rules."""
 
-from rapport_shared.replay import Projection, Table
+from rapport_shared.projection import Projection, Table
 
 PROJECTION = Projection(
     tables=(

@@ -75,6 +75,15 @@ class PhaseChangedV1(EpisodeEventData):
     changed_at: datetime
 
 
+# IPT-A's optional mid-phase parent session (domain.md 2) is booked beside the contract: it holds no
+# contract position and is not one of the patient's contracted sessions. Added in v1 as an optional
+# field of every session event (older consumers ignore it; older records lack it: false).
+OPTIONAL_PARENT_SESSION = (
+    "IPT-A's optional mid-phase parent session, booked beside the contract: it holds no contract position "
+    "(`number` is the position of the contracted session it follows), is not counted in `attended_sessions` "
+    "and is not a treatment session of the contract")
+
+
 class SessionKind(StrEnum):
     individual = "individual"
     parent = "parent"  # IPT-A: a parent joins
@@ -96,6 +105,7 @@ class SessionScheduledV1(EpisodeEventData):
     duration_minutes: int = Field(gt=0)
     kind: SessionKind = SessionKind.individual
     scheduled_at: datetime
+    optional_parent_session: bool = Field(default=False, description=OPTIONAL_PARENT_SESSION)
 
 
 class SessionRescheduledV1(EpisodeEventData):
@@ -110,6 +120,7 @@ class SessionRescheduledV1(EpisodeEventData):
     starts_at: datetime
     reason_code: Code
     rescheduled_at: datetime
+    optional_parent_session: bool = Field(default=False, description=OPTIONAL_PARENT_SESSION)
 
 
 class CancelledBy(StrEnum):
@@ -130,6 +141,7 @@ class SessionCancelledV1(EpisodeEventData):
     cancelled_by: CancelledBy
     reason_code: Code
     cancelled_at: datetime
+    optional_parent_session: bool = Field(default=False, description=OPTIONAL_PARENT_SESSION)
 
 
 class SessionAttendedV1(EpisodeEventData):
@@ -140,10 +152,12 @@ class SessionAttendedV1(EpisodeEventData):
     course_id: UUID
     session_id: UUID
     number: int = Field(ge=1)
-    attended_sessions: int = Field(ge=1, description="attended so far, this one included")
+    attended_sessions: int = Field(ge=1, description="contracted sessions attended so far, this one included "
+                                                     "(an optional parent session is not one of them)")
     contracted_sessions: int = Field(ge=1)
     phase: Phase = Field(description="the phase this session belonged to")
     attended_at: datetime
+    optional_parent_session: bool = Field(default=False, description=OPTIONAL_PARENT_SESSION)
 
 
 class SessionMissedV1(EpisodeEventData):
@@ -156,6 +170,7 @@ class SessionMissedV1(EpisodeEventData):
     number: int = Field(ge=1)
     consecutive_missed: int = Field(ge=1)
     missed_at: datetime
+    optional_parent_session: bool = Field(default=False, description=OPTIONAL_PARENT_SESSION)
 
 
 class CourseEndReason(StrEnum):

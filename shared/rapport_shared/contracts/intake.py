@@ -79,6 +79,9 @@ class IntakeCompletedV1(EventData):
                                   "its records). Optional in v1 for older producers; Rapport always sets it")
     intake_clinician_id: PseudonymousId | None = Field(
         default=None, description="who carried out the intake (care-team relation 'assigned' for the intake record)")
+    share_outcomes_with_referrer: bool = Field(
+        default=False, description="the person consented at intake to the end-of-course outcome summary going to "
+                                   "the referrer (domain.md 4); absent in older records: not given")
 
 
 class IntakeDeclinedV1(EventData):

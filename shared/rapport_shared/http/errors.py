@@ -65,7 +65,18 @@ def _title(status: int) -> str:
         return "Error"
 
 
-def problem(status: int, code: str, detail: str, *, field: str | None = None, **extra: Any) -> dict[str, Any]:
+RESERVED = frozenset({"type", "title", "status", "detail", "field", "error"})
+
+
+def problem(status: int, code: str, detail: str, *, field: str | None = None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    # An extension member never replaces a problem member (RFC 9457 3.2): a domain error that
+    # wants to say e.g. a record's status names it otherwise (``episode_status``).
+    extra = dict(extra or {})
+    clash = RESERVED & extra.keys()
+    if clash:  # a bug in the raising code, but the caller still deserves its 4xx, not a 500
+        log.error("problem extension members clash with RFC 9457 members", members=sorted(clash))
+        extra = {(f"{k}_value" if k in clash else k): v for k, v in extra.items()}
     body: dict[str, Any] = {"type": PROBLEM_TYPE_PREFIX + code, "title": _title(status), "status": status,
                             "detail": detail}
     if field:
@@ -77,11 +88,11 @@ def problem(status: int, code: str, detail: str, *, field: str | None = None, **
 
 def problem_response(status: int, code: str, detail: str, *, field: str | None = None,
                      headers: dict[str, str] | None = None, **extra: Any) -> ProblemResponse:
-    return ProblemResponse(problem(status, code, detail, field=field, **extra), status_code=status, headers=headers)
+    return ProblemResponse(problem(status, code, detail, field=field, extra=extra), status_code=status, headers=headers)
 
 
 def error_body(exc: DomainError) -> dict[str, Any]:
-    return problem(status_for(exc), exc.code, exc.message, field=exc.field, **exc.extra)
+    return problem(status_for(exc), exc.code, exc.message, field=exc.field, extra=exc.extra)
 
 
 _HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",

@@ -17,8 +17,8 @@ import pytest
 from rapport_shared import db
 from rapport_shared.clock import ManualClock
 from rapport_shared.http.auth import TokenAuthority
-from rapport_shared.testing.fixtures import TEST_ORG
-from rapport_shared.testing.services import role_dsn
+from rapport_testing.fixtures import TEST_ORG
+from rapport_testing.services import role_dsn
 from rapport_shared.messagebus import MessageBus
 from rapport_shared.uow import UnitOfWorkFactory, uow_maker
 from rapport_intake.bootstrap import build

@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from rapport_shared.testing.flows import AVAILABILITY, FOCUS, INVENTORY, PHQ9_BASELINE, intake_parts
+from rapport_testing.flows import AVAILABILITY, FOCUS, INVENTORY, PHQ9_BASELINE, intake_parts
 
 pytestmark = pytest.mark.integration
-SCHEMAS = Path(__import__("rapport_shared.contracts", fromlist=["x"]).__file__).parent / "schemas"
+SCHEMAS = __import__("rapport_tools.contracts.export", fromlist=["x"]).SCHEMA_DIR
 
 
 def check_schema(event: dict) -> None:
@@ -81,6 +81,30 @@ async def test_one_call_with_every_part_completes(intake_it):
     r = await h.call("POST", f"/v1/referrals/{episode}/complete", intake_parts(), role="partner", sub="partner-clinic-1")
     assert r.status_code == 200 and r.json()["status"] == "completed"
     check_schema((await h.outbox(episode))[0])
+
+
+async def test_consent_to_the_referrer_summary_is_carried_on_the_completed_event(intake_it):
+    """Issue 15 item 5: consent to the end-of-course summary for the referrer, in the consent step
+    (default: not given), stored with the consent and announced as a coded boolean."""
+    h = intake_it
+    episode, _ = await h.open()
+    r = await h.call("PUT", f"/v1/referrals/{episode}/consent",
+                     {"given": True, "method": "written", "share_outcomes_with_referrer": True})
+    assert r.status_code == 200 and r.json()["consent"]["share_outcomes_with_referrer"] is True
+    r = await h.call("PUT", f"/v1/referrals/{episode}/consent",
+                     {"given": True, "method": "written", "share_outcomes_with_referrer": "yes"})
+    assert r.status_code == 422  # a strict boolean
+    parts = intake_parts()
+    del parts["consent"]  # recorded above
+    assert (await h.call("POST", f"/v1/referrals/{episode}/complete", parts)).status_code == 200
+    [event] = await h.outbox(episode)
+    check_schema(event)
+    assert event["data"]["share_outcomes_with_referrer"] is True
+
+    episode, _ = await h.open()  # not asked: not given
+    assert (await h.call("POST", f"/v1/referrals/{episode}/complete", intake_parts())).status_code == 200
+    [event] = await h.outbox(episode)
+    assert event["data"]["share_outcomes_with_referrer"] is False
 
 
 # ---- completion refused: 409 listing what is missing -------------------------------------
@@ -218,7 +242,7 @@ async def test_an_exclusion_declines_the_referral(intake_it):
     assert event["type"] == "rapport.intake.declined.v1" and event["event_id"] == view["declined_event_id"]
     assert event["data"]["reason_code"] == "excluded_active_psychosis"
     r = await h.call("POST", f"/v1/referrals/{episode}/complete", {})
-    assert r.status_code == 409 and r.json()["status"] == "declined"
+    assert r.status_code == 409 and r.json()["episode_status"] == "declined"
     assert len(await h.outbox(episode)) == 1  # never a completion
 
 
@@ -247,7 +271,7 @@ async def test_an_exclusion_in_a_one_call_completion_declines_and_says_so(intake
     h = intake_it
     episode, _ = await h.open()
     r = await h.call("POST", f"/v1/referrals/{episode}/complete", intake_parts(exclusions=["acute_risk_crisis_care"]))
-    assert r.status_code == 409 and r.json()["status"] == "declined"
+    assert r.status_code == 409 and r.json()["episode_status"] == "declined"
     assert r.json()["decline_reasons"] == ["excluded_acute_risk_crisis_care"]
     [event] = await h.outbox(episode)  # the decline is a clinical decision: it was kept and announced
     assert event["type"] == "rapport.intake.declined.v1" and event["event_id"] == r.json()["declined_event_id"]

@@ -9,8 +9,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from rapport_shared.private_contacts import ContactRecordError, Keyring, data_keys_from_records, decode_record, topic_config
-from rapport_shared.testing.flows import intake_parts
-from rapport_shared.testing.kafka import read_all
+from rapport_testing.flows import intake_parts
+from rapport_testing.kafka import read_all
 from rapport_shared.topics import ERASURES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 from rapport_intake.adapters.contacts_relay import ContactsRelay, producer_send
 from rapport_shared.private_contacts import ensure_private_topic

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from rapport_shared.testing.fixtures import TEST_ORG
+from rapport_testing.fixtures import TEST_ORG
 
 SUPERVISORS = ("ic-7", "ic-42", "clin-9")  # conftest's care team of TEST_ORG
 

@@ -6,7 +6,7 @@ and queues its event as usual."""
 import pytest
 
 from rapport_intake.domain.commands import MAX_WEEKLY_SLOTS
-from rapport_shared.testing.flows import intake_parts
+from rapport_testing.flows import intake_parts
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from rapport_shared import db
 from rapport_shared.clock import ManualClock
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.fixtures import TEST_SECRET, scratch_schema
+from rapport_testing.fixtures import TEST_SECRET, scratch_schema
 from rapport_shared.messagebus import MessageBus
 from rapport_shared.uow import UnitOfWorkFactory, uow_maker
 from rapport_scheduler import bootstrap

@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 
 from rapport_shared.http.auth import TokenAuthority
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
 from rapport_scheduler.service_layer import handlers
-from rapport_scheduler.testing import intake_completed
+from rapport_testing.scheduler import intake_completed
 
 pytestmark = pytest.mark.integration
 TOKENS = TokenAuthority(TEST_SECRET, org=TEST_ORG)

@@ -15,13 +15,13 @@ from rapport_shared.contracts.course import CourseReviewNeededV1, ReviewReason
 from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
 from rapport_shared.envelope import encode, new_event
 from rapport_shared.http.auth import TokenAuthority
-from rapport_shared.testing.fixtures import TEST_ORG, TEST_SECRET
+from rapport_testing.fixtures import TEST_ORG, TEST_SECRET
 from rapport_shared.timers import TimerRunner
 from rapport_shared.topics import INTAKE
 from rapport_scheduler.domain import decider as D
 from rapport_scheduler.domain.course import fold
 from rapport_scheduler.service_layer import handlers
-from rapport_scheduler.testing import intake_completed
+from rapport_testing.scheduler import intake_completed
 
 pytestmark = pytest.mark.integration
 TOKENS = TokenAuthority(TEST_SECRET, org=TEST_ORG)  # the harness' app verifies development HMAC tokens

@@ -13,8 +13,8 @@ import pytest
 from rapport_shared.clock import SimulatedClock, parse_delta, publish_tick
 from rapport_shared.contracts.course import CourseReviewNeededV1
 from rapport_shared.timers import TimerRunner, TimerStore
-from rapport_shared.testing.kafka import produce_raw
-from rapport_shared.testing.wait import until
+from rapport_testing.kafka import produce_raw
+from rapport_testing.wait import until
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=timezone.utc)

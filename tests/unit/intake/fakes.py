@@ -18,7 +18,7 @@ from uuid import UUID
 
 from rapport_shared.contracts import BaselineScore
 from rapport_shared.private_contacts import ContactRecordV1
-from rapport_shared.testing.fake_uow import FakeUnitOfWork
+from rapport_testing.fake_uow import FakeUnitOfWork
 from rapport_intake.domain.commands import Actor
 from rapport_intake.domain.model import Referral, RiskReview
 from rapport_intake.settings import IntakeSettings

@@ -150,6 +150,31 @@ def test_the_completed_event_carries_coded_facts_only():
         assert free_text not in text
 
 
+def test_consent_to_the_referrer_summary_is_not_given_unless_recorded():
+    r = ready()
+    assert r.consent.share_outcomes_with_referrer is False  # the consent step's default
+    r.complete(NOW, RULES)
+    assert r.completed_event(RULES).share_outcomes_with_referrer is False
+
+
+def test_consent_to_the_referrer_summary_travels_on_the_completed_event():
+    r = ready()
+    r.record_consent(commands.RecordConsent(given=True, method="written", share_outcomes_with_referrer=True),
+                     "ic-1", NOW)
+    r.complete(NOW, RULES)
+    event = r.completed_event(RULES)
+    assert event.share_outcomes_with_referrer is True
+    # A record from before the field existed reads as not given (compatible: optional, default false).
+    old = event.model_dump(mode="json")
+    del old["share_outcomes_with_referrer"]
+    assert type(event).model_validate(old).share_outcomes_with_referrer is False
+
+
+def test_consent_to_the_referrer_summary_is_a_strict_boolean():
+    with pytest.raises(ValueError):
+        commands.RecordConsent(given=True, method="written", share_outcomes_with_referrer="yes")
+
+
 # ---- the safety gate (PHQ-9 item 9 > 0) --------------------------------------------------
 
 def review(decision="proceed", at=None, note=None):

@@ -205,6 +205,23 @@ async def test_completing_with_every_part_emits_intake_completed_once():
     assert len(uow.emitted) == 1 and uow.audit.actions()[-1] == "referral.complete_repeated"
 
 
+async def test_consent_to_the_referrer_summary_is_audited_and_carried_on_the_completed_event():
+    uow = FakeIntakeUnitOfWork()
+    episode = (await open_referral(uow)).referral.episode_id
+    consent = commands.RecordConsent(given=True, method="verbal", share_outcomes_with_referrer=True)
+    await run(uow, commands.RecordConsentCommand(episode_id=episode, actor=IC, body=consent))
+    assert uow.audit.entries[-1].detail == {"given": True, "method": "verbal", "share_outcomes_with_referrer": True}
+    await run(uow, complete(episode, every_part(consent=None)))
+    [event] = uow.of_type(IntakeCompletedV1)
+    assert event.share_outcomes_with_referrer is True
+
+    uow = FakeIntakeUnitOfWork()  # not asked: not given
+    episode = (await open_referral(uow)).referral.episode_id
+    await run(uow, complete(episode, every_part()))
+    [event] = uow.of_type(IntakeCompletedV1)
+    assert event.share_outcomes_with_referrer is False
+
+
 async def test_completing_with_parts_missing_is_refused_listing_them_and_writes_nothing():
     uow = FakeIntakeUnitOfWork()
     episode = (await open_referral(uow)).referral.episode_id

@@ -18,7 +18,7 @@ from rapport_shared.contracts.base import EventData
 from rapport_shared.contracts.intake import Availability
 from rapport_shared.contracts.outcomes import OutcomeEvaluatedV1
 from rapport_shared.hours import WorkingHours
-from rapport_shared.testing.fake_uow import FakeUnitOfWork
+from rapport_testing.fake_uow import FakeUnitOfWork
 from rapport_shared.timers import Timer
 from rapport_scheduler.adapters.timers import timer_key
 from rapport_scheduler.domain.course import Course
@@ -102,7 +102,7 @@ class FakeCalendarRepository:
                    exclude_course: UUID | None) -> list[tuple[datetime, datetime]]:
         return sorted((s.starts_at, s.ends_at) for c in self.db.courses.values()
                       if c.clinician_id == clinician_id and c.course_id != exclude_course
-                      for s in c.sessions.values() if s.live and s.ends_at > since)
+                      for s in [*c.sessions.values(), *c.extra_sessions.values()] if s.live and s.ends_at > since)
 
 
 class FakeCourseTimers:

@@ -16,7 +16,7 @@ from rapport_shared.hours import WorkingHours
 from rapport_scheduler.domain import decider as D
 from rapport_scheduler.domain.course import ALLOWED, SessionStatus, evolve, fold
 from rapport_scheduler.domain.errors import InvalidInput, RuleViolation, SlotTaken, UnknownEntity
-from rapport_scheduler.testing import intake_completed, rules_for
+from rapport_testing.scheduler import intake_completed, rules_for
 
 pytestmark = pytest.mark.unit
 

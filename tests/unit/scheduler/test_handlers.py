@@ -259,3 +259,74 @@ async def test_working_hours_and_closure_days_apply_to_bookings():
     assert error_body(missing.value) == {"type": "urn:rapport:problem:NotFound", "title": "Not Found", "status": 404,
                                          "error": "NotFound", "detail": "2030-01-10 is not a closure day",
                                          "field": "day"}
+
+
+# -- IPT-A's optional mid-phase parent session ---------------------------------------------------
+
+async def in_middle_phase(bus: FakeBus, template_id: str = "ipt-a"):
+    """A course of ``template_id`` with sessions 1–3 attended and the checklist complete: middle from 4."""
+    _, course = await planned(bus, template_id=template_id)
+    cid = course.course_id
+    for k in (1, 2, 3):
+        await attend(bus, cid, k)
+    for item in ChecklistItem:
+        await bus.handle(commands.RecordChecklistItem(cid, CLINICIAN, item))
+    assert bus.db.courses[cid].phase == Phase.middle
+    return cid
+
+
+def tuesday_after(bus: FakeBus, cid, number: int):
+    """09:00 on the Tuesday after session ``number`` (Thursdays 14:00; the patient is free Tuesdays 09–12)."""
+    return bus.db.courses[cid].live_at(number).starts_at + timedelta(days=5) - timedelta(hours=5)
+
+
+async def test_the_clinician_adds_ipt_as_optional_parent_session_in_the_middle_phase():
+    bus = FakeBus()
+    cid = await in_middle_phase(bus)
+    to = tuesday_after(bus, cid, 5)
+    d = await bus.handle(commands.AddParentSession(cid, CLINICIAN, to))
+    [booked] = d.events
+    assert isinstance(booked, SessionScheduledV1) and booked.optional_parent_session and booked.kind == "parent"
+    assert booked.number == 5 and booked.starts_at == to
+    assert bus.emitted[-1].organisation_id == "org-test"  # stamped like every event of the course
+    saved = bus.db.courses[cid]
+    assert list(saved.extra_sessions) == [booked.session_id] and saved.contracted == 12
+    assert [s.number for s in saved.live_sessions()] == list(range(1, 13))  # the contract is as it was
+    assert bus.db.locked[-1] == CLINICIAN  # booked under the clinician's lock, like every booking
+    # It blocks the clinician's calendar for their other courses too.
+    busy = await bus.unit().calendar.busy(CLINICIAN, since=bus.clock.now(), exclude_course=None)
+    assert (to, to + timedelta(minutes=50)) in busy
+
+    # Attended: not a contracted session (the count stays at 3 until session 4 is recorded).
+    bus.clock.set(to + timedelta(minutes=50))
+    d = await bus.handle(commands.AttendSession(cid, CLINICIAN, booked.session_id))
+    [attended] = d.events
+    assert attended.optional_parent_session and attended.attended_sessions == 3
+    assert bus.db.courses[cid].attended == 3 and bus.db.courses[cid].current_session().number == 4
+
+
+async def test_a_refused_parent_session_changes_nothing_and_names_the_rule():
+    bus = FakeBus()
+    cid = await in_middle_phase(bus, "ipt-standard")
+    before = snapshot(bus)
+    with pytest.raises(RuleViolation) as refused:
+        await bus.handle(commands.AddParentSession(cid, CLINICIAN, tuesday_after(bus, cid, 4)))
+    assert status_for(refused.value) == 409
+    body = error_body(refused.value)
+    assert (body["error"], body["phase"], body["rule"]) == (
+        "illegal_transition", "middle", "optional_parent_session_in_template")
+    assert snapshot(bus) == before
+
+    bus = FakeBus()
+    cid = await in_middle_phase(bus)
+    before = snapshot(bus)
+    with pytest.raises(InvalidInput) as bad:  # outside the middle phase's dates
+        await bus.handle(commands.AddParentSession(cid, CLINICIAN, tuesday_after(bus, cid, 11)))
+    assert status_for(bad.value) == 422 and error_body(bad.value)["field"] == "starts_at"
+    assert snapshot(bus) == before
+    await bus.handle(commands.AddParentSession(cid, CLINICIAN, tuesday_after(bus, cid, 4)))
+    before = snapshot(bus)
+    with pytest.raises(RuleViolation) as refused:  # one already exists
+        await bus.handle(commands.AddParentSession(cid, CLINICIAN, tuesday_after(bus, cid, 6)))
+    assert status_for(refused.value) == 409 and error_body(refused.value)["rule"] == "optional_parent_session_limit"
+    assert snapshot(bus) == before

@@ -20,7 +20,7 @@ from rapport_scheduler.domain import decider as D
 from rapport_scheduler.domain.course import ACUTE, ALLOWED, SessionStatus, evolve, fold
 from rapport_scheduler.domain.errors import SchedulerError
 from rapport_scheduler.domain.templates import templates
-from rapport_scheduler.testing import ALL_WEEK, intake_completed, rules_for
+from rapport_testing.scheduler import ALL_WEEK, intake_completed, rules_for
 
 pytestmark = pytest.mark.unit
 

@@ -63,7 +63,8 @@ class RecordConsent(Body):
     given: StrictBool = Field(description="consent to IPT and to processing the intake data")
     method: ConsentMethod
     share_outcomes_with_referrer: StrictBool = Field(
-        default=False, description="the end-of-course outcome summary may go to the referrer (domain.md 4)")
+        default=False, description="the end-of-course outcome summary may go to the referrer (domain.md 4);"
+                                   " not given unless true. Carried on rapport.intake.completed.v1")
 
 
 class RecordContact(Body):

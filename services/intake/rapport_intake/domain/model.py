@@ -209,10 +209,10 @@ class Referral:
     # -- state ---------------------------------------------------------------------------
     def ensure_open(self) -> None:
         if self.status == Status.completed:
-            raise Conflict("the intake is completed; its record can no longer change", field="status", status=self.status.value)
+            raise Conflict("the intake is completed; its record can no longer change", field="status", episode_status=self.status.value)
         if self.status == Status.declined:
             raise Conflict("the referral was declined and can never start a course", field="status",
-                           status=self.status.value, decline_reasons=list(self.decline_reasons))
+                           episode_status=self.status.value, decline_reasons=list(self.decline_reasons))
 
     # -- recording -----------------------------------------------------------------------
     def record_consent(self, cmd: commands.RecordConsent, by: str, at: datetime) -> None:
@@ -367,6 +367,7 @@ class Referral:
             referral_source=self.referral_source,
             risk_review=RiskReviewSummary(decision=review.decision.value, reviewed_at=review.reviewed_at) if review else None,
             organisation_id=self.organisation_id, intake_clinician_id=self.intake_clinician_id,
+            share_outcomes_with_referrer=bool(self.consent and self.consent.share_outcomes_with_referrer),
         )
 
     def declined_event(self) -> IntakeDeclinedV1:

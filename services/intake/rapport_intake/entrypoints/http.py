@@ -205,7 +205,7 @@ async def complete(episode_id: UUID, body: commands.CompleteIntake, request: Req
     view = await _run(request, commands.CompleteIntakeCommand, body, episode_id, grant)
     if view.status == "declined":  # a part of the body declined it; that decision was kept
         raise Conflict(f"the referral was declined ({', '.join(view.decline_reasons)}) and can never start a course",
-                       field="status", status=view.status, decline_reasons=view.decline_reasons,
+                       field="status", episode_status=view.status, decline_reasons=view.decline_reasons,
                        declined_event_id=view.declined_event_id)
     return view
 

@@ -107,7 +107,8 @@ Step = Callable[[IntakeUnitOfWork, Referral, Any, Actor], Awaitable[None]]
 
 async def _consent(uow: IntakeUnitOfWork, r: Referral, body: commands.RecordConsent, actor: Actor) -> None:
     r.record_consent(body, actor.sub, uow.now())
-    await audit(uow, actor, "consent.recorded", r, given=body.given, method=body.method.value)
+    await audit(uow, actor, "consent.recorded", r, given=body.given, method=body.method.value,
+                share_outcomes_with_referrer=body.share_outcomes_with_referrer)
 
 
 async def _contact(uow: IntakeUnitOfWork, r: Referral, body: commands.RecordContact, actor: Actor) -> None:

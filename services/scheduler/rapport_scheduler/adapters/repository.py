@@ -1,5 +1,6 @@
 """SQL for the scheduler's courses: the course row and its session rows (the live state of the
-``Course`` aggregate), and the evaluations read before their course.
+``Course`` aggregate: contracted sessions and, flagged ``optional_parent``, the ones beside the
+contract), and the evaluations read before their course.
 
 ``save`` writes the difference between the state loaded and the state decided, inside the
 caller's transaction (the same one that writes the outbox). Working hours and closure days are
@@ -81,6 +82,8 @@ class CourseRepository:
         if row is None:
             return None
         sessions = await self.conn.fetch("SELECT * FROM sessions WHERE course_id = $1", row["course_id"])
+        contracted = {s["session_id"]: _session(s) for s in sessions if not s["optional_parent"]}
+        extras = {s["session_id"]: _session(s) for s in sessions if s["optional_parent"]}
         history = _phase_history(json.loads(row["phase_history"]))
         return Course(
             course_id=row["course_id"], episode_id=row["episode_id"], person_id=row["person_id"],
@@ -89,7 +92,7 @@ class CourseRepository:
             phase=Phase(row["phase"]),
             # Courses planned before this migration have no history: they began in the initial phase.
             phase_history=history or (PhaseEntry(Phase.initial, 1, None, row["planned_at"]),),
-            sessions={s["session_id"]: _session(s) for s in sessions},
+            sessions=contracted, extra_sessions=extras,
             checklist=_checklist(json.loads(row["checklist"])), attended=row["attended"],
             consecutive_missed=row["consecutive_missed"], notices=frozenset(json.loads(row["notices"])),
             maintenance_contracted=row["maintenance_contracted"], remission=row["remission"],
@@ -153,28 +156,30 @@ class CourseRepository:
                 " maintenance_contracted=$12, remission=$13, ended_reason=$14, ended_at=$15, updated_at=$16"
                 " WHERE course_id = $1", c.course_id, *common,
             )
-        old = before.sessions if before else {}
-        changed = [s for sid, s in c.sessions.items() if sid in old and old[sid] != s]
-        added = [s for sid, s in c.sessions.items() if sid not in old]
+        old = {**before.sessions, **before.extra_sessions} if before else {}
+        now_all = {**c.sessions, **c.extra_sessions}
+        changed = [s for sid, s in now_all.items() if sid in old and old[sid] != s]
+        added = [s for sid, s in now_all.items() if sid not in old]
 
         def row(s: Session) -> tuple:
             return (s.session_id, c.course_id, s.number, s.starts_at, s.duration_minutes, s.status.value, s.kind.value,
                     c.clinician_id, s.ends_at, s.recorded_at, s.cancelled_by.value if s.cancelled_by else None,
-                    s.reason_code)
+                    s.reason_code, s.session_id in c.extra_sessions)
 
         # Updates first: a session leaving its position (missed, cancelled) before its replacement
         # arrives keeps "one live session per position" true statement by statement.
         if changed:
             await conn.executemany(
                 "UPDATE sessions SET number=$3, starts_at=$4, duration_minutes=$5, status=$6, kind=$7, clinician_id=$8,"
-                " ends_at=$9, recorded_at=$10, cancelled_by=$11, reason_code=$12 WHERE session_id = $1 AND course_id = $2",
+                " ends_at=$9, recorded_at=$10, cancelled_by=$11, reason_code=$12, optional_parent=$13"
+                " WHERE session_id = $1 AND course_id = $2",
                 [row(s) for s in changed],
             )
         if added:
             await conn.executemany(
                 "INSERT INTO sessions (session_id, course_id, number, starts_at, duration_minutes, status, kind,"
-                " clinician_id, ends_at, recorded_at, cancelled_by, reason_code)"
-                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+                " clinician_id, ends_at, recorded_at, cancelled_by, reason_code, optional_parent)"
+                " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
                 [row(s) for s in added],
             )
 

@@ -36,7 +36,7 @@ class Refusal(StrEnum):
 
 class WeeklyHours:
     """Transitional spelling for test helpers written before the one working-hours type
-    (``rapport_scheduler/testing.py``): ``WeeklyHours.from_slots`` builds a :class:`WorkingHours`."""
+    (``rapport_testing/scheduler.py``): ``WeeklyHours.from_slots`` builds a :class:`WorkingHours`."""
 
     @staticmethod
     def from_slots(timezone: str, slots: Iterable) -> WorkingHours:

@@ -69,6 +69,13 @@ class StartMaintenance(CourseCommand):
     reason_code: str
 
 
+@dataclass(frozen=True)
+class AddParentSession(CourseCommand):
+    """IPT-A's optional mid-phase parent session, booked at ``starts_at`` beside the contract."""
+
+    starts_at: datetime
+
+
 # -- calendar configuration --------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -90,6 +97,6 @@ class RemoveClosureDay:
     day: date
 
 
-__all__ = ["AddClosureDay", "AttendSession", "CancelSession", "ChangeContract", "CourseCommand", "MissSession",
+__all__ = ["AddClosureDay", "AddParentSession", "AttendSession", "CancelSession", "ChangeContract", "CourseCommand", "MissSession",
            "RecordChecklistItem", "RemoveClosureDay", "RescheduleSession", "SetWorkingHours", "StartMaintenance",
            "Withdraw"]

@@ -8,6 +8,11 @@ Numbering: a session's ``number`` is its position in the contract (1..n, then n+
 maintenance). Exactly one *live* session (scheduled or attended) holds each position; a missed
 or cancelled one keeps its number and a replacement takes the position (``decider``). Outcomes
 are recorded in order, so after recording position k attended, ``attended == k``.
+
+IPT-A's optional mid-phase parent session is kept apart, in ``extra_sessions``: it holds no
+position (its ``number`` is the position of the contracted session it follows), is not counted in
+``attended`` and takes no part in the contract's order or calendar shifts; its events carry
+``optional_parent_session``.
 """
 
 from __future__ import annotations
@@ -124,7 +129,8 @@ class Course:
     focus: Focus | None = None
     phase: Phase = Phase.initial
     phase_history: tuple[PhaseEntry, ...] = ()
-    sessions: dict[UUID, Session] = field(default_factory=dict)
+    sessions: dict[UUID, Session] = field(default_factory=dict)  # the contracted positions
+    extra_sessions: dict[UUID, Session] = field(default_factory=dict)  # beside the contract (IPT-A parent)
     checklist: dict[ChecklistItem, ChecklistEntry] = field(default_factory=dict)
     attended: int = 0
     consecutive_missed: int = 0
@@ -148,6 +154,16 @@ class Course:
 
     def live_sessions(self) -> list[Session]:
         return [s for s in self.ordered_sessions() if s.live]
+
+    def any_session(self, session_id: UUID) -> Session | None:
+        """A session of the course by id: a contracted one or one beside the contract."""
+        return self.sessions.get(session_id) or self.extra_sessions.get(session_id)
+
+    def live_extras(self) -> list[Session]:
+        return sorted((s for s in self.extra_sessions.values() if s.live), key=lambda s: s.starts_at)
+
+    def ordered_extras(self) -> list[Session]:
+        return sorted(self.extra_sessions.values(), key=lambda s: (s.starts_at, str(s.session_id)))
 
     def live_at(self, number: int) -> Session | None:
         return next((s for s in self.sessions.values() if s.live and s.number == number), None)
@@ -189,6 +205,8 @@ class Course:
 # -- evolve: one event → the next state --------------------------------------------------------
 
 def _with_session(c: Course, s: Session) -> Course:
+    if s.session_id in c.extra_sessions:
+        return replace(c, extra_sessions={**c.extra_sessions, s.session_id: s})
     return replace(c, sessions={**c.sessions, s.session_id: s})
 
 
@@ -204,18 +222,24 @@ def evolve(c: Course | None, e: EventData) -> Course:
     if c is None:
         raise ValueError(f"{type(e).__name__} before the course was planned")
     if isinstance(e, SessionScheduledV1):
-        return _with_session(c, Session(e.session_id, e.number, e.starts_at, e.duration_minutes, e.kind))
+        s = Session(e.session_id, e.number, e.starts_at, e.duration_minutes, e.kind)
+        if e.optional_parent_session:
+            return replace(c, extra_sessions={**c.extra_sessions, s.session_id: s})
+        return _with_session(c, s)
     if isinstance(e, SessionRescheduledV1):
-        return _with_session(c, replace(c.sessions[e.session_id], starts_at=e.starts_at))
+        # ``number``: a session beside the contract follows another contracted session once moved.
+        return _with_session(c, replace(c.any_session(e.session_id), starts_at=e.starts_at, number=e.number))
     if isinstance(e, SessionCancelledV1):
-        s = replace(c.sessions[e.session_id], status=SessionStatus.cancelled, recorded_at=e.cancelled_at,
+        s = replace(c.any_session(e.session_id), status=SessionStatus.cancelled, recorded_at=e.cancelled_at,
                     cancelled_by=e.cancelled_by, reason_code=e.reason_code)
         return _with_session(c, s)
     if isinstance(e, SessionAttendedV1):
-        s = replace(c.sessions[e.session_id], status=SessionStatus.attended, recorded_at=e.attended_at)
-        return replace(_with_session(c, s), attended=e.attended_sessions, consecutive_missed=0)
+        s = replace(c.any_session(e.session_id), status=SessionStatus.attended, recorded_at=e.attended_at)
+        # Beside the contract: the attended count stays (it counts contracted sessions).
+        attended = c.attended if e.session_id in c.extra_sessions else e.attended_sessions
+        return replace(_with_session(c, s), attended=attended, consecutive_missed=0)
     if isinstance(e, SessionMissedV1):
-        s = replace(c.sessions[e.session_id], status=SessionStatus.missed, recorded_at=e.missed_at)
+        s = replace(c.any_session(e.session_id), status=SessionStatus.missed, recorded_at=e.missed_at)
         return replace(_with_session(c, s), consecutive_missed=e.consecutive_missed)
     if isinstance(e, PhaseChangedV1):
         entry = PhaseEntry(e.to_phase, e.effective_from_session, e.reason, e.changed_at)

@@ -18,6 +18,11 @@ Phase rules (domain.md 2; n = contracted sessions, t = termination length, i = i
   cancellations neither count nor reset) + ``course.ended``; the remaining sessions are cancelled.
 - completed → maintenance only with a new (maintenance) contract after outcomes reported
   remission at the end.
+IPT-A's optional mid-phase parent session (``add_parent_session``): booked beside the contract in
+the middle phase, at most the template's number of them; it holds no position, is not counted in
+``attended`` and is never replaced or shifted; a miss of it counts in the run of consecutive misses
+(it is an appointment of the course nobody came to) and an attendance resets the run; scheduled
+ones are cancelled when the course ends.
 Calendar: a missed or cancelled session keeps its number and the calendar moves: a replacement
 takes the next session's date, each later session the date of the one after it, and the last one
 a new slot one cadence later — so the contracted count never changes and the end date moves.
@@ -26,7 +31,7 @@ a new slot one cadence later — so the contracted count never changes and the e
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from typing import Callable
 from uuid import UUID
@@ -67,6 +72,7 @@ TIMER_KINDS = (INITIAL_WINDOW, OUTCOME_OVERDUE)
 
 CALENDAR_SHIFT = "calendar_shift"
 CONTRACT_CHANGED = "contract_changed"
+COURSE_COMPLETED = "course_completed"  # an optional parent session still scheduled when the course completes
 
 
 @dataclass(frozen=True)
@@ -131,10 +137,21 @@ def _require_phase(c: Course, allowed: frozenset[Phase] | set[Phase], rule: str,
 
 
 def _session(c: Course, session_id: UUID) -> Session:
-    s = c.sessions.get(session_id)
+    s = c.any_session(session_id)
     if s is None:
         raise UnknownEntity(f"no session {session_id} in course {c.course_id}", field="session_id")
     return s
+
+
+def _booking(c: Course, ctx: Context, *, own: list[Session] | None = None) -> BookingRules:
+    """The booking rules for a change to this course: the clinician's other courses (``ctx``) plus
+    the sessions of this course a booking must not overlap — by default its live sessions beside
+    the contract (contracted positions keep their own order rules)."""
+    rules = ctx.booking()
+    own = c.live_extras() if own is None else own
+    if not own:
+        return rules
+    return replace(rules, busy=rules.busy + tuple((s.starts_at, s.ends_at) for s in own))
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -177,7 +194,7 @@ def _replace(d: Decision, gone: Session, ctx: Context) -> None:
     c = d.course
     later = [x for x in c.scheduled() if x.number > gone.number]
     last = later[-1] if later else gone
-    rules = ctx.booking()
+    rules = _booking(c, ctx)
     after = max(rules.same_time_later(last.starts_at, c.cadence_for(last.number)), last.ends_at, ctx.now)
     try:
         new_last = rules.next_start(after, last.duration_minutes)
@@ -207,10 +224,20 @@ def _end_early(d: Decision, reason: PhaseChangeReason, ctx: Context) -> None:
     for s in d.course.scheduled():
         d.emit(SessionCancelledV1(**_ids(c), session_id=s.session_id, number=s.number, cancelled_by=by,
                                   reason_code=reason.value, cancelled_at=ctx.now))
+    _cancel_extras(d, by, reason.value, ctx)
     d.emit(CourseEndedV1(
         **_ids(c), template_id=c.template_id, clinician_id=c.clinician_id, reason=CourseEndReason(reason.value),
         final_phase=left, attended_sessions=c.attended, contracted_sessions=c.contracted, ended_at=ctx.now,
     ))
+
+
+def _cancel_extras(d: Decision, by: CancelledBy, reason_code: str, ctx: Context) -> None:
+    """The course ends: a parent session beside the contract that is still scheduled will not take place."""
+    c = d.course
+    for s in c.ordered_extras():
+        if s.status == SessionStatus.scheduled:
+            d.emit(SessionCancelledV1(**_ids(c), session_id=s.session_id, number=s.number, cancelled_by=by,
+                                      reason_code=reason_code, cancelled_at=ctx.now, optional_parent_session=True))
 
 
 def _to_termination(d: Decision, ctx: Context) -> None:
@@ -239,6 +266,7 @@ def _progress(d: Decision, ctx: Context) -> None:
             **_ids(c), from_phase=left, to_phase=Phase.completed, effective_from_session=n + 1,
             reason=PhaseChangeReason.last_session_attended, sessions_remaining=0, changed_at=ctx.now,
         ))
+        _cancel_extras(d, CancelledBy.clinic, COURSE_COMPLETED, ctx)
         d.emit(CourseEndedV1(
             **_ids(c), template_id=c.template_id, clinician_id=c.clinician_id, reason=CourseEndReason.completed,
             final_phase=left, attended_sessions=c.attended, contracted_sessions=n, ended_at=ctx.now,
@@ -261,7 +289,8 @@ def _recordable(c: Course, session_id: UUID, now: datetime, verb: str) -> Sessio
         raise RuleViolation(f"session {s.number} is already recorded {s.status.value}", phase=phase,
                             rule="outcome_recorded_once", field="session_id")
     current = c.current_session()
-    if current is not None and current.session_id != s.session_id:
+    # The order is the contract's; a session beside it is recorded whenever it has started.
+    if current is not None and current.session_id != s.session_id and s.session_id not in c.extra_sessions:
         raise RuleViolation(f"outcomes are recorded in order: session {current.number} ({current.session_id}) comes first",
                             phase=phase, rule="record_in_order", field="session_id")
     if s.starts_at > now:
@@ -273,6 +302,14 @@ def _recordable(c: Course, session_id: UUID, now: datetime, verb: str) -> Sessio
 def attend(c: Course, session_id: UUID, ctx: Context) -> Decision:
     s = _recordable(c, session_id, ctx.now, "attended")
     d = Decision(c)
+    if s.session_id in c.extra_sessions:
+        # Not a contracted session: the count, and so every phase rule, stays where it is.
+        d.emit(SessionAttendedV1(
+            **_ids(c), session_id=s.session_id, number=s.number, attended_sessions=c.attended,
+            contracted_sessions=c.total_contracted, phase=c.phase_of(s.number), attended_at=ctx.now,
+            optional_parent_session=True,
+        ))
+        return d
     d.emit(SessionAttendedV1(
         **_ids(c), session_id=s.session_id, number=s.number, attended_sessions=c.attended + 1,
         contracted_sessions=c.total_contracted, phase=c.phase_of(s.number), attended_at=ctx.now,
@@ -283,12 +320,14 @@ def attend(c: Course, session_id: UUID, ctx: Context) -> Decision:
 
 def miss(c: Course, session_id: UUID, ctx: Context) -> Decision:
     s = _recordable(c, session_id, ctx.now, "missed")
+    extra = s.session_id in c.extra_sessions
     d = Decision(c)
     d.emit(SessionMissedV1(**_ids(c), session_id=s.session_id, number=s.number,
-                           consecutive_missed=c.consecutive_missed + 1, missed_at=ctx.now))
+                           consecutive_missed=c.consecutive_missed + 1, missed_at=ctx.now,
+                           optional_parent_session=extra))
     if d.course.phase in ACUTE and d.course.consecutive_missed >= ctx.disengagement_misses:
         _end_early(d, PhaseChangeReason.disengagement, ctx)
-    else:
+    elif not extra:  # a session beside the contract has no position to refill
         _replace(d, d.course.sessions[s.session_id], ctx)
     return d
 
@@ -310,10 +349,12 @@ def _movable(c: Course, session_id: UUID, now: datetime, verb: str) -> Session:
 
 def cancel(c: Course, session_id: UUID, by: CancelledBy, reason_code: str, ctx: Context) -> Decision:
     s = _movable(c, session_id, ctx.now, "cancel")
+    extra = s.session_id in c.extra_sessions
     d = Decision(c)
     d.emit(SessionCancelledV1(**_ids(c), session_id=s.session_id, number=s.number, cancelled_by=by,
-                              reason_code=reason_code, cancelled_at=ctx.now))
-    _replace(d, d.course.sessions[s.session_id], ctx)
+                              reason_code=reason_code, cancelled_at=ctx.now, optional_parent_session=extra))
+    if not extra:
+        _replace(d, d.course.sessions[s.session_id], ctx)
     return d
 
 
@@ -332,19 +373,86 @@ def reschedule(c: Course, session_id: UUID, to: datetime, reason_code: str, ctx:
         raise InvalidInput(f"{to.isoformat()} is in the past (now {ctx.now.isoformat()})", field="starts_at")
     if to == s.starts_at:
         raise InvalidInput("is the session's current start", field="starts_at")
-    prev, nxt = c.live_at(s.number - 1), c.live_at(s.number + 1)
-    if prev is not None and to < prev.ends_at:
-        raise InvalidInput(f"must be after session {prev.number} ends ({prev.ends_at.isoformat()})", field="starts_at")
-    if nxt is not None and to + timedelta(minutes=s.duration_minutes) > nxt.starts_at:
-        raise InvalidInput(f"must end before session {nxt.number} starts ({nxt.starts_at.isoformat()})", field="starts_at")
-    why = ctx.booking().refusal(to, s.duration_minutes)
+    extra = s.session_id in c.extra_sessions
+    if extra:
+        _check_parent_window(c, to, s.duration_minutes)
+        others = [x for x in [*c.live_sessions(), *c.live_extras()] if x.session_id != s.session_id]
+        rules = _booking(c, ctx, own=others)
+    else:
+        prev, nxt = c.live_at(s.number - 1), c.live_at(s.number + 1)
+        if prev is not None and to < prev.ends_at:
+            raise InvalidInput(f"must be after session {prev.number} ends ({prev.ends_at.isoformat()})", field="starts_at")
+        if nxt is not None and to + timedelta(minutes=s.duration_minutes) > nxt.starts_at:
+            raise InvalidInput(f"must end before session {nxt.number} starts ({nxt.starts_at.isoformat()})", field="starts_at")
+        rules = _booking(c, ctx)
+    _check_bookable(rules, c, to, s.duration_minutes)
+    d = Decision(c)
+    d.emit(SessionRescheduledV1(**_ids(c), session_id=s.session_id, number=_follows(c, to) if extra else s.number,
+                                previous_starts_at=s.starts_at,
+                                starts_at=to, reason_code=reason_code, rescheduled_at=ctx.now,
+                                optional_parent_session=extra))
+    return d
+
+
+def _check_bookable(rules: BookingRules, c: Course, to: datetime, minutes: int) -> None:
+    why = rules.refusal(to, minutes)
     if why == Refusal.clinician_busy:
         raise SlotTaken(f"clinician {c.clinician_id} already has a session then", field="starts_at")
     if why is not None:
         raise InvalidInput(f"{to.isoformat()} {_REFUSALS[why]}", field="starts_at")
+
+
+# -- IPT-A's optional mid-phase parent session -------------------------------------------------
+
+def _check_parent_window(c: Course, to: datetime, minutes: int) -> None:
+    """A mid-phase session: after the first middle-phase session starts, and over before the first
+    termination session (position n − t + 1) starts."""
+    first = c.live_at(c.middle_from() or 1)
+    last = c.live_at(c.contracted - c.template.termination + 1)
+    if (first is not None and to <= first.starts_at) or (
+            last is not None and to + timedelta(minutes=minutes) > last.starts_at):
+        after = f"after session {first.number}, the first of the middle phase, starts ({first.starts_at.isoformat()})" \
+            if first is not None else "in the middle phase"
+        before = f" and end before session {last.number}, the first of termination, starts ({last.starts_at.isoformat()})" \
+            if last is not None else ""
+        raise InvalidInput(f"a mid-phase parent session must start {after}{before}", field="starts_at")
+
+
+def _follows(c: Course, to: datetime) -> int:
+    """The number a session beside the contract carries: the position of the contracted session it follows."""
+    return max((s.number for s in c.live_sessions() if s.number <= c.contracted and s.starts_at < to), default=1)
+
+
+def add_parent_session(c: Course, to: datetime, ctx: Context) -> Decision:
+    """IPT-A: the clinician adds the optional mid-phase parent session (domain.md 2), booked like a
+    session (availability, working hours, closure days, no overlap) but beside the contract."""
+    optional = c.template.optional_parent
+    if optional is None:
+        raise RuleViolation(f"template {c.template_id} has no optional parent session (IPT-A's mid-phase one)",
+                            phase=c.phase.value, rule="optional_parent_session_in_template")
+    if c.phase != optional.phase:
+        raise RuleViolation(f"the optional parent session is added in the {optional.phase.value} phase only",
+                            phase=c.phase.value, rule="optional_parent_session_in_middle_phase")
+    held = [s for s in c.extra_sessions.values() if s.live]
+    if len(held) >= optional.max_sessions:
+        raise RuleViolation(
+            f"template {c.template_id} allows {optional.max_sessions} optional parent session(s) and the course has "
+            f"{', '.join(str(s.session_id) for s in held)} (cancel it to book another)",
+            phase=c.phase.value, rule="optional_parent_session_limit")
+    if c.attended < 1:
+        raise RuleViolation("the mid-phase parent session follows the patient's own sessions: none is attended yet",
+                            phase=c.phase.value, rule="optional_parent_session_after_attendance")
+    if to.tzinfo is None:
+        raise InvalidInput("must carry a UTC offset", field="starts_at")
+    if to <= ctx.now:
+        raise InvalidInput(f"{to.isoformat()} is in the past (now {ctx.now.isoformat()})", field="starts_at")
+    _check_parent_window(c, to, ctx.session_minutes)
+    _check_bookable(_booking(c, ctx, own=[*c.live_sessions(), *c.live_extras()]), c, to, ctx.session_minutes)
     d = Decision(c)
-    d.emit(SessionRescheduledV1(**_ids(c), session_id=s.session_id, number=s.number, previous_starts_at=s.starts_at,
-                                starts_at=to, reason_code=reason_code, rescheduled_at=ctx.now))
+    d.emit(SessionScheduledV1(
+        **_ids(c), session_id=ctx.new_id(), number=_follows(c, to), starts_at=to, duration_minutes=ctx.session_minutes,
+        kind=SessionKind.parent, scheduled_at=ctx.now, optional_parent_session=True,
+    ))
     return d
 
 
@@ -370,7 +478,7 @@ def change_contract(c: Course, sessions: int, reason_code: str, ctx: Context) ->
                                    phase_plan=t.phase_plan(sessions), changed_at=ctx.now))
     if sessions > c.contracted:
         last = c.live_at(c.contracted)
-        rules = ctx.booking()
+        rules = _booking(c, ctx)
         after = max(rules.same_time_later(last.starts_at, t.cadence_days), last.ends_at, ctx.now)
         try:
             starts = rules.series(after, sessions - c.contracted, last.duration_minutes, t.cadence_days)
@@ -460,7 +568,7 @@ def start_maintenance(c: Course, sessions: int, reason_code: str, ctx: Context) 
         raise InvalidInput(f"must be between 1 and {m.max_sessions}", field="sessions")
     n = c.contracted
     last = c.live_at(n)
-    rules = ctx.booking()
+    rules = _booking(c, ctx)
     after = max(rules.same_time_later(last.starts_at, m.cadence_days), ctx.now)
     try:
         starts = rules.series(after, sessions, last.duration_minutes, m.cadence_days)

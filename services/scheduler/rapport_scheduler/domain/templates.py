@@ -28,6 +28,16 @@ class Maintenance:
 
 
 @dataclass(frozen=True)
+class OptionalParentSession:
+    """IPT-A (domain.md 2): "a parent joins ... optionally one mid-phase session". The clinician may
+    add up to ``max_sessions`` parent sessions while the course is in ``phase``, beside the contract
+    (they hold no contract position and are not treatment sessions of the contract)."""
+
+    phase: Phase = Phase.middle
+    max_sessions: int = 1
+
+
+@dataclass(frozen=True)
 class Template:
     id: str
     sessions: int  # the default contract n
@@ -38,6 +48,7 @@ class Template:
     max_sessions: int
     session_kind: SessionKind = SessionKind.individual
     parent_positions: tuple[str, ...] = ()  # IPT-A: "first", "last"
+    optional_parent: OptionalParentSession | None = None  # IPT-A: one more, added in the middle phase
     maintenance: Maintenance = Maintenance(28, 36)
 
     def kind_for(self, number: int, contracted: int) -> SessionKind:
@@ -63,7 +74,24 @@ def _check(t: Template) -> Template:
     # Every contract within the bounds must leave room for a middle phase after the initial one.
     if t.initial + t.termination >= t.min_sessions:
         raise TemplateError(f"{t.id}: initial + termination must be fewer than min_sessions")
+    if t.optional_parent is not None:
+        # Only the middle phase has a place for it: between the initial-phase checklist and the
+        # contract's termination sessions (the rules in ``decider.add_parent_session``).
+        if t.optional_parent.phase != Phase.middle:
+            raise TemplateError(f"{t.id}: parent_sessions.optional_in must be 'middle'")
+        if t.optional_parent.max_sessions < 1:
+            raise TemplateError(f"{t.id}: parent_sessions.optional_max must be at least 1")
     return t
+
+
+def _optional_parent(tid: str, parent: dict) -> OptionalParentSession | None:
+    if "optional_in" not in parent:
+        return None
+    try:
+        phase = Phase(parent["optional_in"])
+    except ValueError:
+        raise TemplateError(f"{tid}: parent_sessions.optional_in {parent['optional_in']!r} is not a phase") from None
+    return OptionalParentSession(phase=phase, max_sessions=int(parent.get("optional_max", 1)))
 
 
 def load(path: Path = DEFAULT_PATH) -> dict[str, Template]:
@@ -77,6 +105,7 @@ def load(path: Path = DEFAULT_PATH) -> dict[str, Template]:
             cadence_days=v["cadence_days"], min_sessions=v["min_sessions"], max_sessions=v["max_sessions"],
             session_kind=SessionKind(v.get("session_kind", "individual")),
             parent_positions=tuple(v.get("parent_sessions", {}).get("positions", ())),
+            optional_parent=_optional_parent(k, v.get("parent_sessions", {})),
             maintenance=maintenance,
         ))
     return out

@@ -49,6 +49,10 @@ class StartMaintenance(Body):
     reason_code: Code = "remission_at_end"
 
 
+class AddParentSession(Body):
+    starts_at: AwareDatetime = Field(description="the start, with a UTC offset: in the middle phase, bookable")
+
+
 class WorkingHours(Body):
     timezone: str = Field(description="IANA time zone, e.g. Europe/London")
     slots: list[WeeklySlot] = Field(min_length=1)
@@ -75,5 +79,5 @@ class ClosureDay(Body):
     reason_code: Code | None = Field(default=None, description="e.g. bank_holiday, training_day")
 
 
-__all__ = ["CancelSession", "ChangeContract", "ClosureDay", "RecordChecklistItem", "RescheduleSession",
+__all__ = ["AddParentSession", "CancelSession", "ChangeContract", "ClosureDay", "RecordChecklistItem", "RescheduleSession",
            "StartMaintenance", "Withdraw", "WorkingHours"]

@@ -119,6 +119,14 @@ async def start_maintenance(course_id: UUID, body: bodies.StartMaintenance, requ
         course_id, grant.principal.sub, body.sessions, body.reason_code))
 
 
+@router.post("/{course_id}/parent-sessions",
+             summary="IPT-A: add the optional mid-phase parent session (beside the contract)")
+async def add_parent_session(course_id: UUID, body: bodies.AddParentSession, request: Request,
+                             grant: Grant = Depends(current_grant)) -> dict:
+    return await _course_command(request, "parent_session", commands.AddParentSession(
+        course_id, grant.principal.sub, body.starts_at))
+
+
 @router.get("/{course_id}/timers", summary="The course's pending durable timers (parked ones with parked_at)")
 async def timers(course_id: UUID, request: Request) -> dict:
     return await _read(request, views.timers, course_id)

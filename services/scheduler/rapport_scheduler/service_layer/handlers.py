@@ -194,6 +194,12 @@ async def start_maintenance(cmd: commands.StartMaintenance, uow: SchedulerUnitOf
     return await _commit(uow, D.start_maintenance(course, cmd.sessions, cmd.reason_code, ctx))
 
 
+@handlers.handles(commands.AddParentSession)
+async def add_parent_session(cmd: commands.AddParentSession, uow: SchedulerUnitOfWork) -> D.Decision:
+    course, ctx = await _course(uow, cmd.course_id, books=True)
+    return await _commit(uow, D.add_parent_session(course, cmd.starts_at, ctx))
+
+
 # -- time --------------------------------------------------------------------------------------
 
 @handlers.timer(*D.TIMER_KINDS)

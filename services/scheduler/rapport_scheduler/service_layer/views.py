@@ -17,6 +17,7 @@ def session_view(c: Course, s: Session) -> dict:
         "status": s.status.value, "phase": c.phase_of(s.number).value,
         "recorded_at": s.recorded_at.isoformat() if s.recorded_at else None,
         "cancelled_by": s.cancelled_by.value if s.cancelled_by else None, "reason_code": s.reason_code,
+        "optional_parent_session": s.session_id in c.extra_sessions,
     }
 
 
@@ -42,6 +43,9 @@ def course_view(c: Course) -> dict:
         "current_session": session_view(c, current) if current else None,
         "planned_end_at": live[-1].ends_at.isoformat() if live else None,
         "sessions": [session_view(c, s) for s in c.ordered_sessions()],
+        # Beside the contract (IPT-A's mid-phase parent session): not in ``sessions``, whose
+        # numbers are the contract's positions.
+        "optional_parent_sessions": [session_view(c, s) for s in c.ordered_extras()],
     }
 
 
