@@ -1,4 +1,4 @@
-"""What replay rebuilds in the notifier (shared/rapport_shared/replay.py, docs/replay.md).
+"""What replay rebuilds in the notifier (shared/rapport_tools/replay.py, docs/replay.md).
 
 The projection is the notifier's picture of the world as the topics describe it: who the patients
 are and how to reach them (the private contacts topic), episodes, sessions and their times, and
@@ -8,7 +8,7 @@ partners configured over HTTP (clinicians, on-call rota, subscriptions, patient 
 into the shadow so the handlers see the same recipients) and acknowledgements/escalations of
 alerts (HTTP and time)."""
 
-from rapport_shared.replay import Projection, Table
+from rapport_shared.projection import Projection, Table
 from rapport_shared.topics import PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 PROJECTION = Projection(

@@ -14,6 +14,7 @@ from pydantic import SecretStr, field_validator, model_validator
 
 from rapport_shared.durations import Duration
 from rapport_shared.private_contacts import DEV_KEY_ID, DEV_KEYS_JSON, Keyring
+from rapport_shared.programmes import ScheduleError, load_schedule
 from rapport_shared.settings import ServiceSettings
 
 from .domain.rules import parse_networks
@@ -46,7 +47,11 @@ class NotifierSettings(ServiceSettings):
     # clinicians table (paged on all their channels). Required in production; unset elsewhere, such
     # a page is recorded as a failed delivery (no_channel), never only logged. docs/notifier.md.
     safety_fallback: str = ""
-    default_instruments: str = "phq9"           # when the episode's instruments are not known
+    default_instruments: str = "phq9"           # when the episode's target condition is not known
+    # A clinic's additions to the measurement schedule (domain.md §3.4; rapport_shared.programmes):
+    # path of a YAML/JSON file with `add:`; additive only, refused at start-up if it tries to remove
+    # anything (above all the PHQ-9 risk screen). Unset: the packaged schedule.
+    measurement_overrides: str = ""
     default_language: str = "en"
     templates_dir: str = str(TEMPLATES)
 
@@ -93,6 +98,17 @@ class NotifierSettings(ServiceSettings):
     contacts_keys: SecretStr = SecretStr(DEV_KEYS_JSON)
     contacts_active_key: str = DEV_KEY_ID
     contacts_enabled: bool = True
+
+    @field_validator("measurement_overrides")
+    @classmethod
+    def _measurement_overrides(cls, v: str) -> str:
+        v = v.strip()
+        if v:
+            try:
+                load_schedule(v)  # cached: the handlers use the same one
+            except ScheduleError as exc:
+                raise ValueError(f"RAPPORT_MEASUREMENT_OVERRIDES refused: {exc}") from None
+        return v
 
     @field_validator("smtp_ca_file")
     @classmethod

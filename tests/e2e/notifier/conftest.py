@@ -1,6 +1,6 @@
 import pytest
 
-from rapport_notifier.testing import HttpSink, SmtpServer
+from rapport_testing.notifier import HttpSink, SmtpServer
 
 
 @pytest.fixture

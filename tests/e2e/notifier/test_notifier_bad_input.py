@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import api, intake_known
+from rapport_testing.notifier import api, intake_known
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ import asyncpg
 import httpx
 import pytest
 
-from rapport_notifier.testing import until
-from rapport_shared.testing.flows import open_referral
+from rapport_testing.notifier import until
+from rapport_testing.flows import open_referral
 
 pytestmark = pytest.mark.e2e
 

@@ -26,7 +26,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import (SimTime, SmtpServer, api, notifier_env, publish, publish_contact, publish_intake,
+from rapport_testing.notifier import (SimTime, SmtpServer, api, notifier_env, publish, publish_contact, publish_intake,
                                       until)
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession
 from rapport_shared.faults import EXIT_CODE

@@ -13,7 +13,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import SimTime, api, intake_known, notifier_env, publish, publish_contact, until
+from rapport_testing.notifier import SimTime, api, intake_known, notifier_env, publish, publish_contact, until
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession, SessionRescheduledV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 from rapport_shared.private_contacts import ContactRecordV1

@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
-from rapport_notifier.testing import SimTime, api, notifier_env, until
-from rapport_shared.testing.flows import intake_completion, phq9
-from rapport_shared.testing.kafka import validate_partner_view, wait_for_records
+from rapport_testing.notifier import SimTime, api, notifier_env, until
+from rapport_testing.flows import intake_completion, phq9
+from rapport_testing.kafka import validate_partner_view, wait_for_records
 from rapport_shared.topics import OUTCOMES
 
 pytestmark = pytest.mark.e2e

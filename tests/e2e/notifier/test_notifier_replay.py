@@ -24,14 +24,14 @@ import asyncpg
 import pytest
 
 from rapport_notifier.bootstrap import MIGRATIONS
-from rapport_notifier.testing import SimTime, SmsProvider, api, intake_known, notifier_env, publish, publish_contact, until
+from rapport_testing.notifier import SimTime, SmsProvider, api, intake_known, notifier_env, publish, publish_contact, until
 from rapport_shared import db
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession, SessionRescheduledV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 from rapport_shared.private_contacts import ContactRecordV1
-from rapport_shared.testing.kafka import wait_caught_up
-from rapport_shared.testing.services import ServiceProcess, role_dsn
-from rapport_shared.testing.db import fetch
+from rapport_testing.kafka import wait_caught_up
+from rapport_testing.services import ServiceProcess, role_dsn
+from rapport_testing.db import fetch
 from rapport_shared.topics import PRIVATE_CONTACTS, SHARED_TOPICS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

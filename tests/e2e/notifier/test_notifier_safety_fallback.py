@@ -13,7 +13,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from rapport_notifier.testing import SimTime, api, intake_known, notifier_env, publish, until
+from rapport_testing.notifier import SimTime, api, intake_known, notifier_env, publish, until
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 
 pytestmark = pytest.mark.e2e

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from rapport_notifier.testing import SimTime, SmsProvider, api, intake_known, notifier_env, publish, publish_contact, until
+from rapport_testing.notifier import SimTime, SmsProvider, api, intake_known, notifier_env, publish, publish_contact, until
 from rapport_shared.contracts.course import CoursePlannedV1, PhaseSpan, PlannedSession
 from rapport_shared.private_contacts import ContactRecordV1
-from rapport_shared.testing.db import fetchval
+from rapport_testing.db import fetchval
 
 pytestmark = pytest.mark.e2e
 

@@ -25,7 +25,7 @@ from rapport_shared import db, envelope
 from rapport_shared.clock import ManualClock
 from rapport_shared.outbox import Outbox
 from rapport_shared.http.auth import TokenAuthority
-from rapport_shared.testing.fixtures import TEST_ORG, TEST_SECRET, scratch_schema
+from rapport_testing.fixtures import TEST_ORG, TEST_SECRET, scratch_schema
 from rapport_shared.messagebus import MessageBus
 from rapport_shared.uow import UnitOfWorkFactory, uow_maker
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from rapport_notifier.service_layer import handlers
 from rapport_shared.contracts import IntakeCompletedV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG
 
 
 def intake(h, *, clinician: str, org: str | None = TEST_ORG, person: str | None = None) -> IntakeCompletedV1:

@@ -23,8 +23,8 @@ from aiosmtpd.controller import Controller
 from rapport_notifier.adapters.channels import EmailChannel, SmsChannel, WebhookChannel
 from rapport_notifier.domain import rules
 from rapport_notifier.service_layer import handlers
-from rapport_notifier.testing import HttpSink
-from rapport_shared.testing.services import free_port
+from rapport_testing.notifier import HttpSink
+from rapport_testing.services import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from rapport_notifier.adapters.channels import (PinnedBackend, WebhookAddressRef
                                                 system_resolver)
 from rapport_notifier.domain import rules
 from rapport_notifier.service_layer import handlers
-from rapport_notifier.testing import HttpSink
-from rapport_shared.testing.services import free_port
+from rapport_testing.notifier import HttpSink
+from rapport_testing.services import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from rapport_shared.timers import Timer
 try:  # test support is moving to its own package (issue 12)
     from rapport_testing.fake_uow import FakeUnitOfWork
 except ImportError:  # pragma: no cover
-    from rapport_shared.testing.fake_uow import FakeUnitOfWork
+    from rapport_testing.fake_uow import FakeUnitOfWork
 
 
 def settings(**overrides) -> NotifierSettings:
@@ -31,7 +31,8 @@ class FakeEpisodes:
     def _row(self, episode_id) -> dict:
         return self.rows.setdefault(episode_id, {"episode_id": episode_id, "person_id": None, "clinician_id": None,
                                                  "course_id": None, "instruments": None, "organisation_id": None,
-                                                 "ended_at": None})
+                                                 "ended_at": None, "target_condition": None,
+                                                 "contracted_sessions": None, "contracted_at": None})
 
     async def organisation_of(self, episode_id, default):
         row = self.rows.get(episode_id)
@@ -41,11 +42,13 @@ class FakeEpisodes:
         row = self.rows.get(episode_id)
         return row and row["clinician_id"]
 
-    async def record_intake(self, episode_id, person_id, clinician_id, instruments, organisation_id, default_org):
+    async def record_intake(self, episode_id, person_id, clinician_id, instruments, organisation_id, default_org,
+                            target_condition=None):
         known = episode_id in self.rows
         row = self._row(episode_id)
         row.update(person_id=person_id, clinician_id=clinician_id)
         row["instruments"] = instruments if instruments is not None else row["instruments"]
+        row["target_condition"] = target_condition or row["target_condition"]
         row["organisation_id"] = organisation_id or (row["organisation_id"] if known else None) or default_org
 
     async def record_declined(self, episode_id, person_id, organisation_id):
@@ -59,6 +62,11 @@ class FakeEpisodes:
         if episode_id not in self.rows:
             self._row(episode_id)["organisation_id"] = default_org
         self.rows[episode_id].update(person_id=person_id, clinician_id=clinician_id, course_id=course_id)
+
+    async def set_contract(self, episode_id, contracted_sessions, at):
+        row = self.rows.get(episode_id)
+        if row is not None and (row["contracted_at"] is None or row["contracted_at"] <= at):
+            row.update(contracted_sessions=contracted_sessions, contracted_at=at)
 
     async def ensure(self, episode_id, default_org):
         if episode_id not in self.rows:
@@ -103,17 +111,19 @@ class FakeSessions:
         if episode is None:
             return None
         return {**row, "person_id": episode["person_id"], "instruments": episode["instruments"],
-                "ended_at": episode["ended_at"]}
+                "target_condition": episode["target_condition"],
+                "contracted_sessions": episode["contracted_sessions"], "ended_at": episode["ended_at"]}
 
     async def questionnaire_request(self, session_id):
         row = self.requests.get(session_id)
         return dict(row) if row else None
 
-    async def add_questionnaire_request(self, session_id, episode_id, requested_at, expires_at):
+    async def add_questionnaire_request(self, session_id, episode_id, requested_at, expires_at, instruments=None):
         if session_id in self.requests:
             return False
         self.requests[session_id] = {"session_id": session_id, "episode_id": episode_id, "requested_at": requested_at,
-                                     "expires_at": expires_at, "answered_at": None}
+                                     "expires_at": expires_at, "answered_at": None,
+                                     "instruments": list(instruments) if instruments is not None else None}
         return True
 
     async def set_request_expiry(self, session_id, expires_at):

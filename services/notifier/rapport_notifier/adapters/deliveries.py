@@ -75,7 +75,7 @@ class DeliveryRepository:
             " ORDER BY n.created_at, n.notification_id LIMIT $6",
             episode_id, recipient_ref, channel, status, kind, limit, since_at, since_id,
             organisation_id, assigned_to, person_id, default_org)
-        return [dict(r) for r in rows]
+        return [{**r, "params": json.loads(r["params"]) if isinstance(r["params"], str) else r["params"]} for r in rows]
 
     # ------------------------------------------------------------ the sender (wall-clock times)
     async def reclaim(self) -> int:

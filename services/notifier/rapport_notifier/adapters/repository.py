@@ -42,15 +42,25 @@ class EpisodeRepository:
         return await self.conn.fetchval("SELECT clinician_id FROM episodes WHERE episode_id = $1", episode_id)
 
     async def record_intake(self, episode_id, person_id, clinician_id, instruments: list[str] | None,
-                            organisation_id: str | None, default_org: str | None) -> None:
+                            organisation_id: str | None, default_org: str | None,
+                            target_condition: str | None = None) -> None:
         # The organisation the intake names wins; an older producer's event (none named) keeps
         # what is known, else the default organisation.
         await self.conn.execute(
-            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments, organisation_id)"
-            " VALUES ($1,$2,$3,$4,COALESCE($5::text, $6::text))"
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments, organisation_id, target_condition)"
+            " VALUES ($1,$2,$3,$4,COALESCE($5::text, $6::text),$7)"
             " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, instruments=COALESCE($4, episodes.instruments),"
-            " organisation_id=COALESCE($5::text, episodes.organisation_id, $6::text)",
-            episode_id, person_id, clinician_id, instruments, organisation_id, default_org)
+            " organisation_id=COALESCE($5::text, episodes.organisation_id, $6::text),"
+            " target_condition=COALESCE($7, episodes.target_condition)",
+            episode_id, person_id, clinician_id, instruments, organisation_id, default_org, target_condition)
+
+    async def set_contract(self, episode_id, contracted_sessions: int, at: datetime) -> None:
+        """The contracted number of sessions, as of the contract's event time ``at``: an older
+        contract (a re-processed event) does not replace a newer one."""
+        await self.conn.execute(
+            "UPDATE episodes SET contracted_sessions = $2, contracted_at = $3"
+            " WHERE episode_id = $1 AND (contracted_at IS NULL OR contracted_at <= $3)",
+            episode_id, contracted_sessions, at)
 
     async def record_declined(self, episode_id, person_id, organisation_id: str) -> None:
         await self.conn.execute(
@@ -103,19 +113,23 @@ class SessionRepository:
                                                                episode_id)]
 
     async def with_episode(self, session_id: uuid.UUID) -> dict | None:
-        """The session with its episode's ``person_id``, ``instruments`` and ``ended_at``."""
+        """The session with its episode's ``person_id``, ``ended_at`` and what its questionnaires
+        follow: ``target_condition``, ``contracted_sessions`` and the intake's baseline ``instruments``."""
         return as_dict(await self.conn.fetchrow(
-            "SELECT s.*, e.person_id, e.instruments, e.ended_at FROM sessions s JOIN episodes e USING (episode_id)"
-            " WHERE s.session_id = $1", session_id))
+            "SELECT s.*, e.person_id, e.instruments, e.target_condition, e.contracted_sessions, e.ended_at"
+            " FROM sessions s JOIN episodes e USING (episode_id) WHERE s.session_id = $1", session_id))
 
     async def questionnaire_request(self, session_id: uuid.UUID) -> dict | None:
         return as_dict(await self.conn.fetchrow("SELECT * FROM questionnaire_requests WHERE session_id = $1", session_id))
 
-    async def add_questionnaire_request(self, session_id, episode_id, requested_at: datetime, expires_at: datetime) -> bool:
-        """False if the session already had one."""
+    async def add_questionnaire_request(self, session_id, episode_id, requested_at: datetime, expires_at: datetime,
+                                        instruments: list[str] | None = None) -> bool:
+        """False if the session already had one. ``instruments``: what it asks for (its reminder
+        asks for the same)."""
         return bool(await self.conn.fetchval(
-            "INSERT INTO questionnaire_requests (session_id, episode_id, requested_at, expires_at) VALUES ($1,$2,$3,$4)"
-            " ON CONFLICT (session_id) DO NOTHING RETURNING true", session_id, episode_id, requested_at, expires_at))
+            "INSERT INTO questionnaire_requests (session_id, episode_id, requested_at, expires_at, instruments)"
+            " VALUES ($1,$2,$3,$4,$5) ON CONFLICT (session_id) DO NOTHING RETURNING true",
+            session_id, episode_id, requested_at, expires_at, instruments))
 
     async def set_request_expiry(self, session_id, expires_at: datetime) -> None:
         await self.conn.execute("UPDATE questionnaire_requests SET expires_at = $2 WHERE session_id = $1",

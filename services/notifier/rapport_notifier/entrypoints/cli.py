@@ -1,6 +1,6 @@
 import sys
 
-from rapport_shared.cli import service_main
+from rapport_tools.service_cli import service_main
 
 from .. import bootstrap, settings
 

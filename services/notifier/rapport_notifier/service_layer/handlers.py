@@ -20,10 +20,10 @@ import uuid
 from datetime import datetime
 
 from rapport_shared.contracts import EVENT_MODELS
-from rapport_shared.contracts.course import (CourseChecklistUpdatedV1, CourseContractChangedV1, CourseEndedV1,
-                                             CoursePlannedV1, CourseReviewNeededV1, PhaseChangedV1, SessionAttendedV1,
-                                             SessionCancelledV1, SessionMissedV1, SessionRescheduledV1,
-                                             SessionScheduledV1)
+from rapport_shared.contracts.course import (ContractKind, CourseChecklistUpdatedV1, CourseContractChangedV1,
+                                             CourseEndedV1, CoursePlannedV1, CourseReviewNeededV1, PhaseChangedV1,
+                                             SessionAttendedV1, SessionCancelledV1, SessionMissedV1,
+                                             SessionRescheduledV1, SessionScheduledV1)
 from rapport_shared.contracts.intake import IntakeCompletedV1, IntakeDeclinedV1
 from rapport_shared.contracts.notifications import NotificationDeliveredV1, NotificationFailedV1
 from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1, OutcomeEvaluatedV1, ScoreSubmittedV1
@@ -34,7 +34,7 @@ from rapport_shared.logging import get_logger
 from rapport_shared.messagebus import HandlerRegistry
 from rapport_shared.timers import Timer
 
-from ..domain import commands, rules
+from ..domain import commands, questionnaires, rules
 from .notifications import enqueue, fan_out_webhooks, local_time, page_oncall, quiet_hours, recipient_channels
 from .unit_of_work import NotifierUnitOfWork
 
@@ -108,14 +108,24 @@ async def _defer_for_quiet_hours(uow: NotifierUnitOfWork, timer: Timer, person_i
     return True
 
 
-async def _send_questionnaire(uow: NotifierUnitOfWork, row: dict, expires: datetime, kind: str) -> None:
+def _request_instruments(uow: NotifierUnitOfWork, row: dict) -> list[str]:
+    """What the request before this session asks for: the measurement schedule of the episode's
+    target condition at this session of the contracted course (domain.md §3.4)."""
+    return questionnaires.request_instruments(
+        uow.schedule, target_condition=row.get("target_condition"), session_number=row["number"],
+        contracted_sessions=row.get("contracted_sessions"), intake_instruments=row["instruments"],
+        default=uow.settings.instruments)
+
+
+async def _send_questionnaire(uow: NotifierUnitOfWork, row: dict, expires: datetime, kind: str,
+                              instruments: list[str]) -> None:
     starts, tz = await local_time(uow, row["person_id"], row["starts_at"])
     exp, _ = await local_time(uow, row["person_id"], expires)
-    instruments = list(row["instruments"] or uow.settings.instruments)
     await enqueue(uow, kind=kind, cause_event_id=row["cause_event_id"], episode_id=row["episode_id"],
                   recipient_ref=f"patient:{row['person_id']}", about=f"session:{row['session_id']}",
                   params={"session_number": row["number"], "starts_at": starts, "expires_at": exp, "timezone": tz,
-                          "instruments": ", ".join(instruments), "session_id": str(row["session_id"])})
+                          "instruments": ", ".join(instruments), "instrument_codes": list(instruments),
+                          "session_id": str(row["session_id"])})
 
 
 @handlers.timer(T_REMINDER)
@@ -142,12 +152,14 @@ async def on_questionnaire_request(timer: Timer, uow: NotifierUnitOfWork) -> Non
         return
     if await _defer_for_quiet_hours(uow, timer, row["person_id"]):
         return
-    if not await uow.sessions.add_questionnaire_request(row["session_id"], row["episode_id"], uow.now(), expires):
+    instruments = _request_instruments(uow, row)
+    if not await uow.sessions.add_questionnaire_request(row["session_id"], row["episode_id"], uow.now(), expires,
+                                                        instruments):
         return
     remind_at = uow.now() + uow.settings.questionnaire_reminder_after
     if remind_at < expires:
         await uow.timers.schedule(T_QREMINDER, timer.key, remind_at, now=uow.now(), payload=timer.payload)
-    await _send_questionnaire(uow, row, expires, rules.QUESTIONNAIRE_REQUEST)
+    await _send_questionnaire(uow, row, expires, rules.QUESTIONNAIRE_REQUEST, instruments)
 
 
 @handlers.timer(T_QREMINDER)
@@ -159,7 +171,9 @@ async def on_questionnaire_reminder(timer: Timer, uow: NotifierUnitOfWork) -> No
         return
     if await _defer_for_quiet_hours(uow, timer, row["person_id"]):
         return
-    await _send_questionnaire(uow, row, req["expires_at"], rules.QUESTIONNAIRE_REMINDER)
+    # The same instruments as the request it reminds of (a request from before they were kept: as now).
+    instruments = list(req.get("instruments") or _request_instruments(uow, row))
+    await _send_questionnaire(uow, row, req["expires_at"], rules.QUESTIONNAIRE_REMINDER, instruments)
 
 
 # ---------------------------------------------------------------- alerts
@@ -236,8 +250,9 @@ async def on_alert_resolved(data: AlertResolvedV1, uow: NotifierUnitOfWork) -> N
 @handlers.handles(IntakeCompletedV1)
 async def on_intake_completed(data: IntakeCompletedV1, uow: NotifierUnitOfWork) -> None:
     instruments = sorted({b.instrument for b in data.baseline_scores}) or None
+    # The target condition decides what later questionnaire requests ask for (domain.md §3.4).
     await uow.episodes.record_intake(data.episode_id, data.person_id, data.clinician_id, instruments,
-                                     data.organisation_id, uow.default_org)
+                                     data.organisation_id, uow.default_org, data.target_condition.value)
     await fan_out_webhooks(uow, uow.cause, data)
 
 
@@ -253,6 +268,8 @@ async def on_course_planned(data: CoursePlannedV1, uow: NotifierUnitOfWork) -> N
     event = uow.cause
     await uow.episodes.record_planned(data.episode_id, data.person_id, data.clinician_id, data.course_id,
                                       uow.default_org)
+    # n of the course: mid-course is session ⌈n/2⌉, the end session n (questionnaire requests).
+    await uow.episodes.set_contract(data.episode_id, data.contracted_sessions, event.time)
     for s in data.sessions:
         await upsert_session(uow, episode_id=data.episode_id, session_id=s.session_id, number=s.number,
                              starts_at=s.starts_at)
@@ -349,8 +366,17 @@ async def on_outcome_evaluated(data: OutcomeEvaluatedV1, uow: NotifierUnitOfWork
     await fan_out_webhooks(uow, uow.cause, data)
 
 
+@handlers.handles(CourseContractChangedV1)
+async def on_contract_changed(data: CourseContractChangedV1, uow: NotifierUnitOfWork) -> None:
+    """A new acute contract moves mid-course and the end (what later requests ask for); a
+    maintenance contract continues the numbering past them and changes nothing here."""
+    if data.contract == ContractKind.acute:
+        await uow.episodes.set_contract(data.episode_id, data.contracted_sessions, uow.cause.time)
+    await fan_out_webhooks(uow, uow.cause, data)
+
+
 # ---------------------------------------------------------------- every other event: partners only
-@handlers.handles(CourseContractChangedV1, CourseChecklistUpdatedV1, NotificationDeliveredV1, NotificationFailedV1)
+@handlers.handles(CourseChecklistUpdatedV1, NotificationDeliveredV1, NotificationFailedV1)
 async def forward_to_partners(data, uow: NotifierUnitOfWork) -> None:
     await fan_out_webhooks(uow, uow.cause, data)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rapport_shared.programmes import Schedule, load_schedule
 from rapport_shared.uow import UnitOfWork
 
 from ..adapters.clinicians import ClinicianRepository, OncallRepository
@@ -27,6 +28,11 @@ class SettingsView:
         """The organisation of an episode no event named one for (older producers; rows from
         before organisations): ``RAPPORT_DEFAULT_ORGANISATION``, or none."""
         return self.settings.default_organisation or None
+
+    @property
+    def schedule(self) -> Schedule:
+        """The measurement schedule questionnaire requests follow (with the clinic's overrides)."""
+        return load_schedule(self.settings.measurement_overrides or None)
 
     @property
     def languages(self) -> frozenset[str]:

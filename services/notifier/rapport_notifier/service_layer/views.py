@@ -59,7 +59,10 @@ async def deliveries(uow: NotifierUnitOfWork, *, limit: int, after, episode_id: 
          "recipient_ref": r["recipient_ref"], "channel": r["channel"], "language": r["language"], "status": r["status"],
          "attempts": r["attempts"], "in_doubt": r["in_doubt"],
          "in_doubt_resolved": r["in_doubt_resolved"], "in_doubt_resends": r["in_doubt_resends"],
-         "status_lookups": r["status_lookups"], "planned_at": r["created_at"].isoformat(),
+         "status_lookups": r["status_lookups"],
+         # what a questionnaire request or reminder asks for (codes; None for other kinds)
+         "instruments": (r["params"] or {}).get("instrument_codes"),
+         "planned_at": r["created_at"].isoformat(),
          "delivered_at": r["finished_at"].isoformat() if r["finished_at"] and r["status"] == "delivered" else None,
          "finished_at": r["finished_at"].isoformat() if r["finished_at"] else None, "error": r["last_error"]}
         for r in rows], (last["created_at"], last["notification_id"]) if last else None
