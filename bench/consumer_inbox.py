@@ -1,151 +1,262 @@
-"""(b) The consumer with its inbox, on the path the services use: a FastStream ``KafkaBroker``
-from ``rapport_shared.kafka.make_broker``, the ``EventConsumer`` attached with
-``rapport_shared.kafka.attach`` (``AckPolicy.MANUAL``: one record at a time, the offset committed
-after the effect), and per record: decode + validate the CloudEvent and the contract, one
-transaction with the inbox row and a trivial effect (one INSERT), COMMIT, then the offset commit.
+"""(b) The consumer with its inbox, on the path the services use: an ``EventConsumer`` fed by its
+``BatchSubscriber`` (``rapport_shared.kafka``): each pass takes what the broker has (up to 500
+records), applies each partition's records in one transaction (inbox claims in one statement, a
+savepoint per record, the handler, one COMMIT; partitions side by side), then commits the batch's
+offsets once.
 
-Set-up (not timed): N records encoded as the relay writes them (``envelope.encode``) produced to a
-3-partition topic with a plain aiokafka producer. Timed: from the start of the first
-``EventConsumer.process`` call to the end of the N-th (the group join and the first fetch are
-before it; the N-1 offset commits in between are in it). The time inside ``process`` and the gap
-between two records (offset commit, FastStream dispatch, fetch) are reported too, and the offset
-commit alone (``AIOKafkaConsumer.commit``, which FastStream's ``msg.ack()`` awaits, wrapped with a
-timer for the run).
+Two handlers, each over N records produced beforehand to a 3-partition topic:
+
+- **one INSERT**: ``PhaseChangedV1`` records (``events.model_on``: a benchmark topic) and a handler
+  that inserts one row — the consumer's own cost;
+- **outcomes' handlers**: ``rapport.session.attended.v1`` records (16 per episode, sessions 1..16)
+  applied by the outcomes service's own registry and unit of work (``rapport_outcomes``) on a
+  scratch schema with its migrations, the episodes recorded beforehand: per record the episode
+  locked, the attendance upserted, the course read, and at each course's review session the
+  reliable-improvement check (with no scores it raises a review alert: a row and an outbox event).
+
+Timed: from the start of the first ``process_batch`` to the commit of the batch holding the N-th
+record (the group join and the first fetch are before it). In the same run, on the same broker and
+the same records: the bare aiokafka producer that wrote them and a bare aiokafka consumer group
+reading them (``bench/bare.py``), and the ratio. Also: batches and their sizes, the consumer's CPU
+share, and the benchmark process's peak RSS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 import uuid
-from contextlib import contextmanager
-from typing import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
-from rapport_shared.kafka import attach, dead_letter_publisher, ensure_topics, make_broker
+from rapport_shared.contracts.course import SessionAttendedV1
+from rapport_shared.envelope import KafkaRecord
+from rapport_shared.kafka import BatchSubscriber, ensure_topics, make_broker, dead_letter_publisher
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.fixtures import scratch_schema
-from rapport_shared.testing.kafka import wait_caught_up
-from rapport_shared.topics import dlq_topic
+from rapport_testing.fixtures import scratch_schema
+from rapport_shared.topics import COURSE, INTAKE, dlq_topic
+from rapport_shared.uow import uow_maker
 
+import bare
 from events import episodes, model_on, phase_changed
-from figures import Figure, distribution, rate
+from figures import Figure, distribution, percentile, rate
 
 NAME = "consumer"
-DEFAULT_N = 2000
+DEFAULT_N = 20000
+SESSIONS = 16
 
 
-@contextmanager
-def timed_offset_commits() -> Iterator[list[float]]:
-    """Time every ``AIOKafkaConsumer.commit`` (what FastStream's ``msg.ack()`` awaits) while inside."""
-    durations: list[float] = []
-    original = AIOKafkaConsumer.commit
-
-    async def commit(self, *args, **kw):
-        began = time.perf_counter()
-        try:
-            return await original(self, *args, **kw)
-        finally:
-            durations.append(time.perf_counter() - began)
-
-    AIOKafkaConsumer.commit = commit
-    try:
-        yield durations
-    finally:
-        AIOKafkaConsumer.commit = original
-
-
-class TimedConsumer(EventConsumer):
-    """The shared consumer, unchanged, timing each ``process`` call."""
+class TimedSubscriber(BatchSubscriber):
+    """The shared subscriber, unchanged, noting when each batch started and was committed."""
 
     def __init__(self, *args, target: int, **kw) -> None:
         super().__init__(*args, **kw)
-        self.target = target
-        self.spans: list[tuple[float, float]] = []
-        self.statuses: dict[str, int] = {}
-        self.done = asyncio.Event()
+        self.target, self.seen = target, 0
+        self.began: float | None = None
+        self.ended = 0.0
         self.cpu = 0.0
+        self.batches: list[tuple[int, float]] = []  # (records, seconds from process_batch to committed)
+        self.statuses: dict[str, int] = {}
+        self.fetching: list[float] = []  # seconds in each getmany within the window
+        self.done = asyncio.Event()
+        process_batch = self.consumer.process_batch
 
-    async def process(self, record):
-        if not self.spans:
-            self.cpu = -time.process_time()
-        began = time.perf_counter()
-        outcome = await super().process(record)
-        self.spans.append((began, time.perf_counter()))
-        self.statuses[outcome.status] = self.statuses.get(outcome.status, 0) + 1
-        if len(self.spans) == self.target:
-            self.cpu += time.process_time()  # this process's CPU seconds over the timed window
+        async def timed(records):
+            self._batch_began = time.perf_counter()
+            if self.began is None:
+                self.began, self.cpu = self._batch_began, -time.process_time()
+            outcomes = await process_batch(records)
+            for o in outcomes:
+                self.statuses[o.status] = self.statuses.get(o.status, 0) + 1
+            return outcomes
+
+        self.consumer.process_batch = timed
+
+    async def _commit(self, fetched, generation) -> None:
+        await super()._commit(fetched, generation)
+        n = sum(len(b) for b in fetched.values())
+        now = time.perf_counter()
+        self.batches.append((n, now - self._batch_began))
+        self.seen += n
+        if self.seen >= self.target and not self.done.is_set():
+            self.ended, self.cpu = now, self.cpu + time.process_time()
             self.done.set()
-        return outcome
 
 
-async def produce(bootstrap: str, model, n: int) -> None:
-    keys = episodes()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5)
-    await producer.start()
+async def start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
+    """Commit ``group`` at the current end of ``topics``: it reads only what is produced next."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
     try:
-        acks = []
-        for i in range(n):
-            data = phase_changed(model, keys[i % len(keys)])
-            event = envelope.new_event(type=model.event_type, source="/rapport/bench", subject=str(data.episode_id),
-                                       data=data, time=data.changed_at)
-            rec = envelope.encode(event)
-            acks.append(await producer.send(model.topic, value=rec.value, key=rec.key,
-                                             headers=[(k, v.encode()) for k, v in rec.headers.items()]))
-        await asyncio.gather(*acks)
+        tps = [TopicPartition(t, p) for t in topics for p in (c.partitions_for_topic(t) or ())]
+        if not tps:
+            await c._client.force_metadata_update()
+            tps = [TopicPartition(t, p) for t in topics for p in (c.partitions_for_topic(t) or ())]
+        c.assign(tps)
+        await c.commit(await c.end_offsets(tps))
     finally:
-        await producer.stop()
+        await c.stop()
 
 
-async def run(stack, n: int | None = None) -> list[Figure]:
-    n = n or DEFAULT_N
+async def consume(stack, consumer: EventConsumer, n: int) -> TimedSubscriber:
+    subscriber = TimedSubscriber(consumer, stack.bootstrap, client_id="bench-consumer", target=n)
+    await subscriber.start()
+    getmany = subscriber._kc.getmany
+
+    async def timed_getmany(*args, **kw):  # time spent waiting for records, once the timed window began
+        began = time.perf_counter()
+        fetched = await getmany(*args, **kw)
+        if subscriber.began is not None and not subscriber.done.is_set():
+            subscriber.fetching.append(time.perf_counter() - began)
+        return fetched
+
+    subscriber._kc.getmany = timed_getmany
+    try:
+        await asyncio.wait_for(subscriber.done.wait(), timeout=1800)
+    finally:
+        await subscriber.stop()
+    return subscriber
+
+
+def figures_of(label: str, sub: TimedSubscriber, n: int, bare_s: float, note: str) -> list[Figure]:
+    elapsed = sub.ended - sub.began
+    ours = rate(NAME, f"{label}: records processed + offsets committed", n, elapsed,
+                note=f"{note}; {len(sub.batches)} batches (median {percentile([b for b, _ in sub.batches], 50)} records); "
+                     f"the consumer's process busy on a CPU {sub.cpu / elapsed:.0%} of that time; outcomes {sub.statuses}")
+    ratio = Figure(NAME, f"{label}: rate ÷ bare aiokafka consumer's", n, rate=bare_s / elapsed, unit="×",
+                   note="same broker, same run; the bare consumer touches nothing in the records")
+    per_batch = distribution(NAME, f"{label}: per batch, process_batch start → offsets committed",
+                             [s for _, s in sub.batches])
+    fetch = distribution(NAME, f"{label}: per batch, waiting in getmany", sub.fetching or [0.0],
+                         note=f"{sum(sub.fetching):.2f} s of the {elapsed:.2f} s window")
+    return [ours, ratio, per_batch, fetch]
+
+
+async def one_insert(stack, n: int) -> list[Figure]:
     schema, dsn = await scratch_schema(stack.admin_dsn, "bench_consumer")
     pool = await db.create_pool(dsn, schema, 1, 10)
     await pool.execute("CREATE TABLE effects (event_id uuid PRIMARY KEY, episode_id uuid NOT NULL, to_phase text NOT NULL)")
     topic, group = f"bench.consumer.{uuid.uuid4().hex[:8]}", f"bench-consumer-{uuid.uuid4().hex[:6]}"
-    model = model_on(topic)
+    model, keys = model_on(topic), episodes()
     await ensure_topics(stack.bootstrap, [topic, dlq_topic(topic, group)], 3, 1)
-    await produce(stack.bootstrap, model, n)
+    records = []
+    for i in range(n):
+        data = phase_changed(model, keys[i % len(keys)])
+        records.append(envelope.encode(envelope.new_event(type=model.event_type, source="/rapport/bench",
+                                                          subject=str(data.episode_id), data=data, time=data.changed_at)))
+    produced_s = await bare.produce(stack.bootstrap, topic, records)
+    bare_s = await bare.consume(stack.bootstrap, [topic], n)
 
     broker = make_broker(stack.bootstrap, client_id="bench-consumer")
-    consumer = TimedConsumer(pool=pool, group_id=group, dead_letter=dead_letter_publisher(broker),
-                             outbox=Outbox("/rapport/bench", schema), target=n)
+    await broker.start()
+    consumer = EventConsumer(pool=pool, group_id=group, dead_letter=dead_letter_publisher(broker),
+                             outbox=Outbox("/rapport/bench", schema))
 
     @consumer.on(model)
     async def apply(uow, event, data) -> None:  # the trivial effect, in the inbox's transaction
         await uow.conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", uuid.UUID(event.id), data.episode_id,
                                data.to_phase)
 
-    attach(broker, consumer, auto_offset_reset="earliest")
-    with timed_offset_commits() as commits:
-        try:
-            await broker.start()
-            await asyncio.wait_for(consumer.done.wait(), timeout=600)
-            await wait_caught_up(stack.bootstrap, group, topic, timeout=60)  # every offset committed (not timed)
-        finally:
-            await broker.stop()
+    try:
+        sub = await consume(stack, consumer, n)
+    finally:
+        await broker.stop()
     try:
         inbox = await pool.fetchval("SELECT count(*) FROM inbox")
         effects = await pool.fetchval("SELECT count(*) FROM effects")
     finally:
         await pool.close()
-    assert consumer.statuses == {"processed": n} and inbox == effects == n, (consumer.statuses, inbox, effects)
-
-    spans = sorted(consumer.spans)
-    elapsed = spans[-1][1] - spans[0][0]
-    inside = [end - began for began, end in spans]
-    gaps = [nxt[0] - prev[1] for prev, nxt in zip(spans, spans[1:])]
+    assert sub.statuses == {"processed": n} and inbox == effects == n, (sub.statuses, inbox, effects)
     return [
-        rate(NAME, "records processed + offsets committed, 1 subscriber", n, elapsed,
-             note="first process() start to last process() end; one record at a time across 3 partitions; "
-                  f"the consumer's process busy on a CPU {consumer.cpu / elapsed:.0%} of that time"),
-        distribution(NAME, "per record: inside EventConsumer.process", inside,
-                     note="decode + validate, BEGIN, inbox INSERT, effect INSERT, COMMIT"),
-        distribution(NAME, "per record: between two process() calls", gaps,
-                     note="offset commit + FastStream dispatch + fetch"),
-        distribution(NAME, "per record: offset commit (msg.ack)", commits[:n],
-                     note="AIOKafkaConsumer.commit: one broker round trip per record"),
+        rate(NAME, "bare aiokafka producer (acks=all, idempotent, linger 5 ms)", n, produced_s,
+             note="wrote the records both consumers read"),
+        rate(NAME, "bare aiokafka consumer group: getmany + one commit per batch", n, bare_s),
+        *figures_of("one INSERT", sub, n, bare_s, "handler: one INSERT; 3 partitions"),
     ]
+
+
+async def outcomes_handlers(stack, n: int) -> list[Figure]:
+    """The outcomes service's real handlers over session.attended records."""
+    from rapport_outcomes.domain.model import Episode  # noqa: PLC0415 - a service, only for this benchmark
+    from rapport_outcomes.adapters.repository import EpisodeRepository  # noqa: PLC0415
+    from rapport_outcomes.bootstrap import MIGRATIONS  # noqa: PLC0415
+    from rapport_outcomes.service_layer.handlers import handlers  # noqa: PLC0415
+    from rapport_outcomes.service_layer.unit_of_work import OutcomesUnitOfWork  # noqa: PLC0415
+    from rapport_outcomes.settings import OutcomesSettings  # noqa: PLC0415
+
+    schema, dsn = await scratch_schema(stack.admin_dsn, "bench_outcomes", Path(MIGRATIONS))
+    pool = await db.create_pool(dsn, schema, 1, 10)
+    settings = OutcomesSettings(service_name="outcomes", db_schema=schema)
+    outbox = Outbox("/rapport/outcomes", schema)
+    group = f"bench-outcomes-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(stack.bootstrap, [COURSE, INTAKE] + [dlq_topic(t, group) for t in (COURSE, INTAKE)], 3, 1)
+    await start_at_end(stack.bootstrap, group, [COURSE, INTAKE])
+
+    count = -(-n // SESSIONS)
+    now = datetime.now(timezone.utc)
+    eps = [uuid.uuid4() for _ in range(count)]
+    async with pool.acquire() as conn:  # the episodes, as outcomes records them from intake (not timed)
+        repo = EpisodeRepository(conn)
+        for e in eps:
+            await repo.add(Episode(episode_id=e, person_id=f"P-bench-{e.hex[:10]}", clinician_id="clin-bench",
+                                   template_id="ipt-standard", target_condition="depression", began_at=now,
+                                   organisation_id="org-bench"), now)
+    records: list[KafkaRecord] = []
+    for number in range(1, SESSIONS + 1):  # session k of every episode, then k + 1: as courses go
+        for e in eps:
+            if len(records) == n:
+                break
+            data = SessionAttendedV1(episode_id=e, course_id=uuid.uuid5(e, "course"), session_id=uuid.uuid5(e, str(number)),
+                                     number=number, attended_sessions=number, contracted_sessions=SESSIONS,
+                                     phase="initial" if number <= 3 else "middle",
+                                     attended_at=now + timedelta(days=7 * number), organisation_id="org-bench")
+            records.append(envelope.encode(envelope.new_event(type=data.event_type, source="/rapport/scheduler",
+                                                              subject=str(e), data=data, time=now)))
+    await bare.produce(stack.bootstrap, COURSE, records)
+
+    broker = make_broker(stack.bootstrap, client_id="bench-outcomes")
+    await broker.start()
+    consumer = EventConsumer(pool=pool, group_id=group, dead_letter=dead_letter_publisher(broker), outbox=outbox,
+                             make_uow=uow_maker(outbox, settings_clock(), OutcomesUnitOfWork, settings))
+    handlers.subscribe(consumer)
+    try:
+        sub = await consume(stack, consumer, n)
+    finally:
+        await broker.stop()
+    try:
+        attended = await pool.fetchval("SELECT coalesce(sum(attended_sessions), 0) FROM courses")
+        alerts = await pool.fetchval("SELECT count(*) FROM alerts")
+        events = await pool.fetchval("SELECT count(*) FROM outbox")
+    finally:
+        await pool.close()
+    bare_s = await bare.consume(stack.bootstrap, [COURSE], n)
+    assert sub.statuses == {"processed": n}, sub.statuses
+    return figures_of("outcomes' handlers", sub, n, bare_s,
+                      f"rapport.session.attended.v1 × {n} ({count} episodes × sessions 1..{SESSIONS}) through outcomes' "
+                      f"registry and unit of work; attendances counted {attended}, review alerts raised {alerts}, "
+                      f"outbox events {events}")
+
+
+def settings_clock():
+    from rapport_shared.clock import SystemClock  # noqa: PLC0415
+
+    return SystemClock()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def run(stack, n: int | None = None) -> list[Figure]:
+    n = n or DEFAULT_N
+    figures = await one_insert(stack, n)
+    figures += await outcomes_handlers(stack, n)
+    figures[0].extra["bench_peak_rss_mib"] = round(peak_rss_mib(), 1)
+    figures.append(Figure(NAME, "benchmark process peak RSS (producer, consumers, handlers in one process)", n,
+                          rate=peak_rss_mib(), unit="MiB"))
+    return figures

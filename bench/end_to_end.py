@@ -1,5 +1,5 @@
 """(c) End to end: the four services as processes, K intakes completed over HTTP
-(``rapport_shared.testing.flows.run_intake``: open a referral, complete it with every part in one
+(``rapport_testing.flows.run_intake``: open a referral, complete it with every part in one
 call), one starting every ``interval`` seconds (open loop; back to back when an intake takes
 longer), ten episodes per clinician (a caseload: one clinician's calendar fills up after ~60
 courses of the template, and the scheduler then refuses to plan), after one warm-up episode that
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import Record, read_all
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import Record, read_all
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, dlq_topic
 
 import cpu

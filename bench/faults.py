@@ -66,14 +66,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rapport_notifier.testing import SmtpServer  # noqa: E402
+from rapport_testing.notifier import SmtpServer  # noqa: E402
 from rapport_shared import db  # noqa: E402
 from rapport_shared.clock import publish_tick  # noqa: E402
 from rapport_shared.faults import EXIT_CODE  # noqa: E402
 from rapport_shared.http.auth import TokenIssuer  # noqa: E402
-from rapport_shared.testing.flows import intake_parts, phq9  # noqa: E402
-from rapport_shared.testing.kafka import read_all, wait_caught_up  # noqa: E402
-from rapport_shared.testing.services import SERVICES, System, build_system  # noqa: E402
+from rapport_testing.flows import intake_parts, phq9  # noqa: E402
+from rapport_testing.kafka import read_all, wait_caught_up  # noqa: E402
+from rapport_testing.services import SERVICES, System, build_system  # noqa: E402
 from rapport_shared.topics import SHARED_TOPICS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +88,8 @@ ITEM9_EVERY = 40      # one episode in 40 answers PHQ-9 item 9 positively at ses
 # delivery left in doubt, i.e. right after a death at sender.after_send.
 CRASH_PLAN: dict[str, tuple[str, ...]] = {
     "intake": ("relay.after_publish", "contacts_relay.after_publish", "relay.after_mark"),
-    "scheduler": ("consumer.after_effect", "relay.after_publish", "relay.after_mark"),
-    "outcomes": ("consumer.after_effect", "relay.after_publish", "relay.after_mark"),
+    "scheduler": ("consumer.mid_batch", "consumer.after_effect", "relay.after_publish", "relay.after_mark"),
+    "outcomes": ("consumer.after_effect", "consumer.before_offset_commit", "relay.after_publish", "relay.after_mark"),
     "notifier": ("consumer.after_effect", "timer.before_commit", "relay.after_publish", "sender.before_send",
                  "sender.after_send", "sender.after_lookup", "timer.after_commit", "sender.after_record",
                  "relay.after_mark"),
@@ -299,7 +299,7 @@ class Driver:
         await asyncio.sleep(self.rng.uniform(2, 5))
         wrapped.start()
         t0 = time.monotonic()
-        from rapport_shared.testing.infra import _wait_postgres  # noqa: PLC0415
+        from rapport_testing.infra import _wait_postgres  # noqa: PLC0415
 
         await asyncio.to_thread(_wait_postgres, pg.admin_dsn, 90, pg.container)
         say(f"  postgres back in {time.monotonic() - t0:.1f}s")

@@ -50,6 +50,8 @@ def rate(benchmark: str, measure: str, n: int, seconds: float, unit: str = "even
 def _num(x: float | None, digits: int = 0) -> str:
     if x is None:
         return "-"
+    if 0 < abs(x) < 1 and digits:  # a ratio: keep three decimals
+        return f"{x:.3f}"
     if x >= 100 or digits == 0:
         return f"{x:,.0f}"
     return f"{x:,.{digits}f}"

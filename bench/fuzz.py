@@ -2,7 +2,7 @@
 ``uv run python bench/fuzz.py --per-topic 10000``.
 
 Starts PostgreSQL, Kafka and the four services as bench/run.py does (bench/stack.py,
-bench/services.py), then produces ``--per-topic`` hostile records (rapport_shared.testing.fuzz:
+bench/services.py), then produces ``--per-topic`` hostile records (rapport_testing.fuzz:
 schema-generated events broken by Hypothesis, and hand-made hostile shapes) to every topic a
 consumer group reads, in ``--rounds`` batches, each followed by a marker record on every partition;
 waits until every group has committed past every marker, and prints one line per topic and group:
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def fuzz_services(args: argparse.Namespace, stack, log_dir: Path) -> int:
     from services import running_services
 
-    from rapport_shared.testing import fuzz
+    from rapport_testing import fuzz
 
     fuzz.set_pool_size(args.pool)
     say = lambda s: print(s, flush=True)  # noqa: E731

@@ -1,6 +1,8 @@
 """(a) The outbox relay: ``Outbox.add`` in transactions, ``OutboxRelay`` publishing to real Kafka
-through the services' own FastStream producer (``rapport_shared.kafka.make_broker``: acks=all,
-idempotent) and marking the rows sent.
+through the services' relay producer (``rapport_shared.kafka.RelayProducer``: acks=all,
+idempotent, linger 5 ms, the services' batch size) and marking the rows sent. In the same run, on
+the same broker, a bare aiokafka producer sends as many records of the same size
+(``bench/bare.py``): the relay's drain rate is read next to it.
 
 Three timed parts, one process, one event loop (as in a service, where HTTP handlers and the relay
 share one loop):
@@ -27,19 +29,24 @@ import uuid
 from datetime import datetime, timezone
 
 from rapport_shared import db
-from rapport_shared.kafka import ensure_topics, make_broker, publisher
+from rapport_shared.kafka import RelayProducer, ensure_topics
 from rapport_shared.listen import NotifyLoop
 from rapport_shared.outbox import Outbox, OutboxRelay
-from rapport_shared.testing.fixtures import scratch_schema
+from rapport_testing.fixtures import scratch_schema
 
+from rapport_shared import envelope
+from rapport_shared.settings import ServiceSettings
+
+import bare
 from events import episodes, model_on, phase_changed
 from figures import Figure, distribution, percentile, rate
 
 NAME = "relay"
 DEFAULT_N = 5000
 TXN = 100                  # events per writer transaction in the backlog part
-BATCH = 200                # the relay's batch size (the services' default, RAPPORT_RELAY_BATCH_SIZE)
-POLL_S = 1.0               # the relay's poll interval (the services' default, RAPPORT_RELAY_POLL_INTERVAL_S)
+BATCH = ServiceSettings.model_fields["relay_batch_size"].default  # the services' default (RAPPORT_RELAY_BATCH_SIZE)
+POLL_S = ServiceSettings.model_fields["relay_poll_interval_s"].default  # RAPPORT_RELAY_POLL_INTERVAL_S
+LINGER_MS = ServiceSettings.model_fields["relay_linger_ms"].default  # RAPPORT_RELAY_LINGER_MS
 LATENCY_RATE = 100         # events/s, one per transaction, with NOTIFY
 LATENCY_EVENTS = 400
 POLL_RATE = 50             # events/s for the polling-only run
@@ -129,7 +136,7 @@ async def write_paced(pool, outbox: Outbox, model, keys, count: int, per_s: floa
 
 async def latency_run(pool, schema, broker, outbox, model, keys, *, deaf: bool, count: int, per_s: float):
     timings = Timings()
-    relay = TimedRelay(pool, timings.wrap(publisher(broker)), schema, batch_size=BATCH, poll_interval_s=POLL_S,
+    relay = TimedRelay(pool, timings.wrap(broker.publish), schema, batch_size=BATCH, poll_interval_s=POLL_S,
                        timings=timings, deaf=deaf)
     task = asyncio.create_task(relay.run())
     try:
@@ -150,7 +157,7 @@ async def run(stack, n: int | None = None) -> list[Figure]:
     pool = await db.create_pool(dsn, schema, 1, 10)  # as a service's pool (RAPPORT_DB_POOL_MAX=10)
     topic = f"bench.relay.{uuid.uuid4().hex[:8]}"
     await ensure_topics(stack.bootstrap, [topic], 3, 1)  # 3 partitions, as the services' topics
-    broker = make_broker(stack.bootstrap, client_id="bench-relay")
+    broker = RelayProducer(stack.bootstrap, client_id="bench-relay", linger_ms=LINGER_MS)
     await broker.start()
     model, keys = model_on(topic), episodes()
     outbox = Outbox("/rapport/bench", schema)
@@ -167,7 +174,7 @@ async def run(stack, n: int | None = None) -> list[Figure]:
 
         # 2. drain it
         timings = Timings()
-        relay = TimedRelay(pool, timings.wrap(publisher(broker)), schema, batch_size=BATCH, poll_interval_s=POLL_S,
+        relay = TimedRelay(pool, timings.wrap(broker.publish), schema, batch_size=BATCH, poll_interval_s=POLL_S,
                            timings=timings)
         ids = {str(r["event_id"]) for r in await pool.fetch("SELECT event_id FROM outbox WHERE sent_at IS NULL")}
         started, cpu = time.perf_counter(), time.process_time()
@@ -185,6 +192,16 @@ async def run(stack, n: int | None = None) -> list[Figure]:
                             note=f"{len(timings.phases)} batches; per batch (median) {read_send:.0f} ms to lock, read"
                                  f" and send, {wait_acks:.0f} ms more until the last ack, {mark:.0f} ms to UPDATE and"
                                  f" COMMIT; the relay's process busy on a CPU {cpu / drained:.0%} of the time"))
+
+        # the bare producer, same broker, as many records of the same kind (not through Postgres)
+        records = [envelope.encode(envelope.new_event(type=model.event_type, source="/rapport/bench",
+                                                      subject=str(d.episode_id), data=d, time=d.changed_at))
+                   for d in (phase_changed(model, keys[i % len(keys)]) for i in range(n))]
+        bare_s = await bare.produce(stack.bootstrap, topic, records)
+        figures.append(rate(NAME, f"bare aiokafka producer (acks=all, idempotent, linger {LINGER_MS} ms)", n, bare_s,
+                            note="the same number of records of the same size, handed over at once"))
+        figures.append(Figure(NAME, "backlog drain ÷ bare producer", n, rate=bare_s / drained, unit="×",
+                              note="same broker, same run"))
 
         # 3. latency, woken by NOTIFY, then by polling only
         to_ack, to_mark = await latency_run(pool, schema, broker, outbox, model, keys, deaf=False,

@@ -1,5 +1,5 @@
 """The four services as separate processes, started as the ``system`` test fixture starts them
-(``rapport_shared.testing.services.build_system``: own roles and schemas, migrate on start, JSON
+(``rapport_testing.services.build_system``: own roles and schemas, migrate on start, JSON
 logs to files, relay poll interval 0.5 s), plus a loopback SMTP server (the notifier's test
 support) so that the clinician's notice is a real email and its ``notification.delivered.v1``
 follows a real SMTP exchange. Tokens are signed by the development issuer
@@ -17,11 +17,11 @@ from typing import AsyncIterator
 
 import httpx
 
-from rapport_notifier.testing import SmtpServer
+from rapport_testing.notifier import SmtpServer
 from rapport_shared import db
 from rapport_shared.http.auth import TokenIssuer
-from rapport_shared.testing.kafka import wait_caught_up
-from rapport_shared.testing.services import SERVICES, System, build_system
+from rapport_testing.kafka import wait_caught_up
+from rapport_testing.services import SERVICES, System, build_system
 from rapport_shared.topics import COURSE, INTAKE, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
 
 DEV_KEYS = Path(__file__).resolve().parents[1] / "deploy" / "dev-keys"

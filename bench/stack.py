@@ -1,5 +1,5 @@
 """The benchmarks' infrastructure: real PostgreSQL 15 and Kafka 4.3.1 started exactly as the test
-suite starts them (``rapport_shared.testing.infra``: the locally built images, host networking,
+suite starts them (``rapport_testing.infra``: the locally built images, host networking,
 loopback ports, removed on exit), and the in-process logging set-up.
 
 ``RAPPORT_TEST_POSTGRES_DSN`` / ``RAPPORT_TEST_KAFKA_BOOTSTRAP`` point it at running servers
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from rapport_shared.testing import infra
+from rapport_testing import infra
 
 
 class SetupError(RuntimeError):

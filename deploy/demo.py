@@ -27,8 +27,8 @@ import httpx
 
 from rapport_shared.clock import publish_tick
 from rapport_shared.http.auth import JwksSource, TokenIssuer, TokenVerifier
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import read_all, wait_caught_up, wait_for_records
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import read_all, wait_caught_up, wait_for_records
 from rapport_shared.topics import COURSE, OUTCOMES, SHARED_TOPICS
 
 CHECKLIST = ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "focus_confirmed", "contract_set")

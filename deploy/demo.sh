@@ -13,4 +13,10 @@ bash deploy/up.sh
 source deploy/_common.sh
 ensure_uv || die "cannot install uv==$UV_VERSION"
 uv sync --frozen -q
-uv run python deploy/demo.py "$@"
+rc=0
+uv run python deploy/demo.py "$@" || rc=$?
+# The system stays up, the clinician console with it (docs/console.md): sign in as the demo's clinician.
+echo
+echo "== clinician console: http://127.0.0.1:8085 (left running; stop with: docker-compose -p rapport down)"
+echo "   sign in with a development token: uv run rapport-admin token --sub clin-001 --role clinician --org org-demo"
+exit "$rc"

@@ -1,12 +1,14 @@
 # rapport/python-runtime:bookworm — what the four service images share: Debian python3, a venv,
 # the user `rapport` (uid/gid 999, pinned so Kubernetes' runAsUser can name it) and every
 # third-party wheel the services' locked dependencies need. Each service's own Dockerfile
-# (services/<svc>/Dockerfile) adds its two wheels on top, so this layer is stored once.
+# (services/<svc>/Dockerfile) adds its three wheels on top (rapport-shared, rapport-tools, the
+# service), so this layer is stored once.
 # Build context: deploy/.build/python (made by deploy/build-images.sh on the host, which reaches
 # PyPI; the build itself needs no index):
 #   requirements.txt  `uv export --frozen --no-dev --no-emit-workspace` of uv.lock: every pin WITH
 #                     the lock's sha256 hashes
 #   deps/             those wheels, downloaded with `pip download --require-hashes --only-binary`
+#   services.json     every service's registration (`python -m rapport_tools.services --json`)
 #   docker build --network host -f deploy/python-runtime.Dockerfile -t rapport/python-runtime:bookworm deploy/.build/python
 # Supply chain: pip installs with --require-hashes (a wheel whose sha256 is not in uv.lock is
 # refused), --no-deps (nothing the lock does not name), --no-index (nothing but deps/).
@@ -32,4 +34,7 @@ RUN pip install --no-cache-dir --no-index --find-links /tmp/wheels/deps --requir
  && cp /tmp/wheels/requirements.txt /usr/share/rapport/requirements.locked.txt \
  && (cd /tmp/wheels/deps && sha256sum *.whl) > /usr/share/rapport/wheels-runtime.sha256 \
  && rm -rf /tmp/wheels
+# Every service's registration (name, order, Kafka access; `python -m rapport_tools.services --json`):
+# the tools acting on the whole deployment from one service's image read it (rapport_tools/services.py).
+COPY services.json /usr/share/rapport/services.json
 USER rapport

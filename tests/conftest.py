@@ -4,4 +4,4 @@ import os
 # fixtures clean up after themselves.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
-pytest_plugins = ["rapport_shared.testing.fixtures"]
+pytest_plugins = ["rapport_testing.fixtures"]

@@ -36,13 +36,18 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
+from . import envelope, topics
+from .kafka_admin import client_kwargs, ensure_topics
 from .logging import get_logger
+from .retry import RetryPolicy
 
 log = get_logger(__name__)
 
-CLOCK_TOPIC = "rapport.clock"
+CLOCK_TOPIC = topics.CLOCK
 TICK_TYPE = "rapport.clock.advanced.v1"
 TICK_SOURCE = "/rapport/clock-driver"
+# Kafka away while following the clock topic: the shared backoff (jittered), about a second at first.
+FOLLOW_RETRY = RetryPolicy(initial_s=1.0, max_s=10.0)
 
 
 class Clock(Protocol):
@@ -145,8 +150,6 @@ class SimulatedClock(_MovingClock):
         """Read the clock topic to its current end (so "now" is caught up), then follow it."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
-        from .kafka import client_kwargs, ensure_topics
-
         await ensure_topics(self.bootstrap, [self.topic], 1, 1, security=self.security)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest", **client_kwargs(self.security))
@@ -182,14 +185,18 @@ class SimulatedClock(_MovingClock):
                     log.debug("clock tick not after current time; ignored", tick=t.isoformat())
 
     async def _follow(self) -> None:
+        failures = 0  # reads failed in a row
         while True:
             try:
                 await self._read(self._consumer, 1000)
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Kafka away: keep the last known time, try again
-                log.warning("clock topic read failed; retrying", error=repr(exc))
-                await asyncio.sleep(1.0)
+                failures += 1
+                delay = FOLLOW_RETRY.delay(failures)
+                log.warning("clock topic read failed; retrying", error=repr(exc), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         if self._task:
@@ -218,9 +225,6 @@ def clock_for(settings: Any) -> Clock:
 async def publish_tick(bootstrap: str, to: datetime, topic: str = CLOCK_TOPIC, security: Any = None) -> None:
     """The driver's side: announce that simulated time is now ``to`` (acks=all, then return)."""
     from aiokafka import AIOKafkaProducer
-
-    from . import envelope
-    from .kafka import client_kwargs, ensure_topics
 
     if to.tzinfo is None:
         raise ValueError("simulated time must be timezone-aware")

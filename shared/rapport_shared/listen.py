@@ -3,7 +3,7 @@
 The outbox relay, the timer runner and intake's contacts relay all work the same way: do a pass
 over a queue table, then sleep until a transaction NOTIFYs the channel (delivered only when it
 commits) or the poll interval runs out; if Postgres or Kafka is away, keep the rows and retry with
-capped exponential backoff. This is that loop, once.
+the shared backoff (``retry.RetryPolicy``: capped, exponential, jittered). This is that loop, once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 import asyncpg
 
 from .logging import get_logger
+from .retry import RetryPolicy
 
 log = get_logger(__name__)
 
@@ -39,6 +40,11 @@ class NotifyLoop:
         self.wake = asyncio.Event()
         self._stopping = False
 
+    @property
+    def backoff(self) -> RetryPolicy:
+        """Waits after a failed pass: from the poll interval up to ``max_backoff_s``."""
+        return RetryPolicy(initial_s=self.poll_interval_s, max_s=self.max_backoff_s)
+
     def _on_notify(self, *_: object) -> None:
         self.wake.set()
 
@@ -51,7 +57,7 @@ class NotifyLoop:
 
     async def run(self, work: Callable[[], Awaitable[object]], idle: Callable[[], Awaitable[None]] | None = None) -> None:
         listener: asyncpg.Connection | None = None
-        backoff = self.poll_interval_s
+        failures = 0  # passes failed in a row
         while not self._stopping:
             try:
                 if listener is None or listener.is_closed():
@@ -59,17 +65,18 @@ class NotifyLoop:
                     await listener.add_listener(self.channel, self._on_notify)
                 self.wake.clear()  # before the pass: a NOTIFY during it wakes the next wait
                 await work()
-                backoff = self.poll_interval_s
+                failures = 0  # a pass went through: the next outage starts short
                 await (idle or self.sleep_until_woken)()
             except asyncio.CancelledError:
                 break
             except Exception as exc:  # Postgres or Kafka away: the rows wait, nothing is lost
-                log.warning(f"{self.what} pass failed; will retry", error=repr(exc), retry_in_s=backoff)
+                failures += 1
+                delay = self.backoff.delay(failures)
+                log.warning(f"{self.what} pass failed; will retry", error=repr(exc), retry_in_s=round(delay, 3))
                 if listener is not None:
                     await self._release(listener)
                     listener = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff_s)
+                await asyncio.sleep(delay)
         if listener is not None:
             await self._release(listener)
 

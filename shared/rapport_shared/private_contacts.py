@@ -525,7 +525,7 @@ async def ensure_private_topic(bootstrap: str, partitions: int, replication: int
     from aiokafka.errors import TopicAlreadyExistsError
 
     wanted = dict(config or DEFAULT_TOPIC_CONFIG)
-    from .kafka import client_kwargs  # late: kafka.py pulls in FastStream
+    from .kafka_admin import client_kwargs  # late: aiokafka is only needed here
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_kwargs())
     await admin.start()

@@ -11,6 +11,10 @@ PRIVATE_PERSON_KEYS = "rapport.private.person-keys"
 # Erasure notices (pseudonymous person id + organisation code, nothing else): intake writes,
 # outcomes reads (it erases the free text it holds); not shared with partners.
 ERASURES = "rapport.erasures"
+# Simulated time (clock.py): one partition, read by assign + seek; only in simulation mode.
+CLOCK = "rapport.clock"
+# The notifier reads every rapport.private.* topic (contacts and person keys).
+PRIVATE_PREFIX = "rapport.private."
 
 SHARED_TOPICS = (INTAKE, COURSE, OUTCOMES, NOTIFICATIONS)
 

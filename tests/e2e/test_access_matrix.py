@@ -29,9 +29,9 @@ import pytest
 
 from rapport_shared.http.access import AccessPolicy, Relation
 from rapport_shared.http.auth import TokenIssuer
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
-from rapport_shared.testing.flows import phq9, run_intake
-from rapport_shared.testing.wait import until
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG
+from rapport_testing.flows import phq9, run_intake
+from rapport_testing.wait import until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from rapport_shared.faults import EXIT_CODE
-from rapport_shared.testing.flows import intake_completion, run_intake
-from rapport_shared.testing.kafka import produce_raw, read_all, wait_caught_up, wait_for_records
+from rapport_testing.flows import intake_completion, run_intake
+from rapport_testing.kafka import produce_raw, read_all, wait_caught_up, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, dlq_topic
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +92,38 @@ async def test_consumer_dies_after_effect_before_offset_commit(system, kafka, to
     assert len({r.headers["ce_id"] for r in course_events if planned_for(episode)(r)}) == 1
     notes = await wait_for_records(kafka.bootstrap, NOTIFICATIONS, subject_is(episode))
     assert len(notes) == 1 and json.loads(notes[0].value)["cause_event_id"] == planned[0].headers["ce_id"]
+
+
+@pytest.mark.parametrize("point", ["consumer.mid_batch", "consumer.before_offset_commit"])
+async def test_consumer_dies_inside_a_batch_or_before_its_offset_commit(system, kafka, tokens, service_dsns, point):
+    """Intakes completed while the scheduler is down reach it as one batch; it dies inside that
+    batch's transaction (nothing of it committed) or after every transaction of the batch and
+    before the one offset commit (all committed, no offset). Restarted: each course once."""
+    token = tokens.issue("ic-1", ["intake_clinician"])
+    system["scheduler"].stop()
+    episodes = [run_intake(system["intake"].url, token)["episode_id"] for _ in range(4)]
+    await wait_for_records(kafka.bootstrap, INTAKE, lambda r: r.headers.get("ce_subject") in episodes
+                           and r.headers.get("ce_type") == "rapport.intake.completed.v1", count=4)
+    system["scheduler"].start({"RAPPORT_CRASH_AT": point, "RAPPORT_CRASH_IF": "rapport.intake.completed.v1"},
+                              wait_ready=False)
+    assert system["scheduler"].wait_exit(90) == EXIT_CODE
+    ids = [uuid.UUID(e) for e in episodes]
+    courses = await scalar(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = ANY($1)", ids)
+    if point == "consumer.mid_batch":  # died inside the transaction of the record's partition
+        assert courses < len(ids)
+
+    system["scheduler"].start()  # the batch is delivered again; the inbox skips what was committed
+    await wait_caught_up(kafka.bootstrap, "rapport-scheduler", INTAKE)
+    for ep in ids:
+        assert await scalar(service_dsns["scheduler"], "SELECT count(*) FROM courses WHERE episode_id = $1", ep) == 1
+    for episode in episodes:
+        await wait_for_records(kafka.bootstrap, COURSE, planned_for(episode))
+    await wait_caught_up(kafka.bootstrap, "rapport-notifier", COURSE)
+    course_events = [r for r in await read_all(kafka.bootstrap, COURSE) if r.headers.get("ce_subject") in episodes]
+    for episode in episodes:  # one plan each (a re-published copy keeps its ce_id)
+        assert len({r.headers["ce_id"] for r in course_events if planned_for(episode)(r)}) == 1
+        notes = await wait_for_records(kafka.bootstrap, NOTIFICATIONS, subject_is(episode))
+        assert len(notes) == 1
 
 
 async def test_undecodable_record_is_dead_lettered_and_the_next_is_processed(system, kafka, tokens, service_dsns):

@@ -26,8 +26,8 @@ import pytest
 
 from rapport_shared.private_contacts import (ContactRecordError, Keyring, data_keys_from_records, decode_erasure,
                                              decode_record)
-from rapport_shared.testing.flows import phq9, run_intake_steps
-from rapport_shared.testing.kafka import read_all, wait_for_records
+from rapport_testing.flows import phq9, run_intake_steps
+from rapport_testing.kafka import read_all, wait_for_records
 from rapport_shared.topics import COURSE, ERASURES, OUTCOMES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from rapport_shared.testing import infra
+from rapport_testing import infra
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 BENCH_FAULTS = Path(__file__).resolve().parents[2] / "bench" / "faults.py"

@@ -2,7 +2,7 @@
 consumes end processed or dead-lettered, and no partition stays blocked — against the four
 services as processes (the shared e2e ``system``).
 
-The records come from ``rapport_shared.testing.fuzz`` (Hypothesis: events generated from the
+The records come from ``rapport_testing.fuzz`` (Hypothesis: events generated from the
 published schemas with hypothesis-jsonschema, then broken, plus hand-made hostile shapes). None
 of them can be applied (the module checks each with the consumer's own envelope and contracts),
 so they leave no course, score or notification behind for the other tests; their keys start with
@@ -17,9 +17,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from rapport_shared.testing import fuzz
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import read_all, wait_for_records
+from rapport_testing import fuzz
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import read_all, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, dlq_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

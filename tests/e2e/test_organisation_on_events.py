@@ -13,9 +13,9 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
-from rapport_shared.testing.flows import intake_completion, phq9
-from rapport_shared.testing.kafka import validate_partner_view, wait_for_records
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG
+from rapport_testing.flows import intake_completion, phq9
+from rapport_testing.kafka import validate_partner_view, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES
 
 pytestmark = pytest.mark.e2e

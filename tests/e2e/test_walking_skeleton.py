@@ -5,8 +5,8 @@ import asyncpg
 import httpx
 import pytest
 
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import validate_partner_view, wait_for_records
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import validate_partner_view, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES
 
 pytestmark = pytest.mark.e2e

@@ -1,4 +1,4 @@
-"""Smoke test of the test infrastructure itself (rapport_shared.testing.infra).
+"""Smoke test of the test infrastructure itself (rapport_testing.infra).
 
 Starts a real Kafka 4.3.1 broker and a real PostgreSQL 15 (containers built by
 deploy/build-images.sh --infra-only, or the servers named by RAPPORT_TEST_KAFKA_BOOTSTRAP /
@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from rapport_shared.testing.infra import KafkaHandle, PostgresHandle, start_kafka, start_postgres
+from rapport_testing.infra import KafkaHandle, PostgresHandle, start_kafka, start_postgres
 
 pytestmark = pytest.mark.integration
 

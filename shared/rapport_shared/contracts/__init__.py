@@ -1,7 +1,8 @@
 """The partner contract: one pydantic model per CloudEvents type, and the registry of them.
 
-Each model is exported as a JSON Schema file under ``contracts/schemas/`` (committed);
-``python -m rapport_shared.contracts.export`` regenerates them and a unit test fails when a
+Each model is published as a JSON Schema file, committed once where partners read it:
+``docs/events/schemas/events/<type>.json``. ``python -m rapport_tools.docs`` (or ``python -m
+rapport_tools.contracts.export``, the schemas only) regenerates them, and a unit test fails when a
 model and its committed schema disagree.
 """
 
@@ -26,7 +27,7 @@ def _all_models(base: type[EventData]) -> list[type[EventData]]:
 
 
 # Every EventData subclass with an event_type, from every module above: adding an event is
-# adding a model to its topic's module (then ``python -m rapport_shared.contracts.export``).
+# adding a model to its topic's module (then ``python -m rapport_tools.docs``).
 EVENT_MODELS: dict[str, type[EventData]] = {m.event_type: m for m in _all_models(EventData)}
 
 

@@ -11,7 +11,7 @@ import httpx
 import jsonschema
 from aiokafka import AIOKafkaConsumer
 
-SCHEMAS = Path(__import__("rapport_shared.contracts", fromlist=["x"]).__file__).parent / "schemas"
+SCHEMAS = __import__("rapport_tools.contracts.export", fromlist=["x"]).SCHEMA_DIR
 
 
 class PlainConsumer:

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from rapport_shared.testing.db import fetchval
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
-from rapport_shared.testing.flows import PHQ9_BASELINE, intake_parts
+from rapport_testing.db import fetchval
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG
+from rapport_testing.flows import PHQ9_BASELINE, intake_parts
 
 pytestmark = pytest.mark.e2e
 

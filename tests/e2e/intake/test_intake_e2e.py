@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from rapport_shared.testing.flows import AVAILABILITY, FOCUS, INVENTORY, PHQ9_BASELINE, intake_parts, open_referral
-from rapport_shared.testing.kafka import read_all, wait_caught_up
-from rapport_shared.testing.db import fetchval
+from rapport_testing.flows import AVAILABILITY, FOCUS, INVENTORY, PHQ9_BASELINE, intake_parts, open_referral
+from rapport_testing.kafka import read_all, wait_caught_up
+from rapport_testing.db import fetchval
 from rapport_shared.topics import COURSE, INTAKE
 
 from intake_e2e_helpers import headers, validate_event

@@ -9,8 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from rapport_shared.faults import EXIT_CODE
 from rapport_shared.private_contacts import ContactRecordError, Keyring, data_keys_from_records, decode_record, topic_config
-from rapport_shared.testing.flows import PHQ9_BASELINE, intake_parts, open_referral
-from rapport_shared.testing.kafka import read_all, wait_caught_up, wait_for_records
+from rapport_testing.flows import PHQ9_BASELINE, intake_parts, open_referral
+from rapport_testing.kafka import read_all, wait_caught_up, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS, SHARED_TOPICS
 
 from intake_e2e_helpers import headers

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rapport_shared.testing.flows import run_intake
-from rapport_shared.testing.kafka import produce_raw, wait_for_records
+from rapport_testing.flows import run_intake
+from rapport_testing.kafka import produce_raw, wait_for_records
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, SHARED_TOPICS
 
 pytestmark = pytest.mark.e2e

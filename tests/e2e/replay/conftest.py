@@ -1,6 +1,6 @@
 import pytest
 
-from rapport_notifier.testing import SmtpServer
+from rapport_testing.notifier import SmtpServer
 
 
 @pytest.fixture

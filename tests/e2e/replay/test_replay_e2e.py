@@ -17,13 +17,13 @@ import uuid
 import httpx
 import pytest
 
-from rapport_notifier.testing import notifier_env, until
-from rapport_shared.testing.flows import run_intake, run_intake_steps
-from rapport_shared.testing.kafka import wait_caught_up, wait_for_records
-from rapport_shared.testing.db import fetch, fetchval
+from rapport_testing.notifier import notifier_env, until
+from rapport_testing.flows import run_intake, run_intake_steps
+from rapport_testing.kafka import wait_caught_up, wait_for_records
+from rapport_testing.db import fetch, fetchval
 from rapport_shared.topics import COURSE, INTAKE, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
-from rapport_shared.replay import end_offsets
-from rapport_shared.tools.kafka_ops import Conn, list_topic_names
+from rapport_tools.replay import end_offsets
+from rapport_tools.kafka_ops import Conn, list_topic_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -208,7 +208,7 @@ async def test_cohort_projections_rebuild_by_replay_with_equal_hashes_and_nothin
 
 
 async def _group_empty(conn: Conn, group: str) -> bool:
-    from rapport_shared.tools.kafka_ops import describe_group
+    from rapport_tools.kafka_ops import describe_group
 
     state, members = await describe_group(conn, group)
     await asyncio.sleep(0)

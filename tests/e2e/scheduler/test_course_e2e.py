@@ -22,14 +22,14 @@ import pytest
 
 from rapport_shared.clock import publish_tick
 from rapport_shared.envelope import encode, new_event
-from rapport_shared.testing.fixtures import OTHER_ORG, TEST_ORG
-from rapport_shared.testing.kafka import produce_raw, read_all, wait_for_records, validate_partner_view
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG
+from rapport_testing.kafka import produce_raw, read_all, wait_for_records, validate_partner_view
 from rapport_shared.topics import COURSE, INTAKE
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_scheduler.adapters.repository import CourseRepository
 from rapport_scheduler.domain.course import fold
 from rapport_scheduler.domain.decider import NoticeGrace
-from rapport_scheduler.testing import intake_completed
+from rapport_testing.scheduler import intake_completed
 
 pytestmark = pytest.mark.e2e
 CHECKLIST = ("diagnosis", "sick_role_explained", "inventory_complete", "formulation_agreed", "focus_confirmed", "contract_set")

@@ -1,4 +1,4 @@
-"""The table side of replay (shared/rapport_shared/replay.py) against real Postgres: what the
+"""The table side of replay (shared/rapport_tools/replay.py) against real Postgres: what the
 content hash covers, and what a swap may and may not change."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import uuid
 import asyncpg
 import pytest
 
-from rapport_shared import replay as R
+from rapport_tools import replay as R
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ DROP — because the table sits in a schema the provisioning role owns, not the 
 import asyncpg
 import pytest
 
-from rapport_shared.testing.services import SERVICES
+from rapport_testing.services import SERVICES
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """The secure profile (issue 7, "Access"; docs/partners.md): a real Kafka 4.3.1 with SASL/PLAIN and
-the StandardAuthorizer (``KAFKA_SECURE=1``), the ACL set of ``rapport_shared.acl`` applied with
+the StandardAuthorizer (``KAFKA_SECURE=1``), the ACL set of ``rapport_tools.acl`` applied with
 confluent-kafka, and real clients (aiokafka, the library the services use) for each principal.
 
 Proves: partners read the shared topics and nothing private, cannot write and cannot use another
@@ -25,8 +25,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from rapport_shared import acl
-from rapport_shared.testing.infra import KafkaHandle, _sasl_plain_auth, docker_available, start_kafka
+from rapport_tools import acl
+from rapport_testing.infra import KafkaHandle, _sasl_plain_auth, docker_available, start_kafka
 from rapport_shared.topics import COURSE, ERASURES, INTAKE, NOTIFICATIONS, OUTCOMES, PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 pytestmark = pytest.mark.integration
@@ -382,7 +382,7 @@ def test_cli_over_tls(secure_kafka: KafkaHandle) -> None:
     """`rapport` (the partners' and operators' tool) takes --security-protocol SASL_SSL --ssl-cafile."""
     from typer.testing import CliRunner
 
-    from rapport_shared.tools.cli import app
+    from rapport_tools.cli import app
 
     args = ["-b", secure_kafka.tls_bootstrap, "--sasl-username", "partner-demo", "--sasl-password",
             secure_kafka.users["partner-demo"], "--security-protocol", "SASL_SSL"]
@@ -429,7 +429,7 @@ def test_cli_acls_show_and_apply(secure_kafka: KafkaHandle) -> None:
 
     from typer.testing import CliRunner
 
-    from rapport_shared.tools.cli import app
+    from rapport_tools.cli import app
 
     runner = CliRunner()
     shown = runner.invoke(app, ["acls", "show", "--json", "-p", "demo"])
@@ -453,7 +453,7 @@ def test_cli_acls_apply_prune_is_a_dry_run_without_apply(secure_kafka: KafkaHand
 
     from typer.testing import CliRunner
 
-    from rapport_shared.tools.cli import app
+    from rapport_tools.cli import app
 
     admin = secure_kafka.security("admin")
     acl.apply_acls(secure_kafka.bootstrap, admin, partners=["demo", "gone"], create_topics=False)

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from rapport_shared import db
-from rapport_shared.testing.infra import (
+from rapport_testing.infra import (
     POSTGRES_IMAGE,
     InfraError,
     _remove_container,

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from rapport_shared.testing.fixtures import scratch_schema as make_scratch_schema
+from rapport_testing.fixtures import scratch_schema as make_scratch_schema
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""Every record ends somewhere (issue 11, item 1): EventConsumer attached to a real FastStream
-broker on real Kafka, with real Postgres. A hostile record is dead-lettered once, the partition
+"""Every record ends somewhere (issue 11, item 1): EventConsumer fed by its BatchSubscriber from
+real Kafka, with real Postgres. A hostile record is dead-lettered once, the partition
 keeps moving (a valid record after it on the same partition is applied) and nothing loops."""
 
 import asyncio
@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rapport_shared import envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts import IntakeCompletedV1, PhaseChangedV1, ScoreSubmittedV1
-from rapport_shared.kafka import attach, dead_letter_publisher, ensure_topics, make_broker
+from rapport_shared.kafka import BatchSubscriber, dead_letter_publisher, ensure_topics, make_broker
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.kafka import read_all
-from rapport_shared.tools.kafka_ops import Conn, partitions_of
+from rapport_testing.kafka import read_all
+from rapport_tools.kafka_ops import Conn, partitions_of
 from rapport_shared.topics import COURSE, OUTCOMES, dlq_topic
 
 pytestmark = pytest.mark.integration
@@ -48,17 +48,19 @@ class Harness:
         self.consumer = EventConsumer(pool=pool, group_id=self.group, dead_letter=dead_letter_publisher(self.broker),
                                       outbox=Outbox("/rapport/test", schema), max_attempts=max_attempts,
                                       backoff_s=0.02, backoff_max_s=0.1)
-        self.calls: dict[tuple[str, int, int], int] = {}  # process() calls per record
+        self.calls: dict[tuple[str, int, int], int] = {}  # deliveries to the consumer per record
         self.handler_calls: dict[str, int] = {}  # handler calls per ce_id
         self.failing: dict[str, BaseException] = {}  # ce_id -> what the handler raises
-        process = self.consumer.process
+        process_batch = self.consumer.process_batch
 
-        async def counting(record):
-            k = (record.topic, record.partition, record.offset)
-            self.calls[k] = self.calls.get(k, 0) + 1
-            return await process(record)
+        async def counting(records):
+            for record in records:
+                k = (record.topic, record.partition, record.offset)
+                self.calls[k] = self.calls.get(k, 0) + 1
+            return await process_batch(records)
 
-        self.consumer.process = counting
+        self.consumer.process_batch = counting
+        self.subscriber = BatchSubscriber(self.consumer, kafka.bootstrap, client_id="rapport-test-poison")
 
         async def apply(uow, event, data):
             self.handler_calls[event.id] = self.handler_calls.get(event.id, 0) + 1
@@ -83,10 +85,11 @@ class Harness:
             await c.commit({tp: off for tp, off in end.items()})
         finally:
             await c.stop()
-        attach(self.broker, self.consumer, auto_offset_reset="earliest")
         await self.broker.start()
+        await self.subscriber.start()
 
     async def stop(self):
+        await self.subscriber.stop()
         await self.broker.stop()
 
     async def dead_letters(self, topic):

@@ -21,11 +21,11 @@ from rapport_shared.clock import SystemClock
 from rapport_shared.contracts import PhaseChangedV1
 from rapport_shared.contracts.base import EventData
 from rapport_shared.envelope import KafkaRecord
-from rapport_shared.http.errors import Invalid
+from rapport_shared.http.errors import Invalid, status_for
 from rapport_shared.metrics import OUTBOX_PARKED, OUTBOX_WAITING
 from rapport_shared.outbox import Outbox, OutboxRelay, record_size
-from rapport_shared.testing.kafka import read_all
-from rapport_shared.tools.cli import app as cli_app
+from rapport_testing.kafka import read_all
+from rapport_tools.cli import app as cli_app
 from rapport_shared.uow import UnitOfWorkFactory
 
 pytestmark = pytest.mark.integration
@@ -113,7 +113,7 @@ async def test_outbox_add_refuses_an_event_larger_than_the_limit_and_nothing_is_
                                    " VALUES ($1, 'x', 'x', 0, 0)", uuid.uuid4())
             await uow.emit(big)
     err = info.value
-    assert err.status_code == 422 and err.field == "slots" and err.code == "event_too_large"
+    assert status_for(err) == 422 and err.field == "slots" and err.code == "event_too_large"
     assert err.extra["limit_bytes"] == 1024 and err.extra["size_bytes"] > 1024
     assert err.extra["event_type"] == big.event_type
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 0

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from rapport_shared.contracts import PhaseChangedV1
 from rapport_shared.envelope import KafkaRecord
 from rapport_shared.outbox import Outbox, OutboxRelay
-from rapport_shared.testing.kafka import read_all
+from rapport_testing.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

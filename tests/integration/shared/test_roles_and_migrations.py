@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from rapport_shared import db
-from rapport_shared.testing.services import SERVICES, role_dsn
+from rapport_testing.services import SERVICES, role_dsn
 
 pytestmark = pytest.mark.integration
 SERVICE_MIGRATIONS = {name: Path(__import__(f"rapport_{name}").__file__).parent / "migrations" for name in SERVICES}

@@ -9,7 +9,7 @@ import pytest
 
 from rapport_shared.outbox import Outbox
 from rapport_shared.clock import SystemClock
-from rapport_shared.testing.fixtures import scratch_schema
+from rapport_testing.fixtures import scratch_schema
 from rapport_shared.uow import UnitOfWorkFactory, run_retrying
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from rapport_shared.testing.fixtures import scratch_schema
+from rapport_testing.fixtures import scratch_schema
 from rapport_shared.timers import TimerStore
 
 pytestmark = pytest.mark.integration

@@ -26,9 +26,9 @@ from typer.testing import CliRunner
 
 from rapport_shared.clock import ManualClock
 from rapport_shared.outbox import Outbox
-from rapport_shared.testing.wait import until
+from rapport_testing.wait import until
 from rapport_shared.timers import TimerRunner, TimerStore
-from rapport_shared.tools.cli import app as cli_app
+from rapport_tools.cli import app as cli_app
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=timezone.utc)

@@ -19,8 +19,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from typer.testing import CliRunner
 
 from rapport_shared import db
-from rapport_shared.testing.services import role_dsn
-from rapport_shared.tools.cli import app
+from rapport_testing.services import role_dsn
+from rapport_tools.cli import app
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from typer.testing import CliRunner
 
-from rapport_shared.tools import kafka_ops as ops
-from rapport_shared.tools.cli import app
+from rapport_tools import kafka_ops as ops
+from rapport_tools.cli import app
 
 pytestmark = pytest.mark.integration
 

@@ -1,12 +1,12 @@
 """The real catalogue against the committed baseline (what CI runs as
-``python -m rapport_shared.contracts.compat``)."""
+``python -m rapport_tools.contracts.compat``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from rapport_shared.contracts import EVENT_MODELS
-from rapport_shared.contracts.compat import PUBLISHED_DIR, check, load_dir, main
+from rapport_tools.contracts.compat import PUBLISHED_DIR, check, load_dir, main
 
 pytestmark = pytest.mark.unit
 
@@ -19,7 +19,7 @@ def test_current_models_are_compatible_with_the_published_baseline():
 
 def test_the_baseline_is_committed_and_covers_the_catalogue_v1():
     published = load_dir(PUBLISHED_DIR)
-    assert published, "no baseline: run python -m rapport_shared.contracts.compat --publish"
+    assert published, "no baseline: run python -m rapport_tools.contracts.compat --publish"
     required = {"rapport.intake.completed.v1", "rapport.intake.declined.v1", "rapport.course.planned.v1",
                 "rapport.course.phase_changed.v1", "rapport.course.ended.v1", "rapport.score.submitted.v1"}
     assert required <= set(published)

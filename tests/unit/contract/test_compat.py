@@ -15,7 +15,7 @@ from uuid import UUID
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
-from rapport_shared.contracts.compat import (
+from rapport_tools.contracts.compat import (
     BREAKING, CAUTION, SAFE, compare_catalogues, compare_schemas, main, publish,
 )
 
@@ -353,7 +353,7 @@ def test_recursive_models_terminate():
 # ---------------------------------------------------------------- publishing and the command line
 
 def test_publish_writes_the_baseline_then_refuses_a_breaking_change(tmp_path, monkeypatch, capsys):
-    from rapport_shared.contracts import compat
+    from rapport_tools.contracts import compat
 
     texts = {"rapport.test.v1": json.dumps(schema(V1))}
     monkeypatch.setattr(compat, "_current_texts", lambda: texts)

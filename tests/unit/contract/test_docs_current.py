@@ -13,8 +13,8 @@ import pytest
 
 from rapport_shared import envelope, topics
 from rapport_shared.contracts import EVENT_MODELS
-from rapport_shared.docs.__main__ import main, repo_root, stale_files
-from rapport_shared.docs.asyncapi import build, discover_subscriptions
+from rapport_tools.docs.__main__ import main, repo_root, stale_files
+from rapport_tools.docs.asyncapi import build, discover_subscriptions
 
 pytestmark = pytest.mark.unit
 
@@ -28,7 +28,7 @@ def doc() -> dict:
 
 def test_committed_docs_are_current():
     stale = stale_files(ROOT)
-    assert not stale, "regenerate with `uv run python -m rapport_shared.docs` and commit:\n" + "\n".join(stale)
+    assert not stale, "regenerate with `uv run python -m rapport_tools.docs` and commit:\n" + "\n".join(stale)
 
 
 def test_the_committed_asyncapi_file_is_the_built_document(doc):

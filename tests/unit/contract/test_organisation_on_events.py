@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from rapport_shared.contracts import EVENT_MODELS
 from rapport_shared.contracts.base import EpisodeEventData
-from rapport_shared.contracts.compat import PUBLISHED_DIR, load_dir
+from rapport_tools.contracts.compat import PUBLISHED_DIR, load_dir
 from rapport_shared.contracts.notifications import NotificationDeliveredV1
 from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES
 

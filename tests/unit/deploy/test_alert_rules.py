@@ -14,9 +14,9 @@ from pathlib import Path
 
 import promql_parser
 import pytest
+import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
-import mini_yaml
 from rapport_notifier import metrics as notifier_metrics
 from rapport_scheduler import metrics as scheduler_metrics
 from rapport_notifier.domain import rules as notifier_rules
@@ -43,7 +43,7 @@ def exported() -> dict[str, tuple[MetricWrapperBase, set[str]]]:
 
 
 def rules() -> list[dict]:
-    (doc,) = mini_yaml.load_all(RULES.read_text(), str(RULES))
+    (doc,) = yaml.safe_load_all(RULES.read_text())
     return [rule for group in doc["spec"]["groups"] for rule in group["rules"]]
 
 
@@ -63,7 +63,7 @@ def walk(node):
 
 
 def test_the_rules_file_is_a_prometheus_rule_with_runbooks():
-    (doc,) = mini_yaml.load_all(RULES.read_text(), str(RULES))
+    (doc,) = yaml.safe_load_all(RULES.read_text())
     assert doc["kind"] == "PrometheusRule" and doc["apiVersion"] == "monitoring.coreos.com/v1"
     readme = (ROOT / "deploy" / "README.md").read_text()
     alerts_section = readme.split("\n## Alerts\n", 1)[1].split("\n## ", 1)[0]

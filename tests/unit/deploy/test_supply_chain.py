@@ -26,11 +26,13 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from rapport_tools import services as registry
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
-SERVICES = ("intake", "scheduler", "outcomes", "notifier")
+SERVICES = registry.names()  # every installed service has an image
 
 
 def _load(name: str, path: Path):
@@ -210,11 +212,15 @@ def test_the_runtime_installs_the_locked_wheels_with_their_hashes_only():
 
 
 @pytest.mark.parametrize("svc", SERVICES)
-def test_each_service_installs_its_two_wheels_by_hash(svc):
+def test_each_service_installs_its_three_wheels_by_hash(svc):
     [install] = _pip_installs(ROOT / "services" / svc / "Dockerfile")
     for flag in ("--require-hashes", "--no-deps", "--no-index", f"-r {svc}.requirements.txt"):
         assert flag in install, (flag, install)
-    assert f"COPY app/{svc}.requirements.txt" in (ROOT / "services" / svc / "Dockerfile").read_text()
+    dockerfile = (ROOT / "services" / svc / "Dockerfile").read_text()
+    assert f"COPY app/{svc}.requirements.txt" in dockerfile
+    # the runtime core, the tools (rapport-<svc> is their command line) and the service; never test support
+    assert all(f"app/{w}-*.whl" in dockerfile for w in ("rapport_shared", "rapport_tools", f"rapport_{svc}"))
+    assert "rapport_testing" not in dockerfile
 
 
 def test_every_pip_install_in_an_image_checks_hashes():
@@ -409,4 +415,4 @@ def test_the_sboms_the_build_wrote(path):
         assert {"aiokafka", "asyncpg", "pydantic"} <= wheels
         assert all(c["hashes"][0]["alg"] == "SHA-256" for c in kinds["pypi"])
     if name in SERVICES:
-        assert {c["name"] for c in kinds["workspace"]} == {"rapport-shared", f"rapport-{name}"}
+        assert {c["name"] for c in kinds["workspace"]} == {"rapport-shared", "rapport-tools", f"rapport-{name}"}

@@ -1,6 +1,7 @@
-"""Pure parts of replay (shared/rapport_shared/replay.py)."""
+"""Pure parts of replay (shared/rapport_tools/replay.py)."""
 
-from rapport_shared.replay import Table, behind, offsets_differ
+from rapport_shared.projection import Table
+from rapport_tools.replay import behind, offsets_differ
 
 
 def test_behind_counts_records_left_per_partition():

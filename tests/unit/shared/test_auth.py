@@ -20,7 +20,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from rapport_shared import cli
+from rapport_tools import admin as cli
 from rapport_shared.http.app import token_verifier
 from rapport_shared.http.auth import (DEV_KID_PREFIX, JwksSource, TokenAuthority, TokenIssuer, TokenVerifier,
                                       require)

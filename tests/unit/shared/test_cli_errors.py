@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rapport_shared import acl, cli, cli_common
-from rapport_shared.tools import cli as tools_cli
+from rapport_tools import acl, admin as cli, cli_common, service_cli
+from rapport_tools import cli as tools_cli
+from rapport_tools import services as registry
 
 
 def closed_port() -> int:
@@ -34,8 +35,8 @@ PG_PORT = closed_port()
 DSN = f"postgresql://nobody:pg-secret-pw@127.0.0.1:{PG_PORT}/rapport"
 MISSING = "/nonexistent/rapport-test/missing.json"
 
-RAPPORT = [sys.executable, "-m", "rapport_shared.tools", "--bootstrap", KAFKA]
-ADMIN = [sys.executable, "-m", "rapport_shared.cli"]
+RAPPORT = [sys.executable, "-m", "rapport_tools", "--bootstrap", KAFKA]
+ADMIN = [sys.executable, "-m", "rapport_tools.admin"]
 
 
 def svc(name: str) -> list[str]:
@@ -104,7 +105,7 @@ def env() -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if not k.startswith("RAPPORT_")}
     e.update({"RAPPORT_ENVIRONMENT": "development", "RAPPORT_DATABASE_DSN": DSN, "RAPPORT_ADMIN_DSN": DSN,
               "RAPPORT_KAFKA_BOOTSTRAP": KAFKA, "COLUMNS": "200",
-              **{f"RAPPORT_DB_PASSWORD_{s.upper()}": "pw" for s in cli.SERVICES}})
+              **{f"RAPPORT_DB_PASSWORD_{s.upper()}": "pw" for s in registry.names()}})
     return e
 
 
@@ -165,7 +166,7 @@ def test_every_option_and_command_has_help(which):
     from rapport_scheduler import bootstrap, settings  # noqa: PLC0415
 
     app = {"rapport": tools_cli.app, "rapport-admin": cli.admin_app(),
-           "rapport-scheduler": cli.service_app("scheduler", settings.load, bootstrap.build)}[which]
+           "rapport-scheduler": service_cli.service_app("scheduler", settings.load, bootstrap.build)}[which]
     missing = []
     for path, command in _walk(typer.main.get_command(app)):
         if path and not (command.help or command.short_help):
@@ -309,7 +310,7 @@ def test_help_of_json_flags_exists_on_listings():
     want = {("topics",), ("tail",), ("groups", "list"), ("groups", "reset"), ("dlq", "list"), ("dlq", "redrive"),
             ("acls", "show"), ("acls", "apply"), ("outbox", "parked"), ("timers", "parked")}
     tools = dict(_walk(typer.main.get_command(tools_cli.app)))
-    service = dict(_walk(typer.main.get_command(cli.service_app("scheduler", settings.load, bootstrap.build))))
+    service = dict(_walk(typer.main.get_command(service_cli.service_app("scheduler", settings.load, bootstrap.build))))
     missing = [p for p in want if "--json" not in {o for x in tools[p].params for o in x.opts}]
     missing += [p for p in [("migrate",), ("replay", "run"), ("replay", "verify"), ("replay", "swap"),
                             ("replay", "describe"), ("replay", "drop")]

@@ -1,7 +1,7 @@
 """How the `rapport` CLI reaches a secured cluster from the environment (tools/kafka_ops.Conn)."""
 
 from rapport_shared.settings import KafkaSecurity
-from rapport_shared.tools.kafka_ops import Conn
+from rapport_tools.kafka_ops import Conn
 
 
 def test_a_username_alone_means_sasl_plain_like_the_services(monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from rapport_shared.contracts import EVENT_MODELS, IntakeCompletedV1
-from rapport_shared.contracts.export import expected_files
+from rapport_tools.contracts.export import expected_files
 
 REQUIRED = {"rapport.intake.completed.v1", "rapport.course.planned.v1", "rapport.course.phase_changed.v1",
             "rapport.score.submitted.v1"}
@@ -19,7 +19,7 @@ def test_required_event_types_exist():
 
 @pytest.mark.parametrize("path,text", sorted(expected_files().items()), ids=lambda v: getattr(v, "name", ""))
 def test_committed_schema_matches_model(path, text):
-    assert path.exists(), f"{path.name} is not committed: run python -m rapport_shared.contracts.export"
+    assert path.exists(), f"{path.name} is not committed: run python -m rapport_tools.contracts.export"
     assert path.read_text() == text, f"{path.name} differs from its model: regenerate and review the change"
 
 

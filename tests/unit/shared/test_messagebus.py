@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from rapport_shared.contracts import CoursePlannedV1, IntakeCompletedV1
 from rapport_shared.messagebus import HandlerRegistry, MessageBus
-from rapport_shared.testing.fake_uow import FakeUnitOfWork
+from rapport_testing.fake_uow import FakeUnitOfWork
 
 
 class Open(BaseModel):

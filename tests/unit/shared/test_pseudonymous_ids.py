@@ -15,7 +15,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from rapport_intake.domain import commands
 from rapport_shared import pseudonyms
-from rapport_shared.cli import admin_main
+from rapport_tools.admin import admin_main
 from rapport_shared.contracts import EVENT_MODELS, IntakeCompletedV1, PseudonymousId, StrictPseudonymousId
 
 STRICT = TypeAdapter(StrictPseudonymousId)

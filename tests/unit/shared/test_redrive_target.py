@@ -2,7 +2,7 @@
 
 import pytest
 
-from rapport_shared.tools.kafka_ops import DeadLetter, ToolError, redrive_target
+from rapport_tools.kafka_ops import DeadLetter, ToolError, redrive_target
 
 pytestmark = pytest.mark.unit
 

@@ -1,1 +1,0 @@
-"""Test helpers shared by the services' test suites (not used at run time)."""
