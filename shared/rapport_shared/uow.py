@@ -16,11 +16,13 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from .clock import Clock
 from .contracts.base import EventData
 from .envelope import CloudEvent
 from .outbox import Outbox
+from .retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -93,17 +95,19 @@ class _Scope:
 RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
+# Deadlock victims go again at once-ish: short, jittered waits so the two do not collide again.
+CONTENTION = RetryPolicy(max_attempts=3, initial_s=0.05, max_s=0.5)
+
+
 async def run_retrying(factory: UnitOfWorkFactory, work: Callable[[UnitOfWork], Awaitable[T]], *,
                        attempts: int = 3, backoff_s: float = 0.05) -> T:
     """``work`` in a unit of work, run again from the start if Postgres aborts it as a deadlock
     victim or a serialization failure (e.g. an HTTP command on a course whose timer fires at that
     moment: the two lock the course and the timer in opposite orders)."""
-    for attempt in range(1, attempts + 1):
-        try:
+    policy = CONTENTION if (attempts, backoff_s) == (3, 0.05) else RetryPolicy(max_attempts=attempts, initial_s=backoff_s)
+    async for attempt in AsyncRetrying(retry=retry_if_exception_type(RETRYABLE), stop=stop_after_attempt(policy.max_attempts),
+                                       wait=policy.wait(), sleep=asyncio.sleep, reraise=True):
+        with attempt:
             async with factory() as uow:
                 return await work(uow)
-        except RETRYABLE:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(backoff_s * attempt)
     raise AssertionError("unreachable")

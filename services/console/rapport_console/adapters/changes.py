@@ -17,6 +17,8 @@ from uuid import UUID
 
 import asyncpg
 
+from rapport_shared.retry import RetryPolicy
+
 from rapport_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -82,6 +84,7 @@ class ChangeFeed:
 
     async def run(self, pool: asyncpg.Pool) -> None:
         """Hold the LISTEN connection until cancelled; reconnect when Postgres goes away."""
+        waits = RetryPolicy(initial_s=self.retry_s, max_s=30.0).delays()
         while True:
             conn = None
             try:
@@ -93,7 +96,7 @@ class ChangeFeed:
                 raise
             except Exception as exc:
                 log.warning("change feed lost its connection; reconnecting", error=type(exc).__name__)
-                await asyncio.sleep(self.retry_s)
+                await asyncio.sleep(next(waits))
             finally:
                 if conn is not None:
                     with contextlib.suppress(Exception):

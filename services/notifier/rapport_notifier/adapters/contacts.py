@@ -15,17 +15,13 @@ restarts the reader after the shared backoff (``rapport_shared.retry``)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_never
-
-from rapport_shared.kafka import client_kwargs
 from rapport_shared.logging import get_logger
 from rapport_shared.private_contacts import (H_RECORD, KEY_FORMAT, KEYS_TOPIC_CONFIG, ContactRecordError,
                                              DataKeyUnavailable, Keyring, WrappedKey, data_key_id_of, headers_text, decode_person_key,
                                              decode_record, ensure_private_topic, person_id_of)
-from rapport_shared.retry import RetryPolicy
+from rapport_shared.topic_reader import run_topic_reader
 from rapport_shared.topics import PRIVATE_CONTACTS, PRIVATE_PERSON_KEYS
 
 log = get_logger("rapport.notifier.contacts")
@@ -106,49 +102,19 @@ async def _apply_key(conn, key: bytes | None, value: bytes | None, headers, keyr
     return "key"
 
 
-# Restarts after a failure (Kafka or Postgres away): jittered, growing waits, never giving up.
-_RESTART = RetryPolicy(initial_s=2.0, max_s=30.0)
-
-
-def _restarting(state: RetryCallState) -> None:
-    log.warning("contacts reader failed; restarting", error=repr(state.outcome.exception()),
-                retry_in_s=round(state.next_action.sleep, 1) if state.next_action else None)
-
-
 async def run_contacts_reader(runtime, keyring: Keyring) -> None:
-    async for attempt in AsyncRetrying(retry=retry_if_exception_type(Exception), stop=stop_never,
-                                       wait=_RESTART.wait(), before_sleep=_restarting, sleep=asyncio.sleep):
-        with attempt:
-            await _read(runtime, keyring)
-
-
-async def _read(runtime, keyring: Keyring) -> None:
-    """Read both topics until something fails."""
-    from aiokafka import AIOKafkaConsumer
-
+    """Read both topics into the tables above until cancelled (the shared private-topic reader)."""
     s = runtime.settings
-    consumer = None
-    try:
+
+    async def prepare() -> None:
         await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication)
         await ensure_private_topic(s.kafka_bootstrap, s.topic_partitions, s.topic_replication, KEYS_TOPIC_CONFIG,
                                    topic=PRIVATE_PERSON_KEYS)
-        consumer = AIOKafkaConsumer(PRIVATE_PERSON_KEYS, PRIVATE_CONTACTS, bootstrap_servers=s.kafka_bootstrap,
-                                    group_id=f"{s.consumer_group}-contacts", enable_auto_commit=False,
-                                    auto_offset_reset="earliest", **client_kwargs())
-        await consumer.start()
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=200)
-            if not batch:
-                continue
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                # keys before contacts within a batch: fewer records parked
-                for tp in sorted(batch, key=lambda tp: tp.topic != PRIVATE_PERSON_KEYS):
-                    for r in batch[tp]:
-                        await apply_record(conn, r.key, r.value, r.headers, keyring, runtime.clock.now())
-            await consumer.commit()
-    finally:
-        if consumer is not None:
-            try:
-                await consumer.stop()
-            except Exception:
-                pass
+
+    async def apply(conn, records) -> None:
+        for r in records:
+            await apply_record(conn, r.key, r.value, r.headers, keyring, runtime.clock.now())
+
+    await run_topic_reader(runtime, name="contacts reader", topics=[PRIVATE_PERSON_KEYS, PRIVATE_CONTACTS],
+                           group=f"{s.consumer_group}-contacts", apply=apply, prepare=prepare,
+                           order=lambda tp: tp.topic != PRIVATE_PERSON_KEYS)  # keys first: fewer records parked

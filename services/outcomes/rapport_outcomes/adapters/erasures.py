@@ -16,12 +16,11 @@ again at intake)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 
-from rapport_shared.kafka import client_kwargs
 from rapport_shared.logging import get_logger
 from rapport_shared.private_contacts import ContactRecordError, ErasureNotice, decode_erasure
+from rapport_shared.topic_reader import run_topic_reader
 from rapport_shared.topics import ERASURES
 
 log = get_logger("rapport.outcomes.erasures")
@@ -59,39 +58,14 @@ async def apply_record(conn, key: bytes | None, value: bytes | None, headers, no
 
 
 async def run_erasure_reader(runtime) -> None:
-    """Background job of the outcomes runtime. The topic is intake's (created by its relay, or by
-    ``rapport acls apply``): until it exists, wait."""
-    from aiokafka import AIOKafkaConsumer
-
+    """Background job of the outcomes runtime (the shared private-topic reader). The topic is
+    intake's (created by its relay, or by ``rapport acls apply``): until it exists, wait."""
     s = runtime.settings
     default_organisation = getattr(s, "default_organisation", "") or None
-    while True:
-        consumer = None
-        try:
-            consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=f"{s.consumer_group}-erasures",
-                                        enable_auto_commit=False, auto_offset_reset="earliest", **client_kwargs())
-            await consumer.start()
-            while ERASURES not in await consumer.topics():
-                await asyncio.sleep(2)
-            consumer.subscribe([ERASURES])
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=200)
-                if not batch:
-                    continue
-                async with runtime.pool.acquire() as conn, conn.transaction():
-                    for records in batch.values():
-                        for r in records:
-                            await apply_record(conn, r.key, r.value, r.headers, runtime.clock.now(),
-                                               default_organisation)
-                await consumer.commit()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("erasure reader failed; restarting", error=repr(exc))
-            await asyncio.sleep(2)
-        finally:
-            if consumer is not None:
-                try:
-                    await consumer.stop()
-                except Exception:
-                    pass
+
+    async def apply(conn, records) -> None:
+        for r in records:
+            await apply_record(conn, r.key, r.value, r.headers, runtime.clock.now(), default_organisation)
+
+    await run_topic_reader(runtime, name="erasure reader", topics=[ERASURES], group=f"{s.consumer_group}-erasures",
+                           apply=apply)
