@@ -232,9 +232,9 @@ NOTIFICATIONS = Dashboard(
                           data="a safety alert paged (a positive PHQ-9 item 9)"),)),
             Panel("Safety-alert path: time per step (p99)",
                   "The submission answered by outcomes (HTTP), its alert event committed → on Kafka (outcomes' "
-                  "outbox, all its events), the notifier applying rapport.alert.raised.v1 (the page queued). "
-                  "The notifier's backlog on rapport.outcomes is the next panel. The last step, page queued → "
-                  "accepted by the provider, has no metric yet (docs/observability.md).",
+                  "outbox, all its events), the notifier applying rapport.alert.raised.v1 (the page queued), "
+                  "and the page queued → accepted by the channel (the clinician's first page, retries included). "
+                  "The notifier's backlog on rapport.outcomes is the next panel.",
                   (Target(f"histogram_quantile(0.99, sum by (le) (rate(rapport_http_request_duration_seconds_bucket"
                           f'{{namespace=~"$namespace", service="rapport-outcomes", {SAFETY_ROUTE}}}[{RATE}])))',
                           "outcomes: submission answered", data="a questionnaire submitted to outcomes"),
@@ -244,7 +244,10 @@ NOTIFICATIONS = Dashboard(
                    Target(f"histogram_quantile(0.99, sum by (le) (rate(rapport_handler_seconds_bucket"
                           f'{{namespace=~"$namespace", service="rapport-notifier", '
                           f'event_type="rapport.alert.raised.v1"}}[{RATE}])))',
-                          "notifier: alert applied, page queued", data="an alert raised by outcomes")),
+                          "notifier: alert applied, page queued", data="an alert raised by outcomes"),
+                   Target(f"histogram_quantile(0.99, sum by (le) (rate(rapport_notifier_delivery_seconds_bucket"
+                          f'{{namespace=~"$namespace", service="rapport-notifier", kind="safety_alert"}}[{RATE}])))',
+                          "notifier: page queued → accepted", data="a safety alert paged (a positive PHQ-9 item 9)")),
                   unit="s"),
             Panel("Notifier's backlog on rapport.outcomes",
                   "Records of the topic that carries alerts not yet fetched by the notifier (each of its groups).",

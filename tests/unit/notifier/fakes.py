@@ -32,7 +32,8 @@ class FakeEpisodes:
         return self.rows.setdefault(episode_id, {"episode_id": episode_id, "person_id": None, "clinician_id": None,
                                                  "course_id": None, "instruments": None, "organisation_id": None,
                                                  "ended_at": None, "target_condition": None,
-                                                 "contracted_sessions": None, "contracted_at": None})
+                                                 "contracted_sessions": None, "contracted_at": None,
+                                                 "share_outcomes_with_referrer": False, "referral_source": None})
 
     async def organisation_of(self, episode_id, default):
         row = self.rows.get(episode_id)
@@ -43,13 +44,20 @@ class FakeEpisodes:
         return row and row["clinician_id"]
 
     async def record_intake(self, episode_id, person_id, clinician_id, instruments, organisation_id, default_org,
-                            target_condition=None):
+                            target_condition=None, share_outcomes_with_referrer=False, referral_source=None):
         known = episode_id in self.rows
         row = self._row(episode_id)
-        row.update(person_id=person_id, clinician_id=clinician_id)
+        row.update(person_id=person_id, clinician_id=clinician_id,
+                   share_outcomes_with_referrer=share_outcomes_with_referrer)
+        row["referral_source"] = referral_source or row["referral_source"]
         row["instruments"] = instruments if instruments is not None else row["instruments"]
         row["target_condition"] = target_condition or row["target_condition"]
         row["organisation_id"] = organisation_id or (row["organisation_id"] if known else None) or default_org
+
+    async def referrer(self, episode_id):
+        row = self.rows.get(episode_id)
+        return row and {k: row[k] for k in ("person_id", "organisation_id", "share_outcomes_with_referrer",
+                                             "referral_source", "ended_at")}
 
     async def record_declined(self, episode_id, person_id, organisation_id):
         known = episode_id in self.rows
@@ -271,6 +279,11 @@ class FakeSubscriptions:
 
     async def matching(self, event_type, at, org, default):
         return sorted(s for s, r in self.rows.items() if r["deleted_at"] is None and event_type in r["event_types"]
+                      and (r["effective_from"] is None or r["effective_from"] <= at)
+                      and (r["organisation_id"] or default) == org)
+
+    async def of_organisation(self, org, at, default):
+        return sorted(s for s, r in self.rows.items() if r["deleted_at"] is None
                       and (r["effective_from"] is None or r["effective_from"] <= at)
                       and (r["organisation_id"] or default) == org)
 

@@ -43,16 +43,27 @@ class EpisodeRepository:
 
     async def record_intake(self, episode_id, person_id, clinician_id, instruments: list[str] | None,
                             organisation_id: str | None, default_org: str | None,
-                            target_condition: str | None = None) -> None:
+                            target_condition: str | None = None, share_outcomes_with_referrer: bool = False,
+                            referral_source: str | None = None) -> None:
         # The organisation the intake names wins; an older producer's event (none named) keeps
-        # what is known, else the default organisation.
+        # what is known, else the default organisation. The consent is the intake's, as it says.
         await self.conn.execute(
-            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments, organisation_id, target_condition)"
-            " VALUES ($1,$2,$3,$4,COALESCE($5::text, $6::text),$7)"
+            "INSERT INTO episodes (episode_id, person_id, clinician_id, instruments, organisation_id, target_condition,"
+            " share_outcomes_with_referrer, referral_source)"
+            " VALUES ($1,$2,$3,$4,COALESCE($5::text, $6::text),$7,$8,$9)"
             " ON CONFLICT (episode_id) DO UPDATE SET person_id=$2, clinician_id=$3, instruments=COALESCE($4, episodes.instruments),"
             " organisation_id=COALESCE($5::text, episodes.organisation_id, $6::text),"
-            " target_condition=COALESCE($7, episodes.target_condition)",
-            episode_id, person_id, clinician_id, instruments, organisation_id, default_org, target_condition)
+            " target_condition=COALESCE($7, episodes.target_condition), share_outcomes_with_referrer=$8,"
+            " referral_source=COALESCE($9, episodes.referral_source)",
+            episode_id, person_id, clinician_id, instruments, organisation_id, default_org, target_condition,
+            share_outcomes_with_referrer, referral_source)
+
+    async def referrer(self, episode_id: uuid.UUID) -> dict | None:
+        """What the referrer summary needs of the episode: ``person_id``, ``organisation_id``,
+        ``share_outcomes_with_referrer``, ``referral_source``, ``ended_at`` (None: unknown episode)."""
+        return as_dict(await self.conn.fetchrow(
+            "SELECT person_id, organisation_id, share_outcomes_with_referrer, referral_source, ended_at"
+            " FROM episodes WHERE episode_id = $1", episode_id))
 
     async def set_contract(self, episode_id, contracted_sessions: int, at: datetime) -> None:
         """The contracted number of sessions, as of the contract's event time ``at``: an older

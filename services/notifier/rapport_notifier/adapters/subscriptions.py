@@ -26,6 +26,15 @@ class SubscriptionRepository:
             " ORDER BY subscription_id", event_type, at, default, org)
         return [r["subscription_id"] for r in rows]
 
+    async def of_organisation(self, org: str, at: datetime, default: str | None) -> list[uuid.UUID]:
+        """Every live subscription of organisation ``org`` that existed at ``at``, whatever its event
+        types (the organisation's endpoints: where its referrer summaries go)."""
+        rows = await self.conn.fetch(
+            "SELECT subscription_id FROM subscriptions WHERE deleted_at IS NULL"
+            " AND (effective_from IS NULL OR effective_from <= $1) AND COALESCE(organisation_id, $2::text) = $3"
+            " ORDER BY subscription_id", at, default, org)
+        return [r["subscription_id"] for r in rows]
+
     async def get(self, subscription_id: uuid.UUID) -> dict | None:
         return as_dict(await self.conn.fetchrow("SELECT * FROM subscriptions WHERE subscription_id = $1",
                                                 subscription_id))

@@ -36,6 +36,7 @@ PHASE_CHANGE = "phase_change"
 COURSE_SUMMARY = "course_summary"
 COURSE_PLANNED = "course_planned"
 PARTNER_EVENT = "partner_event"  # webhooks: the event itself is the body, no template
+REFERRER_SUMMARY = "referrer_summary"  # webhooks: the end-of-course summary for the referrer (domain/referrer.py)
 
 URGENT = {SAFETY_ALERT, SAFETY_ESCALATION}  # ignore quiet hours
 PATIENT_KINDS = {SESSION_REMINDER, QUESTIONNAIRE_REQUEST, QUESTIONNAIRE_REMINDER}

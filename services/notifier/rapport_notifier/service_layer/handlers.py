@@ -10,8 +10,9 @@ idempotency key, in the same transaction (``notifications.enqueue``). The sender
 
 The notifier consumes every event type of the catalogue (partner webhooks may ask for any of
 them): the ones its own rules act on have a handler here, every other one only goes to partners
-(``forward_to_partners``). An event handler reads the event's envelope (id, time, type) from
-``uow.cause``.
+(``forward_to_partners``); ``rapport.outcome.evaluated.v1`` only with the person's consent to
+the referrer summary, which its handler also sends. An event handler reads the event's envelope
+(id, time, type) from ``uow.cause``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from rapport_shared.logging import get_logger
 from rapport_shared.messagebus import HandlerRegistry
 from rapport_shared.timers import Timer
 
-from ..domain import commands, questionnaires, rules
-from .notifications import enqueue, fan_out_webhooks, local_time, page_oncall, quiet_hours, recipient_channels
+from ..domain import commands, questionnaires, referrer, rules
+from .notifications import (enqueue, fan_out_webhooks, local_time, page_oncall, quiet_hours, recipient_channels,
+                            record_skipped)
 from .unit_of_work import NotifierUnitOfWork
 
 log = get_logger("rapport.notifier")
@@ -251,8 +253,10 @@ async def on_alert_resolved(data: AlertResolvedV1, uow: NotifierUnitOfWork) -> N
 async def on_intake_completed(data: IntakeCompletedV1, uow: NotifierUnitOfWork) -> None:
     instruments = sorted({b.instrument for b in data.baseline_scores}) or None
     # The target condition decides what later questionnaire requests ask for (domain.md §3.4).
+    # The consent to the referrer summary decides that summary and the partners' outcome webhooks.
     await uow.episodes.record_intake(data.episode_id, data.person_id, data.clinician_id, instruments,
-                                     data.organisation_id, uow.default_org, data.target_condition.value)
+                                     data.organisation_id, uow.default_org, data.target_condition.value,
+                                     data.share_outcomes_with_referrer, data.referral_source)
     await fan_out_webhooks(uow, uow.cause, data)
 
 
@@ -363,7 +367,35 @@ async def on_outcome_evaluated(data: OutcomeEvaluatedV1, uow: NotifierUnitOfWork
                               "reliable_deterioration": _yes_no(data.reliable_deterioration),
                               "baseline_totals": data.baseline_totals, "final_totals": data.final_totals,
                               "revision": data.revision})
-    await fan_out_webhooks(uow, uow.cause, data)
+    episode = await uow.episodes.referrer(data.episode_id)
+    if episode and episode["share_outcomes_with_referrer"] and referrer.first_evaluation(data):
+        await _referrer_summary(uow, data, episode)
+    # A partner's own subscription to this event is the same outcome leaving for the referring
+    # organisation: without the person's consent it is not pushed either (docs/notifier.md).
+    if referrer.may_share(episode):
+        await fan_out_webhooks(uow, uow.cause, data)
+
+
+async def _referrer_summary(uow: NotifierUnitOfWork, data: OutcomeEvaluatedV1, episode: dict) -> None:
+    """The summary to each endpoint (webhook subscription) of the episode's organisation, once per
+    episode whatever evaluation causes it (key ``episode:<id>/…``); no referrer reachable (no
+    partner organisation with a subscription, or a self-referral): a ``skipped`` delivery saying so."""
+    event, once = uow.cause, f"episode:{data.episode_id}"
+    org = data.organisation_id or episode["organisation_id"] or uow.default_org
+    subs = (await uow.subscriptions.of_organisation(org, event.time, uow.default_org)
+            if org and referrer.may_share(episode) else [])
+    if not subs:
+        # Who the referrer is stays unknown here (no contact is held: docs/intake.md, "Not done").
+        await record_skipped(uow, kind=rules.REFERRER_SUMMARY, cause_event_id=event.id, episode_id=data.episode_id,
+                             recipient_ref="referrer:unknown", reason=referrer.NO_REFERRER_CHANNEL, once_per=once)
+        log.info("referrer summary not sent: no referrer channel", episode_id=str(data.episode_id))
+        return
+    body = referrer.body(referrer.summary(data, person_id=episode["person_id"], organisation_id=org,
+                                          ended_at=episode["ended_at"]))
+    for subscription_id in subs:
+        await enqueue(uow, kind=rules.REFERRER_SUMMARY, cause_event_id=event.id, episode_id=data.episode_id,
+                      recipient_ref=f"partner:{subscription_id}", channels=["webhook"], language="none",
+                      params={"body": body, "event_type": referrer.REFERRER_SUMMARY_TYPE}, once_per=once)
 
 
 @handlers.handles(CourseContractChangedV1)

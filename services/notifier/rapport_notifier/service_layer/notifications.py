@@ -67,8 +67,11 @@ async def recipient_channels(uow: NotifierUnitOfWork, recipient_ref: str, urgent
 
 async def enqueue(uow: NotifierUnitOfWork, *, kind: str, cause_event_id: str | uuid.UUID, episode_id: uuid.UUID,
                   recipient_ref: str, params: dict, alert_id: uuid.UUID | None = None,
-                  channels: list[str] | None = None, language: str | None = None, about: str | None = None) -> int:
-    """Write the deliveries of one notification (one row per channel); an existing key is left alone."""
+                  channels: list[str] | None = None, language: str | None = None, about: str | None = None,
+                  once_per: str | None = None) -> int:
+    """Write the deliveries of one notification (one row per channel); an existing key is left alone.
+    ``once_per`` replaces the cause event at the head of the key for a notification sent once per
+    thing whatever event causes it (``episode:<id>``: the referrer summary)."""
     s = uow.settings
     if channels is None:
         channels, language = await recipient_channels(uow, recipient_ref, kind in rules.URGENT)
@@ -78,7 +81,7 @@ async def enqueue(uow: NotifierUnitOfWork, *, kind: str, cause_event_id: str | u
     cause = uuid.UUID(str(cause_event_id))
     n = 0
     for channel in channels:
-        key = rules.idem_key(cause_event_id, recipient_ref, channel, kind, about)
+        key = rules.idem_key(once_per or cause_event_id, recipient_ref, channel, kind, about)
         nid = rules.notification_id(key)
         ready = channel != "none"
         inserted = await uow.deliveries.add(
@@ -99,6 +102,21 @@ async def enqueue(uow: NotifierUnitOfWork, *, kind: str, cause_event_id: str | u
     if n:
         await uow.deliveries.wake_sender()
     return n
+
+
+async def record_skipped(uow: NotifierUnitOfWork, *, kind: str, cause_event_id: str | uuid.UUID,
+                         episode_id: uuid.UUID, recipient_ref: str, reason: str, once_per: str | None = None) -> bool:
+    """A notification that had nowhere to go, recorded as a ``skipped`` delivery (channel ``none``,
+    ``reason`` as its error) so the delivery log says why nothing was sent. No event: nothing was
+    attempted. False when its key already has a row."""
+    key = rules.idem_key(once_per or cause_event_id, recipient_ref, "none", kind)
+    inserted = await uow.deliveries.add(
+        notification_id=rules.notification_id(key), idem_key=key, cause_event_id=uuid.UUID(str(cause_event_id)),
+        episode_id=episode_id, kind=kind, recipient_ref=recipient_ref, channel="none", language="none", params={},
+        alert_id=None, status="skipped", created_at=uow.now(), last_error=reason, finished_at=uow.now())
+    if inserted:
+        DELIVERIES.labels("none", kind, "skipped").inc()  # inside the transaction, as no_channel
+    return inserted
 
 
 async def page_safety_fallback(uow: NotifierUnitOfWork, *, kind: str, cause_event_id, episode_id, alert_id,

@@ -49,7 +49,7 @@ from rapport_shared.retry import RetryPolicy
 from ..adapters.channels import Outgoing, SendError
 from ..adapters.deliveries import sender_channel
 from ..domain.rules import TemplateMissing, Templates
-from ..metrics import DELIVERIES, IN_DOUBT
+from ..metrics import DELIVERIES, DELIVERY_SECONDS, IN_DOUBT
 from .unit_of_work import NotifierUnitOfWork
 
 log = get_logger("rapport.notifier.sender")
@@ -240,7 +240,8 @@ class Sender:
         """Record the outcome (+ its event) if the row is still ours. ``lookup_accepted``: an in-doubt
         row the provider says it accepted — delivered by the earlier attempt, this claim sent nothing."""
         async with self.unit(transaction=True) as uow:
-            if not await uow.deliveries.finish(row["notification_id"], status, uow.now(), err and err.stored,
+            finished_at = uow.now()
+            if not await uow.deliveries.finish(row["notification_id"], status, finished_at, err and err.stored,
                                                lookup_accepted=lookup_accepted):
                 return
             common = dict(episode_id=row["episode_id"], notification_id=row["notification_id"], kind=row["kind"],
@@ -254,6 +255,9 @@ class Sender:
                                                     failed_at=uow.now()),
                                event_id=str(uuid.uuid5(row["notification_id"], "failed")))
         DELIVERIES.labels(row["channel"], row["kind"], status).inc()  # committed
+        if status == "delivered":  # queued → accepted, on the clock the row was written with
+            DELIVERY_SECONDS.labels(row["channel"], row["kind"]).observe(
+                max(0.0, (finished_at - row["created_at"]).total_seconds()))
 
     async def _failed_attempt(self, row, err: SendError, doubt: bool = False) -> None:
         async with self.unit() as uow:
