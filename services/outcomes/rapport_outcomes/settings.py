@@ -1,7 +1,8 @@
 from datetime import timedelta
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
+from rapport_shared.programmes import ScheduleError, load_schedule
 from rapport_shared.settings import ServiceSettings
 
 from .domain.policy import DEFAULT_CONDITION_MEASURES, OutcomesPolicy
@@ -27,6 +28,21 @@ class OutcomesSettings(ServiceSettings):
     # domain.md 2/3.2: sessions of the initial (assessment) phase are not treatment sessions.
     finished_course_assessment_phases: list[str] = Field(default_factory=lambda: ["initial"])
     submission_max_clock_skew_s: int = Field(default=300, ge=0)
+    # domain.md 3.4: a clinic's additions to the measurement schedule (the same file as the
+    # notifier's, RAPPORT_MEASUREMENT_OVERRIDES; additive only), so the outputs' expected / missing
+    # instruments are what the patient was asked for. Unset: the packaged schedule.
+    measurement_overrides: str = ""
+
+    @field_validator("measurement_overrides")
+    @classmethod
+    def _measurement_overrides(cls, v: str) -> str:
+        v = v.strip()
+        if v:
+            try:
+                load_schedule(v)  # cached: the policy uses the same one
+            except ScheduleError as exc:
+                raise ValueError(f"RAPPORT_MEASUREMENT_OVERRIDES refused: {exc}") from None
+        return v
 
     _policy: tuple[str, OutcomesPolicy] | None = PrivateAttr(default=None)
 
@@ -48,12 +64,14 @@ class OutcomesSettings(ServiceSettings):
             finished_course_min_sessions=self.finished_course_min_sessions,
             assessment_phases=frozenset(self.finished_course_assessment_phases),
             max_clock_skew=timedelta(seconds=self.submission_max_clock_skew_s),
+            schedule=load_schedule(self.measurement_overrides or None),
         )
 
 
 _POLICY_FIELDS = {"review_session_fraction", "review_session_by_template", "paired_measures_by_condition",
                   "condition_measures_by_condition",
-                  "finished_course_min_sessions", "finished_course_assessment_phases", "submission_max_clock_skew_s"}
+                  "finished_course_min_sessions", "finished_course_assessment_phases", "submission_max_clock_skew_s",
+                  "measurement_overrides"}
 
 
 def load() -> OutcomesSettings:

@@ -176,6 +176,30 @@ class ConditionMeasureOutcome(BaseModel):
     final_submission_id: UUID | None = None
 
 
+class InstrumentMeasurement(BaseModel):
+    """One instrument of the measurement schedule (domain.md 3.4) over an episode's attended sessions."""
+
+    model_config = ConfigDict(frozen=True)
+    expected: int = Field(ge=0, description="attended sessions before which the measurement schedule expected it")
+    received: int = Field(ge=0, description="of those, the sessions a score of it was recorded for")
+    missing_sessions: list[int] = Field(default_factory=list, description="the session numbers it is missing for")
+
+
+class MeasurementRecord(BaseModel):
+    """Which instruments the measurement schedule (domain.md 3.4, per target condition) expected
+    before the episode's attended sessions and which are missing. Optional instruments (HAM-D-17
+    when a clinician rates it) are never expected."""
+
+    model_config = ConfigDict(frozen=True)
+    contracted_sessions: int | None = Field(
+        default=None, ge=1, description="n, which places mid-course (session ceil(n/2)) and the end (session n)")
+    sessions: list[int] = Field(default_factory=list, description="the attended sessions counted, by number")
+    instruments: dict[str, InstrumentMeasurement] = Field(
+        default_factory=dict, description="per instrument code expected at least once")
+    missing: list[Code] = Field(default_factory=list,
+                                description="the instruments missing for at least one session; empty when complete")
+
+
 class OutcomeEvaluatedV1(EpisodeEventData):
     """End-of-course classification (domain.md 3.2). ``None`` = not determinable."""
 
@@ -219,6 +243,10 @@ class OutcomeEvaluatedV1(EpisodeEventData):
         description="the condition-specific measures of the episode's target condition, by instrument code, reported"
                     " beside the paired measures (domain.md 3.4: eating_disorder → edeq6, substance_use → audit);"
                     " each says whether it was collected and its reliable-change criterion")
+    # Added in v1 as an optional field (older consumers ignore it).
+    measurement: MeasurementRecord | None = Field(
+        default=None, description="what the measurement schedule expected of the episode's attended sessions and"
+                                  " which instruments are missing (domain.md 3.4); null from producers before it")
     revision: int = Field(
         default=1, ge=1,
         description="1: evaluated when the course ended; n > 1: evaluated again because a score administered"

@@ -22,6 +22,7 @@ from rapport_outcomes.domain.cohort import EvaluationRow
 from rapport_outcomes.domain.evaluation import ScorePoint
 from rapport_outcomes.domain.fhir import ExportedSubmission
 from rapport_outcomes.domain.fhir_record import CourseSession
+from rapport_outcomes.domain.measurement import Collected
 from rapport_outcomes.domain.model import Baseline, Episode, Submission
 from rapport_outcomes.domain.policy import OutcomesPolicy
 from rapport_outcomes.service_layer.handlers import handlers
@@ -121,6 +122,10 @@ class FakeSubmissions(_Fake):
     async def score_points(self, episode_id: UUID, policy: OutcomesPolicy) -> list[ScorePoint]:
         return [ScorePoint(r.submission.submission_id, r.submission.instrument, r.submission.total,
                            r.submission.administered_at, r.recorded_seq) for r in self._of(episode_id)]
+
+    async def collected(self, episode_id: UUID) -> list[Collected]:
+        return [Collected(r.submission.instrument, r.submission.session_number, r.submission.timepoint.value)
+                for r in self._of(episode_id)]
 
     async def exported(self, episode_id: UUID, policy: OutcomesPolicy) -> list[ExportedSubmission]:
         return [ExportedSubmission(submission_id=s.submission_id, instrument=s.instrument, answers=s.answers,
@@ -267,7 +272,8 @@ class FakeEvaluations(_Fake):
         return [EvaluationRow(**{k: r[k] for k in (
                     "template_id", "clinician_id", "finished_course", "counts_toward_recovery", "recovery",
                     "reliable_recovery", "reliable_improvement", "reliable_deterioration", "response", "remission")},
-                              condition_measures=json.loads(r["detail"]).get("condition_measures") or {})
+                              condition_measures=json.loads(r["detail"]).get("condition_measures") or {},
+                              measurement=json.loads(r["detail"]).get("measurement"))
                 for r in self.t.evaluations.values()
                 if (template_id is None or r["template_id"] == template_id)
                 and (clinician_id is None or r["clinician_id"] == clinician_id)

@@ -35,7 +35,7 @@ ORIGINAL_V1 = {
     "rapport.outcome.evaluated.v1": (
         {"episode_id": str(uuid.uuid4()), "finished_course": True, "evaluated_at": T},
         {"template_id", "clinician_id", "end_reason", "attended_sessions", "counts_toward_recovery", "paired_measures",
-         "instruments", "treatment_sessions", "condition_measures"},
+         "instruments", "treatment_sessions", "condition_measures", "measurement"},
     ),
 }
 

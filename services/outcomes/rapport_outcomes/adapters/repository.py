@@ -23,6 +23,7 @@ from ..domain.cohort import EvaluationRow
 from ..domain.evaluation import ScorePoint
 from ..domain.fhir import ExportedSubmission
 from ..domain.fhir_record import CourseSession
+from ..domain.measurement import Collected
 from ..domain.model import Baseline, Episode, Submission, typed_total
 from ..domain.policy import OutcomesPolicy
 
@@ -162,6 +163,13 @@ class SubmissionRepository(_Repository):
         return [ScorePoint(r["submission_id"], r["instrument"],
                            typed_total(policy.catalogue.get(r["instrument"]), r["total"]),
                            r["administered_at"], r["recorded_seq"]) for r in rows]
+
+    async def collected(self, episode_id: UUID) -> list[Collected]:
+        """What was collected when, as far as the measurement schedule cares."""
+        rows = await self.conn.fetch(
+            "SELECT instrument, session_number, timepoint FROM submissions WHERE episode_id = $1"
+            " ORDER BY administered_at, recorded_seq", episode_id)
+        return [Collected(r["instrument"], r["session_number"], r["timepoint"]) for r in rows]
 
     async def exported(self, episode_id: UUID, policy: OutcomesPolicy) -> list[ExportedSubmission]:
         return [
@@ -398,7 +406,8 @@ class EvaluationRepository(_Repository):
                               reliable_improvement=r["reliable_improvement"],
                               reliable_deterioration=r["reliable_deterioration"], response=r["response"],
                               remission=r["remission"],
-                              condition_measures=_detail(r["detail"]).get("condition_measures") or {}) for r in rows]
+                              condition_measures=_detail(r["detail"]).get("condition_measures") or {},
+                              measurement=_detail(r["detail"]).get("measurement")) for r in rows]
 
 
 # ---- access scopes (rapport_shared.http.access) ------------------------------------------------

@@ -14,7 +14,11 @@ Definitions (each rate is ``count / denominator``; ``None`` when the denominator
   reliable improvement / deterioration / finished courses with a paired score, or, for an
   instrument with no reliable-change criterion, the words "no reliable-change criterion" and the
   raw change only.
-Unfinished courses are counted but never in a rate's denominator.
+- measurement (domain.md 3.4), per instrument, over every ended course whose evaluation recorded it
+  (finished or not: an early end still had its sessions measured): the sessions before which the
+  measurement schedule expected it, how many of those had a score, how many are missing, the
+  received / expected rate, and the episodes with at least one missing.
+Unfinished courses are counted but never in a rate's denominator (measurement aside).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class EvaluationRow:
     remission: bool | None
     # rapport.outcome.evaluated.v1 condition_measures, as stored (JSON): code → its outcome.
     condition_measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # rapport.outcome.evaluated.v1 measurement, as stored (JSON); None for evaluations stored before it.
+    measurement: Mapping[str, Any] | None = None
 
 
 def _rate(count: int, denominator: int) -> float | None:
@@ -65,7 +71,28 @@ def summarise(rows: list[EvaluationRow]) -> dict:
     measures = condition_measures(finished)
     if measures:
         out["condition_measures"] = measures
+    measured = measurement(rows)
+    if measured:
+        out["measurement"] = measured
     return out
+
+
+def measurement(rows: list[EvaluationRow]) -> dict:
+    """Expected vs received per instrument, summed over the ended courses with a measurement record."""
+    records = [r.measurement for r in rows if r.measurement is not None]
+    if not records:
+        return {}
+    by_code: dict[str, dict] = {}
+    for record in records:
+        for code, m in (record.get("instruments") or {}).items():
+            entry = by_code.setdefault(code, {"expected": 0, "received": 0, "missing": 0, "episodes_missing": 0})
+            entry["expected"] += m["expected"]
+            entry["received"] += m["received"]
+            entry["missing"] += len(m.get("missing_sessions") or ())
+            entry["episodes_missing"] += 1 if m.get("missing_sessions") else 0
+    for entry in by_code.values():
+        entry["rate"] = _rate(entry["received"], entry["expected"])
+    return {"episodes": len(records), "instruments": dict(sorted(by_code.items()))}
 
 
 def condition_measures(finished: list[EvaluationRow]) -> dict:

@@ -16,6 +16,7 @@ from typing import Mapping
 from rapport_shared.contracts import Phase
 from rapport_shared.contracts.outcomes import AlertKind, AlertUrgency
 from rapport_shared.instruments import DEFAULT_PAIRED_MEASURES, Catalogue, load_catalogue
+from rapport_shared.programmes import Schedule, packaged_schedule
 
 # domain.md 3.3: item 9 > 0 raises a safety alert. Keyed by the catalogue's flag code, so a
 # clinic that adds an instrument with a risk item raises the same alert by data alone.
@@ -66,6 +67,9 @@ class OutcomesPolicy:
     # A submission dated later than now by more than this is refused (device clocks drift a little).
     max_clock_skew: timedelta = timedelta(minutes=5)
     catalogue: Catalogue = field(default_factory=load_catalogue)
+    # domain.md 3.4: what is expected before each session per target condition (the packaged
+    # schedule plus a clinic's additions), for the outputs' expected / missing instruments.
+    schedule: Schedule = field(default_factory=packaged_schedule)
 
     def __post_init__(self) -> None:
         if not 0 < self.review_session_fraction <= 1:

@@ -62,6 +62,7 @@ from ..domain.model import (
 )
 from ..domain.policy import OutcomesPolicy
 from .unit_of_work import OutcomesUnitOfWork
+from .views import measurement as measurement_of
 
 SYSTEM = "system"
 
@@ -414,9 +415,12 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
     clinician = course["clinician_id"] or episode.clinician_id
     now = uow.now()
     condition_measures = ev.condition_measures()
+    # Which instruments the schedule expected of the attended sessions and which are missing (domain.md 3.4).
+    measurement = await measurement_of(uow, episode, course)
     detail = {"paired_measures": list(c.paired_measures),
               "instruments": {k: v.model_dump(mode="json") for k, v in ev.instruments().items()},
-              "condition_measures": {k: v.model_dump(mode="json") for k, v in condition_measures.items()}}
+              "condition_measures": {k: v.model_dump(mode="json") for k, v in condition_measures.items()},
+              "measurement": measurement.model_dump(mode="json")}
     result = dict(
         finished_course=ev.finished_course, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
         caseness_at_baseline=c.caseness_at_baseline, caseness_at_end=c.caseness_at_end, recovery=c.recovery,
@@ -426,7 +430,12 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
     if current is not None:
         stored = json.loads(current["detail"]) if isinstance(current["detail"], str) else current["detail"]
         if _comparable(stored) == _comparable(detail) and all(current[k] == v for k, v in result.items()):
-            return  # the late score is not the final one (or changes nothing): no revision
+            # The late score is not the final one (or changes nothing): no revision. It may still fill
+            # an instrument that was missing: the stored record says so (the event stays as sent).
+            if stored.get("measurement") != detail["measurement"]:
+                await uow.evaluations.replace(episode_id=episode.episode_id,
+                                              detail=json.dumps({**stored, "measurement": detail["measurement"]}))
+            return
         revision = current["revision"] + 1
         log.info("end-of-course evaluation revised: a score administered before the end was recorded after it",
                  episode_id=str(episode.episode_id), revision=revision)
@@ -440,7 +449,7 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
         evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
         attended_sessions=attended, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
         paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
-        organisation_id=episode.organisation_id, condition_measures=condition_measures,
+        organisation_id=episode.organisation_id, condition_measures=condition_measures, measurement=measurement,
     ))
     write = uow.evaluations.add if current is None else uow.evaluations.replace
     await write(

@@ -17,7 +17,10 @@ from rapport_shared.errors import NotFound
 from rapport_shared.http.access import ListFilter
 from rapport_shared.instruments import NO_RELIABLE_CHANGE_CRITERION, Catalogue, InstrumentDefinition
 
+from rapport_shared.contracts.outcomes import MeasurementRecord
+
 from ..domain import cohort, fhir, fhir_record
+from ..domain.measurement import attended_numbers, measurement_record
 from ..domain.model import Episode, Submission
 from ..domain.policy import OutcomesPolicy
 from .unit_of_work import OutcomesUnitOfWork
@@ -92,10 +95,22 @@ async def _episode(uow: OutcomesUnitOfWork, episode_id: UUID) -> Episode:
 
 # ---- episodes -------------------------------------------------------------------------------
 
+async def measurement(uow: OutcomesUnitOfWork, episode: Episode, course: Mapping[str, Any] | None) -> MeasurementRecord:
+    """What the measurement schedule expected of the episode's attended sessions so far, and what
+    is missing (domain.md 3.4): also the evaluation's (handlers)."""
+    course = course or {}
+    attended = course.get("ended_attended_sessions") or course.get("attended_sessions")
+    return measurement_record(
+        uow.policy.schedule, target_condition=episode.target_condition,
+        contracted_sessions=course.get("contracted_sessions"),
+        sessions=attended_numbers(await uow.sessions.of_episode(episode.episode_id), attended),
+        collected=await uow.submissions.collected(episode.episode_id))
+
+
 async def scores(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
     """An episode's score history per instrument (with its bands), and flat in time order."""
     policy = uow.policy
-    await _episode(uow, episode_id)
+    episode = await _episode(uow, episode_id)
     subs = await uow.submissions.history(episode_id, policy)
     by_instrument: dict[str, dict] = {}
     for s in subs:
@@ -108,9 +123,12 @@ async def scores(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
                 **criterion_view(d), "scores": [],
             }
         by_instrument[s.instrument]["scores"].append(submission_view(s, policy.catalogue))
+    record = await measurement(uow, episode, await uow.courses.get(episode_id))
     return {"episode_id": str(episode_id), "instruments": by_instrument,
             # flat, in time order (the walking skeleton's shape)
-            "scores": [submission_view(s, policy.catalogue) for s in subs]}
+            "scores": [submission_view(s, policy.catalogue) for s in subs],
+            # expected / missing so far, over the sessions attended (domain.md 3.4)
+            "measurement": record.model_dump(mode="json")}
 
 
 async def submission(uow: OutcomesUnitOfWork, episode_id: UUID, submission_id: UUID) -> dict:
@@ -122,7 +140,7 @@ async def submission(uow: OutcomesUnitOfWork, episode_id: UUID, submission_id: U
 
 
 async def outcome(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
-    await _episode(uow, episode_id)
+    episode = await _episode(uow, episode_id)
     ev = await uow.evaluations.get(episode_id)
     if ev is None:
         raise NotFound(f"episode {episode_id} has not been evaluated (its course has not ended)", field="episode_id")
@@ -138,6 +156,9 @@ async def outcome(uow: OutcomesUnitOfWork, episode_id: UUID) -> dict:
             d = uow.policy.catalogue.get(code)
             fields.update(reliable_change_criterion=d.reliable_change_criterion,
                           reliable_change_threshold=d.reliable_change_threshold)
+    if detail.get("measurement") is None:  # evaluated before it was recorded: from what is stored now
+        detail["measurement"] = (await measurement(uow, episode, await uow.courses.get(episode_id))).model_dump(
+            mode="json")
     return {"episode_id": str(episode_id), "course_id": str(ev["course_id"]) if ev["course_id"] else None, **out,
             **detail, "ended_at": _iso(ev["ended_at"]), "evaluated_at": _iso(ev["evaluated_at"]),
             "event_id": str(ev["event_id"]), "revision": ev["revision"]}
