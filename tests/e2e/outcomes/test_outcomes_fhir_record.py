@@ -3,11 +3,16 @@ real Kafka and Postgres — intake with PHQ-9, GAD-7 and EDE-Q baselines, the sc
 end-of-course scores, attendance and the end (published here as rapport.course events, as in
 test_outcomes_flow) — gives an evaluation with EDE-Q beside the pair and its "no reliable-change
 criterion", and a FHIR record of the finished episode that validates with references resolving
-inside the Bundle, for the clinician (with answers) and the organisation's partner (without)."""
+inside the Bundle, for the clinician (with answers) and the organisation's partner (without),
+with a ``Communication`` for each message the notifier delivered or gave up on (read by outcomes
+from rapport.notifications)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import json
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -17,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from rapport_shared import envelope
 from rapport_shared.contracts.course import CourseEndedV1, SessionAttendedV1
-from rapport_shared.topics import COURSE, OUTCOMES
+from rapport_shared.topics import COURSE, NOTIFICATIONS, OUTCOMES
 from rapport_testing.flows import gad7, intake_completion, phq9
 from rapport_testing.kafka import validate_partner_view, wait_for_records
 
@@ -135,6 +140,27 @@ async def test_an_eating_disorder_episode_ends_with_edeq_beside_the_pair_and_a_v
     change = next(o for o in by_type["Observation"] if o["code"].get("text") == "EDE-Q 6.0 reliable change from baseline")
     assert change["valueCodeableConcept"]["coding"][0]["code"] == "no-criterion"
 
+    # The notifier's deliveries for the episode (the course-planned notice at least), each a
+    # Communication once outcomes has read it from rapport.notifications.
+    sent = await wait_for_records(kafka.bootstrap, NOTIFICATIONS, lambda r: r.headers.get("ce_subject") == episode
+                                  and r.headers.get("ce_type", "").startswith("rapport.notification."), timeout=120)
+    ids = {validate_partner_view(rec)["notification_id"] for rec in sent}
+    deadline = time.monotonic() + 60
+    while True:
+        r = http.get(f"{outcomes_url}/v1/episodes/{episode}/fhir", params={"content": "episode"}, headers=clinician)
+        comms = {c["identifier"][0]["value"]: c for c in validated(r.json()).get("Communication", [])}
+        if ids <= set(comms) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert ids <= set(comms), (ids, set(comms))
+    kinds = {c["identifier"][0]["value"]: c["category"][0] for c in comms.values()}
+    planned_notice = next(c for i, c in comms.items() if kinds[i].get("coding", [{}])[0].get("code") == "course_planned")
+    assert planned_notice["status"] in ("completed", "not-done") and "payload" not in planned_notice
+    assert planned_notice["subject"]["identifier"]["value"] == person
+    assert "@" not in json.dumps(list(comms.values()))  # no address
+
     r = http.get(f"{outcomes_url}/v1/episodes/{episode}/fhir", params={"content": "episode"}, headers=partner)
     assert r.status_code == 200, r.text
     assert "QuestionnaireResponse" not in validated(r.json()) and "linkId" not in r.text and "44260-8" not in r.text
+    partner_comms = validated(r.json())["Communication"]
+    assert len(partner_comms) >= len(ids) and not any("medium" in c or "recipient" in c for c in partner_comms)

@@ -21,7 +21,7 @@ from rapport_testing.notifier import notifier_env, until
 from rapport_testing.flows import run_intake, run_intake_steps
 from rapport_testing.kafka import wait_caught_up, wait_for_records
 from rapport_testing.db import fetch, fetchval
-from rapport_shared.topics import COURSE, INTAKE, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
+from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, PRIVATE_CONTACTS, SHARED_TOPICS
 from rapport_tools.replay import end_offsets
 from rapport_tools.kafka_ops import Conn, list_topic_names
 
@@ -41,7 +41,7 @@ def replay(system, admin_dsn: str, service: str, *args: str, env: dict | None = 
 
 async def caught_up(bootstrap: str) -> None:
     """Every live group has read everything (the cohort is fully processed)."""
-    for group, topics in (("rapport-scheduler", (INTAKE, OUTCOMES)), ("rapport-outcomes", (INTAKE, COURSE)),
+    for group, topics in (("rapport-scheduler", (INTAKE, OUTCOMES)), ("rapport-outcomes", (INTAKE, COURSE, NOTIFICATIONS)),
                           ("rapport-notifier", SHARED_TOPICS), ("rapport-notifier-contacts", (PRIVATE_CONTACTS,))):
         for topic in topics:
             await wait_caught_up(bootstrap, group, topic, timeout=180)

@@ -21,7 +21,7 @@ from rapport_outcomes.domain.alerts import OpenAlert
 from rapport_outcomes.domain.cohort import EvaluationRow
 from rapport_outcomes.domain.evaluation import ScorePoint
 from rapport_outcomes.domain.fhir import ExportedSubmission
-from rapport_outcomes.domain.fhir_record import CourseSession
+from rapport_outcomes.domain.fhir_record import CourseSession, Delivery
 from rapport_outcomes.domain.measurement import Collected
 from rapport_outcomes.domain.model import Baseline, Episode, Submission
 from rapport_outcomes.domain.policy import OutcomesPolicy
@@ -63,6 +63,8 @@ class Tables:
     courses: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     evaluations: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     sessions: dict[UUID, dict[str, Any]] = field(default_factory=dict)
+    session_events: set[tuple[UUID, UUID, UUID]] = field(default_factory=set)  # (event, session, episode)
+    communications: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
 
@@ -253,6 +255,41 @@ class FakeSessions(_Fake):
                                                   "status", "phase", "attended_at", "optional_parent")}) for r in rows]
 
 
+class FakeSessionEvents(_Fake):
+    async def add(self, event_id: UUID, episode_id: UUID, session_ids: list[UUID]) -> None:
+        self.t.session_events |= {(event_id, s, episode_id) for s in session_ids}
+
+
+class FakeCommunications(_Fake):
+    async def record(self, *, notification_id: UUID, episode_id: UUID, kind: str, channel: str, recipient_role: str,
+                     status: str, at: datetime, cause_event_id: UUID | None, error_code: str | None,
+                     attempts: int | None, recorded_at: datetime) -> None:
+        row = self.t.communications.get(notification_id)
+        if row is not None and (row["status"] == "delivered" or status != "delivered"):
+            return  # as the SQL: a notification finishes once, "delivered" is never undone
+        self.t.communications[notification_id] = dict(
+            notification_id=notification_id, episode_id=episode_id, kind=kind, channel=channel,
+            recipient_role=recipient_role, status=status, at=at, cause_event_id=cause_event_id, error_code=error_code,
+            attempts=attempts, recorded_at=recorded_at)
+
+    async def of_episode(self, episode_id: UUID) -> list[Delivery]:
+        out = []
+        for r in sorted((r for r in self.t.communications.values() if r["episode_id"] == episode_id),
+                        key=lambda r: (r["at"], str(r["notification_id"]))):
+            cause = r["cause_event_id"]
+            raised = {a["alert_id"] for a in self.t.alert_audit if a["action"] == "raised" and a["event_id"] == cause}
+            submission = next((a["submission_id"] for a in self.t.alerts.values()
+                               if a["alert_id"] in raised and a["episode_id"] == episode_id), None)
+            evaluation = self.t.evaluations.get(episode_id)
+            out.append(Delivery(
+                notification_id=r["notification_id"], kind=r["kind"], channel=r["channel"],
+                recipient_role=r["recipient_role"], status=r["status"], at=r["at"], error_code=r["error_code"],
+                session_ids=tuple(sorted((s for e, s, _ in self.t.session_events if e == cause), key=str)),
+                alert_submission_id=submission,
+                about_outcome=evaluation is not None and cause is not None and evaluation.get("event_id") == cause))
+        return out
+
+
 class FakeEvaluations(_Fake):
     async def add(self, **v: Any) -> None:
         self.t.evaluations.setdefault(v["episode_id"], dict(v))
@@ -294,6 +331,8 @@ class FakeOutcomesUnitOfWork(FakeUnitOfWork):
         self.courses = FakeCourses(self.tables)
         self.evaluations = FakeEvaluations(self.tables)
         self.sessions = FakeSessions(self.tables)
+        self.session_events = FakeSessionEvents(self.tables)
+        self.communications = FakeCommunications(self.tables)
 
     # Read from the settings exactly as the real unit does.
     policy = OutcomesUnitOfWork.policy

@@ -34,6 +34,8 @@ from rapport_shared.contracts.course import (
     SessionRescheduledV1,
     SessionScheduledV1,
 )
+from rapport_shared.contracts.notifications import NotificationDeliveredV1, NotificationFailedV1
+from rapport_shared.contracts.outcomes import AlertRaisedV1
 from rapport_shared.instruments import load_catalogue
 
 pytestmark = pytest.mark.unit
@@ -57,6 +59,8 @@ REQUIRED = {
                            "entered-in-error", "unknown"},
     "QuestionnaireResponse.status": {"in-progress", "completed", "amended", "entered-in-error", "stopped"},
     "CodeSystem.status": {"draft", "active", "retired", "unknown"},
+    "Communication.status": {"preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+                             "entered-in-error", "unknown"},
     "CodeSystem.content": {"not-present", "example", "fragment", "complete", "supplement"},
 }
 ACTIVITY_STATUS = {"not-started", "scheduled", "in-progress", "on-hold", "completed", "cancelled", "stopped",
@@ -351,3 +355,122 @@ async def test_an_optional_parent_session_is_its_own_appointment_and_encounter()
     assert encounter["type"][0]["coding"][0]["code"] == "parent"
     [appointment] = [a for a in by_type["Appointment"] if a["id"] == str(parent)]
     assert appointment["status"] == "fulfilled"
+
+
+# ---- Communications: the notifier's deliveries (rapport.notifications) ----------------------------
+
+def delivered(data: IntakeCompletedV1, kind: str, recipient: str, channel: str, cause: str, at) -> NotificationDeliveredV1:
+    return NotificationDeliveredV1(episode_id=data.episode_id, notification_id=uuid.uuid4(), kind=kind,
+                                   recipient_ref=recipient, channel=channel, cause_event_id=cause, delivered_at=at,
+                                   organisation_id="org-test")
+
+
+async def with_deliveries(fake: FakeOutcomes, data: IntakeCompletedV1) -> dict[str, uuid.UUID]:
+    """A reminder of session 2, a safety page, the course-planned notice, the course summary and a
+    questionnaire request that failed; returns their notification ids by kind."""
+    [planned] = {e for e, _, _ in fake.tables.session_events if sum(x[0] == e for x in fake.tables.session_events) > 1}
+    [raised] = [e for e in fake.events if e.type == AlertRaisedV1.event_type and e.data["kind"] == "safety"]
+    evaluation = fake.tables.evaluations[data.episode_id]["event_id"]
+    session2 = next(r for r in fake.tables.sessions.values() if r["number"] == 2)
+    patient, clinician = f"patient:{data.person_id}", f"clinician:{CLINICIAN}"
+    messages = [
+        delivered(data, "session_reminder", patient, "email", planned, session2["starts_at"] - timedelta(days=1)),
+        delivered(data, "safety_alert", clinician, "sms", raised.id, fake.clock.now() - timedelta(hours=2)),
+        delivered(data, "course_planned", clinician, "log", planned, session2["starts_at"] - timedelta(days=14)),
+        delivered(data, "course_summary", clinician, "email", evaluation, fake.clock.now()),
+        NotificationFailedV1(episode_id=data.episode_id, notification_id=uuid.uuid4(), kind="questionnaire_request",
+                             recipient_ref=patient, channel="sms", cause_event_id=planned,
+                             error_code="no_contact_or_consent", attempts=1,
+                             failed_at=session2["starts_at"] - timedelta(days=3), organisation_id="org-test"),
+    ]
+    for m in messages:
+        await fake.deliver(m)
+    return {m.kind: m.notification_id for m in messages}
+
+
+async def test_a_delivery_is_stored_as_its_facts_with_the_recipient_role_only() -> None:
+    fake, data = await finished_episode()
+    ids = await with_deliveries(fake, data)
+    row = fake.tables.communications[ids["session_reminder"]]
+    assert (row["kind"], row["channel"], row["recipient_role"], row["status"]) == (
+        "session_reminder", "email", "patient", "delivered")
+    assert data.person_id not in json.dumps(list(fake.tables.communications.values()), default=str)  # role, no id
+    failed = fake.tables.communications[ids["questionnaire_request"]]
+    assert (failed["status"], failed["error_code"], failed["attempts"]) == ("failed", "no_contact_or_consent", 1)
+    # A notification finishes once: a failure re-sent after the delivery never undoes it.
+    again = NotificationFailedV1(episode_id=data.episode_id, notification_id=ids["session_reminder"],
+                                 kind="session_reminder", recipient_ref=f"patient:{data.person_id}", channel="email",
+                                 cause_event_id=uuid.uuid4(), error_code="timeout", attempts=3,
+                                 failed_at=fake.clock.now())
+    await fake.deliver(again)
+    assert fake.tables.communications[ids["session_reminder"]]["status"] == "delivered"
+
+
+async def test_each_delivery_is_a_communication_linked_inside_the_bundle() -> None:
+    fake, data = await finished_episode()
+    ids = await with_deliveries(fake, data)
+    bundle = await export(fake, data)
+    by_type = validate(bundle)
+    systems = {c["url"].rsplit("/", 1)[-1]: c for c in by_type["CodeSystem"]}
+    assert sorted(systems) == ["ipt-problem-area", "notification-channel", "notification-kind", "outcome"]
+    comms = {c["identifier"][0]["value"]: c for c in by_type["Communication"]}
+    assert len(comms) == 5
+    full = {e["resource"]["id"]: e["resource"] for e in bundle["entry"]}
+
+    def target(ref: dict) -> dict:
+        return full[ref["reference"].removeprefix("urn:uuid:")]
+
+    for c in comms.values():
+        assert c["subject"] == {"identifier": {"system": "urn:rapport:fhir/person", "value": data.person_id}}
+        assert "payload" not in c and c["extension"][0]["valueReference"]["reference"].startswith("urn:uuid:")
+        [category] = c["category"]
+        assert category["coding"][0]["system"] == systems["notification-kind"]["url"]
+        assert category["coding"][0]["code"] in {x["code"] for x in systems["notification-kind"]["concept"]}
+        assert c["medium"][0]["coding"][0]["code"] in {x["code"] for x in systems["notification-channel"]["concept"]}
+
+    reminder = comms[str(ids["session_reminder"])]
+    assert reminder["status"] == "completed" and reminder["recipient"] == [
+        {"type": "Patient", "identifier": {"system": "urn:rapport:fhir/person", "value": data.person_id}}]
+    # Caused by the course plan (every session): the session it reminded of is the next one to start.
+    [appointment] = [target(a) for a in reminder["about"]]
+    encounter = target(reminder["encounter"])
+    assert appointment["resourceType"] == "Appointment" and encounter["resourceType"] == "Encounter"
+    assert encounter["appointment"] == [{"reference": f"urn:uuid:{appointment['id']}"}]
+    session2 = next(r for r in fake.tables.sessions.values() if r["number"] == 2)
+    assert appointment["id"] == str(session2["session_id"])
+
+    page = comms[str(ids["safety_alert"])]
+    [score] = [target(a) for a in page["about"]]  # the PHQ-9 total that raised the alert
+    assert score["resourceType"] == "Observation" and ("http://loinc.org", "44261-6") in codes(score["code"])
+    assert page["recipient"] == [{"type": "Practitioner", "display": "the episode's clinician"}]
+    assert page["medium"][0]["coding"][0]["code"] == "sms"
+    [course] = [target(a) for a in comms[str(ids["course_planned"])]["about"]]
+    assert course["resourceType"] == "CarePlan" and "partOf" not in course
+    [outcome] = [target(a) for a in comms[str(ids["course_summary"])]["about"]]
+    assert outcome["code"]["coding"][0]["code"] == "end-of-course-outcome"
+
+    failed = comms[str(ids["questionnaire_request"])]
+    assert failed["status"] == "not-done" and "sent" not in failed
+    assert codes(failed["statusReason"]) == {("urn:rapport:fhir/notification-error", "no_contact_or_consent")}
+    assert failed["statusReason"]["text"].startswith("not delivered (gave up at ")
+    assert all("sent" in c for c in comms.values() if c["status"] == "completed")
+
+
+async def test_a_partner_sees_each_communications_kind_status_and_time_only() -> None:
+    fake, data = await finished_episode()
+    ids = await with_deliveries(fake, data)
+    bundle = await export(fake, data, answers=False)
+    by_type = validate(bundle)
+    comms = {c["identifier"][0]["value"]: c for c in by_type["Communication"]}
+    assert len(comms) == 5
+    for c in comms.values():
+        assert set(c) <= {"resourceType", "id", "extension", "identifier", "status", "category", "subject", "sent",
+                          "statusReason"}
+    failed = comms[str(ids["questionnaire_request"])]
+    assert "coding" not in failed["statusReason"] and "no_contact" not in json.dumps(bundle)
+
+
+async def test_without_deliveries_the_record_ships_no_notification_code_systems() -> None:
+    fake, data = await finished_episode()
+    by_type = validate(await export(fake, data))
+    assert "Communication" not in by_type and len(by_type["CodeSystem"]) == 2

@@ -22,7 +22,7 @@ from ..domain.alerts import OpenAlert
 from ..domain.cohort import EvaluationRow
 from ..domain.evaluation import ScorePoint
 from ..domain.fhir import ExportedSubmission
-from ..domain.fhir_record import CourseSession
+from ..domain.fhir_record import CourseSession, Delivery
 from ..domain.measurement import Collected
 from ..domain.model import Baseline, Episode, Submission, typed_total
 from ..domain.policy import OutcomesPolicy
@@ -360,6 +360,54 @@ class SessionRepository(_Repository):
         rows = await self.conn.fetch("SELECT * FROM course_sessions WHERE episode_id = $1 ORDER BY number, starts_at",
                                      episode_id)
         return [_session(r) for r in rows]
+
+
+class SessionEventRepository(_Repository):
+    async def add(self, event_id: UUID, episode_id: UUID, session_ids: list[UUID]) -> None:
+        """The course event ``event_id`` introduced or moved these sessions (a re-sent event: no-op)."""
+        await self.conn.execute(
+            "INSERT INTO session_events (event_id, session_id, episode_id)"
+            " SELECT $1, s, $2 FROM unnest($3::uuid[]) AS s ON CONFLICT DO NOTHING",
+            event_id, episode_id, session_ids,
+        )
+
+
+# ---- communications (rapport.notifications) ----------------------------------------------------
+
+class CommunicationRepository(_Repository):
+    async def record(self, *, notification_id: UUID, episode_id: UUID, kind: str, channel: str, recipient_role: str,
+                     status: str, at: datetime, cause_event_id: UUID | None, error_code: str | None,
+                     attempts: int | None, recorded_at: datetime) -> None:
+        """One delivery's outcome; a notification finishes once, and "delivered" is never undone."""
+        await self.conn.execute(
+            "INSERT INTO communications (notification_id, episode_id, kind, channel, recipient_role, status, at,"
+            " cause_event_id, error_code, attempts, recorded_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
+            " ON CONFLICT (notification_id) DO UPDATE SET status = EXCLUDED.status, at = EXCLUDED.at,"
+            " error_code = EXCLUDED.error_code, attempts = EXCLUDED.attempts, recorded_at = EXCLUDED.recorded_at"
+            " WHERE communications.status <> 'delivered' AND EXCLUDED.status = 'delivered'",
+            notification_id, episode_id, kind, channel, recipient_role, status, at, cause_event_id, error_code,
+            attempts, recorded_at,
+        )
+
+    async def of_episode(self, episode_id: UUID) -> list[Delivery]:
+        """The episode's deliveries, each with what its cause event links it to: the sessions it
+        introduced or moved, the submission of the alert it raised, or the episode's evaluation."""
+        rows = await self.conn.fetch(
+            "SELECT c.*,"
+            " ARRAY(SELECT e.session_id FROM session_events e WHERE e.event_id = c.cause_event_id"
+            "       ORDER BY e.session_id) AS session_ids,"
+            " (SELECT a.submission_id FROM alert_audit au JOIN alerts a USING (alert_id)"
+            "   WHERE a.episode_id = c.episode_id AND au.action = 'raised' AND au.event_id = c.cause_event_id"
+            "   LIMIT 1) AS alert_submission_id,"
+            " EXISTS (SELECT 1 FROM evaluations v WHERE v.episode_id = c.episode_id"
+            "   AND v.event_id = c.cause_event_id) AS about_outcome"
+            " FROM communications c WHERE c.episode_id = $1 ORDER BY c.at, c.notification_id",
+            episode_id,
+        )
+        return [Delivery(notification_id=r["notification_id"], kind=r["kind"], channel=r["channel"],
+                         recipient_role=r["recipient_role"], status=r["status"], at=r["at"], error_code=r["error_code"],
+                         session_ids=tuple(r["session_ids"]), alert_submission_id=r["alert_submission_id"],
+                         about_outcome=r["about_outcome"]) for r in rows]
 
 
 # ---- evaluations ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Code systems and codes of the FHIR record (domain.md 5): the ones Rapport publishes (the IPT
-focus problem areas, the outcome codes) and the external codes it uses.
+focus problem areas, the outcome codes, the notification kinds and channels) and the external
+codes it uses.
 
 Every external code here was checked against a published source before it was written down (see
 docs/outcomes.md "FHIR R4 export"); where none could be checked the export carries text only.
@@ -21,6 +22,11 @@ WORKFLOW_EPISODE_OF_CARE = "http://hl7.org/fhir/StructureDefinition/workflow-epi
 
 PROBLEM_AREA_SYSTEM = f"{LOCAL}/CodeSystem/ipt-problem-area"
 OUTCOME_SYSTEM = f"{LOCAL}/CodeSystem/outcome"
+NOTIFICATION_KIND_SYSTEM = f"{LOCAL}/CodeSystem/notification-kind"
+NOTIFICATION_CHANNEL_SYSTEM = f"{LOCAL}/CodeSystem/notification-channel"
+# The notifier's error codes (rapport.notification.failed.v1 error_code): a Communication's
+# statusReason; an open set the notifier owns, so not published as a complete CodeSystem.
+NOTIFICATION_ERROR = f"{LOCAL}/notification-error"
 
 # The programme's target condition (domain.md 1) → SNOMED CT (concept id, preferred term). Only
 # concepts whose id and term were read in a published code list; substance use has none here
@@ -95,6 +101,36 @@ OUTCOME_CODES: tuple[tuple[str, str, str], ...] = (
     ("ipt-course", "IPT course", "A time-limited course of interpersonal psychotherapy (domain.md 2)."),
     ("ipt-phase", "IPT course phase", "One phase of an IPT course: initial, middle, termination (domain.md 2)."),
 )
+# The notifier's notification kinds (rapport.notification.*.v1 ``kind``; docs/notifier.md): a
+# Communication's category. A kind not listed here is exported as text only.
+NOTIFICATION_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("session_reminder", "Session reminder", "A reminder to the patient of an upcoming session."),
+    ("questionnaire_request", "Questionnaire request",
+     "A request to the patient to complete the questionnaires due before a session (domain.md 3.4)."),
+    ("questionnaire_reminder", "Questionnaire reminder", "A reminder of a questionnaire request not yet completed."),
+    ("safety_alert", "Safety alert page",
+     "A safety alert (a positive PHQ-9 item 9) paged to the clinician, and out of hours to the on-call clinician."),
+    ("safety_escalation", "Safety alert escalation",
+     "A safety alert not acknowledged in time, paged to the on-call clinician."),
+    ("review_notice", "Review notice",
+     "A clinical review due (mid-course review, reliable deterioration, initial-phase checklist) sent to the "
+     "clinician."),
+    ("phase_change", "Phase change notice", "The course moved to its next phase."),
+    ("course_planned", "Course planned notice", "A course was planned from its template."),
+    ("course_summary", "Course summary", "The end-of-course summary sent to the clinician."),
+    ("referrer_summary", "Referrer summary",
+     "The end-of-course summary sent to the referrer, when the patient consented to it at intake."),
+    ("partner_event", "Partner event", "An event delivered to a partner's webhook subscription."),
+)
+# The notifier's delivery channels: a Communication's medium. Rapport's own codes: the HL7
+# v3-ParticipationMode codes could not be checked against a published source here.
+NOTIFICATION_CHANNELS: tuple[tuple[str, str, str], ...] = (
+    ("email", "Email", "Sent by email."),
+    ("sms", "SMS", "Sent as a text message to a mobile phone."),
+    ("webhook", "Webhook", "Posted to a partner's HTTPS endpoint (a signed webhook)."),
+    ("log", "Log", "Written to the service log only (development and test deployments: nothing leaves)."),
+)
+
 OUTCOME_DISPLAY: Mapping[str, str] = MappingProxyType({code: display for code, display, _ in OUTCOME_CODES})
 
 
@@ -111,3 +147,19 @@ def code_system(*, system: str, resource_id: str, name: str, title: str, descrip
 
 def outcome_coding(code: str) -> dict:
     return {"system": OUTCOME_SYSTEM, "code": code, "display": OUTCOME_DISPLAY[code]}
+
+
+def _coding_in(system: str, concepts: tuple[tuple[str, str, str], ...], code: str) -> dict:
+    """A CodeableConcept in one of Rapport's systems; text only for a code the system lacks."""
+    display = {c: d for c, d, _ in concepts}.get(code)
+    if display is None:
+        return {"text": code.replace("_", " ")}
+    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
+
+
+def notification_kind(code: str) -> dict:
+    return _coding_in(NOTIFICATION_KIND_SYSTEM, NOTIFICATION_KINDS, code)
+
+
+def notification_channel(code: str) -> dict:
+    return _coding_in(NOTIFICATION_CHANNEL_SYSTEM, NOTIFICATION_CHANNELS, code)

@@ -12,11 +12,15 @@ One ``collection`` Bundle holding
   ``Observation`` for each item the catalogue codes (PHQ-9 item 9, LOINC 44260-8);
 - once evaluated, an ``Observation`` per instrument's change classification (the reliable-change
   criterion explicit: "no reliable-change criterion" where there is none) and one for the
-  end-of-course outcome.
+  end-of-course outcome;
+- a ``Communication`` per notification the notifier delivered or gave up on
+  (``rapport.notifications``): its kind, channel, recipient role, status and time, linked to the
+  session, score or outcome it was about where that is in the Bundle; never its text or an address.
 
 Pure: built from what outcomes stored. Only pseudonymous ids (person, clinician, organisation)
 and coded facts: no names, no contact data, no free text. ``answers=False`` (a partner) leaves out
-the QuestionnaireResponses and the item Observations: item answers stay with the clinicians.
+the QuestionnaireResponses and the item Observations (item answers stay with the clinicians), and
+keeps of each Communication only its kind, status and time.
 References are ``urn:uuid:`` full URLs of entries in the same Bundle; ids are derived from the
 episode, session and submission ids, so a re-export gives the same ids.
 """
@@ -38,6 +42,11 @@ from .fhir_codes import (
     DATA_ABSENT_REASON,
     GOAL_PRIORITY,
     LOCAL,
+    NOTIFICATION_CHANNEL_SYSTEM,
+    NOTIFICATION_CHANNELS,
+    NOTIFICATION_ERROR,
+    NOTIFICATION_KIND_SYSTEM,
+    NOTIFICATION_KINDS,
     OUTCOME_CODES,
     OUTCOME_SYSTEM,
     PROBLEM_AREA_SYSTEM,
@@ -47,6 +56,8 @@ from .fhir_codes import (
     TARGET_CONDITION_TEXT,
     WORKFLOW_EPISODE_OF_CARE,
     code_system,
+    notification_channel,
+    notification_kind,
     outcome_coding,
 )
 
@@ -122,6 +133,32 @@ class OutcomeRecord:
     condition_measures: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A notification the notifier delivered or gave up on (rapport.notification.delivered.v1 /
+    failed.v1), with what its cause event links it to in outcomes' own records."""
+
+    notification_id: UUID
+    kind: str
+    channel: str
+    recipient_role: str  # patient | clinician | oncall | partner: never an id or an address
+    status: str  # delivered | failed
+    at: datetime  # delivered_at / failed_at
+    error_code: str | None = None
+    # The sessions the cause event introduced or moved (course planned: all of its sessions).
+    session_ids: tuple[UUID, ...] = ()
+    alert_submission_id: UUID | None = None  # the cause raised an alert on this submission
+    about_outcome: bool = False  # the cause is the episode's (latest) evaluation
+
+
+# Kinds about one session: a course.planned cause names every planned session, so the session is
+# the first of them that starts after the message (the notifier sends these before the session).
+SESSION_KINDS = frozenset({"session_reminder", "questionnaire_request", "questionnaire_reminder"})
+_RECIPIENT = {"clinician": ("Practitioner", "the episode's clinician"),
+              "oncall": ("Practitioner", "the on-call clinician"),
+              "partner": ("Organization", "a partner's webhook subscription")}
+
+
 # ---- helpers ---------------------------------------------------------------------------------
 
 def _ref(resource_id: UUID | str) -> dict:
@@ -183,6 +220,23 @@ def code_systems() -> list[dict]:
                     description="Change classification of outcome measures (NHS Talking Therapies definitions, "
                                 "Jacobson-Truax reliable change) and the parts of an IPT course record.",
                     concepts=OUTCOME_CODES),
+        *communication_code_systems(),
+    ]
+
+
+def communication_code_systems() -> list[dict]:
+    """The code systems of a Communication's category and medium (shipped with Communications)."""
+    return [
+        code_system(system=NOTIFICATION_KIND_SYSTEM, resource_id=str(_id(_CODE_SYSTEMS, NOTIFICATION_KIND_SYSTEM)),
+                    name="RapportNotificationKind", title="Rapport notification kinds",
+                    description="What a message the notifier sent was for (docs/notifier.md); the category of a "
+                                "Communication.",
+                    concepts=NOTIFICATION_KINDS),
+        code_system(system=NOTIFICATION_CHANNEL_SYSTEM,
+                    resource_id=str(_id(_CODE_SYSTEMS, NOTIFICATION_CHANNEL_SYSTEM)),
+                    name="RapportNotificationChannel", title="Rapport notification channels",
+                    description="The channel a message of the notifier went over; the medium of a Communication.",
+                    concepts=NOTIFICATION_CHANNELS),
     ]
 
 
@@ -530,6 +584,61 @@ def outcome_observation(r: EpisodeRecord, outcome: OutcomeRecord, ids: "_Ids", m
     return resource
 
 
+# ---- communications ---------------------------------------------------------------------------
+
+def _session_of(d: Delivery, sessions: Mapping[UUID, CourseSession]) -> CourseSession | None:
+    candidates = [sessions[i] for i in d.session_ids if i in sessions]
+    if len(candidates) == 1:
+        return candidates[0]
+    if d.kind in SESSION_KINDS:
+        upcoming = sorted((s for s in candidates if s.starts_at and s.starts_at > d.at), key=lambda s: s.starts_at)
+        return upcoming[0] if upcoming else None
+    return None
+
+
+def communication(r: EpisodeRecord, d: Delivery, ids: "_Ids", *, present: set[str], answers: bool) -> dict:
+    """One delivery. ``present``: the ids of the Bundle's resources (links only to those)."""
+    resource: dict = {
+        "resourceType": "Communication", "id": str(_id(d.notification_id, "Communication")),
+        "extension": _in_episode(ids.episode),
+        "identifier": [{"system": f"{LOCAL}/notification", "value": str(d.notification_id)}],
+        "status": "completed" if d.status == "delivered" else "not-done",
+        "category": [notification_kind(d.kind)],
+        "subject": fhir.subject(r.person_id),
+    }
+    if d.status == "delivered":
+        resource["sent"] = fhir.instant(d.at)
+    else:  # never sent: the time the notifier gave up, and (clinicians) its error code
+        reason: dict = {"text": f"not delivered (gave up at {fhir.instant(d.at)})"}
+        if answers and d.error_code:
+            reason["coding"] = [{"system": NOTIFICATION_ERROR, "code": d.error_code}]
+        resource["statusReason"] = reason
+    if not answers:
+        return resource  # a partner: kind, status and time only
+    resource["medium"] = [notification_channel(d.channel)]
+    if d.recipient_role == "patient":
+        resource["recipient"] = [{"type": "Patient", **fhir.subject(r.person_id)}]
+    elif d.recipient_role in _RECIPIENT:
+        kind, display = _RECIPIENT[d.recipient_role]
+        resource["recipient"] = [{"type": kind, "display": display}]
+    about: list[UUID] = []
+    session = _session_of(d, {s.session_id: s for s in r.sessions})
+    if session is not None:
+        if str(ids.encounter(session)) in present:
+            resource["encounter"] = _ref(ids.encounter(session))
+        about.append(ids.appointment(session))
+    elif len(d.session_ids) > 1:
+        about.append(ids.care_plan)  # the course the cause planned
+    if d.alert_submission_id is not None:
+        about.append(fhir.observation_id(d.alert_submission_id))  # the score that raised the alert
+    if d.about_outcome:
+        about.append(ids.outcome)
+    links = [_ref(a) for a in dict.fromkeys(about) if str(a) in present]
+    if links:
+        resource["about"] = links
+    return resource
+
+
 # ---- the bundle ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -571,11 +680,15 @@ class _Ids:
 
 
 def record_bundle(*, record: EpisodeRecord, submissions: Iterable[fhir.ExportedSubmission], catalogue: Catalogue,
-                  generated_at: datetime, outcome: OutcomeRecord | None = None, answers: bool = True) -> dict:
+                  generated_at: datetime, outcome: OutcomeRecord | None = None, answers: bool = True,
+                  deliveries: Iterable[Delivery] = ()) -> dict:
     """The episode's FHIR record as one Bundle (see the module docstring)."""
     ids = _Ids(record.episode_id)
     subs = list(submissions)
-    resources: list[dict] = [*code_systems(), episode_of_care(record, ids), condition(record, ids)]
+    sent = sorted(deliveries, key=lambda d: (d.at, str(d.notification_id)))
+    # The notification code systems travel only with the Communications that use them.
+    systems = code_systems() if sent else [c for c in code_systems() if c not in communication_code_systems()]
+    resources: list[dict] = [*systems, episode_of_care(record, ids), condition(record, ids)]
     goal_resources = goals(record, ids)
     resources += goal_resources
     appointments = [a for a in (appointment(record, s, ids) for s in record.sessions) if a]
@@ -598,6 +711,8 @@ def record_bundle(*, record: EpisodeRecord, submissions: Iterable[fhir.ExportedS
         changes = [change_observation(c, record, outcome, ids, catalogue, by_id) for c in codes]
         resources += changes
         resources.append(outcome_observation(record, outcome, ids, [c["id"] for c in changes]))
+    present = {r["id"] for r in resources}
+    resources += [communication(record, d, ids, present=present, answers=answers) for d in sent]
     return {
         "resourceType": "Bundle",
         "id": str(uuid.uuid5(record.episode_id, f"record:{fhir.instant(generated_at)}")),

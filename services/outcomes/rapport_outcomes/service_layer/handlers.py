@@ -1,6 +1,7 @@
 """Outcomes' use cases: one ``@handlers.handles(Model) async def fn(msg, uow)`` per consumed event
 (intake completed, course planned, session attended, course ended; the other session events, a
-new contract and the checklist's focus only keep the course's record for the FHIR export) and per
+new contract, the checklist's focus and the notifier's deliveries only keep the episode's record
+for the FHIR export) and per
 command (submit a questionnaire, resolve an alert), with ``uow`` an :class:`OutcomesUnitOfWork` (its repositories,
 ``uow.policy`` from the settings, ``uow.cause`` the event being handled).
 
@@ -32,6 +33,7 @@ from rapport_shared.contracts.course import (
     SessionRescheduledV1,
     SessionScheduledV1,
 )
+from rapport_shared.contracts.notifications import NotificationDeliveredV1, NotificationFailedV1
 from rapport_shared.contracts.outcomes import (
     AlertKind,
     AlertRaisedV1,
@@ -286,6 +288,13 @@ async def course_planned(data: CoursePlannedV1, uow: OutcomesUnitOfWork) -> None
         await uow.sessions.upsert(session_id=session.session_id, episode_id=data.episode_id, course_id=data.course_id,
                                   number=session.number, status="booked", at=uow.now(), starts_at=session.starts_at,
                                   duration_minutes=session.duration_minutes)
+    await _session_cause(uow, data.episode_id, [s.session_id for s in data.sessions])
+
+
+async def _session_cause(uow: OutcomesUnitOfWork, episode_id: UUID, session_ids: list[UUID]) -> None:
+    """The notifier names this event as the cause of the sessions' reminders (the Communication's link)."""
+    if uow.cause is not None and session_ids:
+        await uow.session_events.add(UUID(uow.cause.id), episode_id, session_ids)
 
 
 def _phase_plan(spans) -> str | None:
@@ -305,6 +314,7 @@ async def session_scheduled(data: SessionScheduledV1, uow: OutcomesUnitOfWork) -
                               number=data.number, status="booked", at=uow.now(), starts_at=data.starts_at,
                               duration_minutes=data.duration_minutes, kind=data.kind.value,
                               optional_parent=_optional(data))
+    await _session_cause(uow, data.episode_id, [data.session_id])
 
 
 @handlers.handles(SessionRescheduledV1)
@@ -312,6 +322,7 @@ async def session_rescheduled(data: SessionRescheduledV1, uow: OutcomesUnitOfWor
     await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
                               number=data.number, status="booked", at=uow.now(), starts_at=data.starts_at,
                               optional_parent=_optional(data))
+    await _session_cause(uow, data.episode_id, [data.session_id])
 
 
 @handlers.handles(SessionCancelledV1)
@@ -324,6 +335,29 @@ async def session_cancelled(data: SessionCancelledV1, uow: OutcomesUnitOfWork) -
 async def session_missed(data: SessionMissedV1, uow: OutcomesUnitOfWork) -> None:
     await uow.sessions.upsert(session_id=data.session_id, episode_id=data.episode_id, course_id=data.course_id,
                               number=data.number, status="missed", at=uow.now(), optional_parent=_optional(data))
+
+
+# ---- deliveries (rapport.notifications): the FHIR record's Communications -----------------------
+
+def _role(recipient_ref: str) -> str:
+    """The recipient's role only (``patient:<id>`` → ``patient``): who, never which one or where."""
+    return recipient_ref.partition(":")[0]
+
+
+@handlers.handles(NotificationDeliveredV1)
+async def notification_delivered(data: NotificationDeliveredV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.communications.record(
+        notification_id=data.notification_id, episode_id=data.episode_id, kind=data.kind, channel=data.channel,
+        recipient_role=_role(data.recipient_ref), status="delivered", at=data.delivered_at,
+        cause_event_id=data.cause_event_id, error_code=None, attempts=None, recorded_at=uow.now())
+
+
+@handlers.handles(NotificationFailedV1)
+async def notification_failed(data: NotificationFailedV1, uow: OutcomesUnitOfWork) -> None:
+    await uow.communications.record(
+        notification_id=data.notification_id, episode_id=data.episode_id, kind=data.kind, channel=data.channel,
+        recipient_role=_role(data.recipient_ref), status="failed", at=data.failed_at,
+        cause_event_id=data.cause_event_id, error_code=data.error_code, attempts=data.attempts, recorded_at=uow.now())
 
 
 @handlers.handles(CourseContractChangedV1)

@@ -13,9 +13,11 @@ from rapport_shared.uow import UnitOfWork
 
 from ..adapters.repository import (
     AlertRepository,
+    CommunicationRepository,
     CourseRepository,
     EpisodeRepository,
     EvaluationRepository,
+    SessionEventRepository,
     SessionRepository,
     SubmissionRepository,
 )
@@ -31,6 +33,8 @@ class OutcomesUnitOfWork(UnitOfWork):
         self.courses = CourseRepository(self.conn)
         self.evaluations = EvaluationRepository(self.conn)
         self.sessions = SessionRepository(self.conn)
+        self.session_events = SessionEventRepository(self.conn)
+        self.communications = CommunicationRepository(self.conn)
 
     @property
     def policy(self) -> OutcomesPolicy:

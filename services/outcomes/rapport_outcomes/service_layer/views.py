@@ -168,7 +168,8 @@ async def fhir_bundle(uow: OutcomesUnitOfWork, episode_id: UUID, *, answers: boo
     """The episode's FHIR Bundle; ``answers``: with a QuestionnaireResponse per submission (and the
     item Observations). ``content``: ``results`` (the scores: QuestionnaireResponse + total
     Observation per submission) or ``episode`` (the whole record: EpisodeOfCare, Condition, Goal,
-    CarePlan, Appointment/Encounter per session, the scores and the change classifications)."""
+    CarePlan, Appointment/Encounter per session, the scores, the change classifications and a
+    Communication per delivery)."""
     policy = uow.policy
     episode = await _episode(uow, episode_id)
     subs = await uow.submissions.exported(episode_id, policy)
@@ -180,7 +181,8 @@ async def fhir_bundle(uow: OutcomesUnitOfWork, episode_id: UUID, *, answers: boo
     return fhir_record.record_bundle(
         record=_episode_record(episode, course, await uow.sessions.of_episode(episode_id)), submissions=subs,
         catalogue=policy.catalogue, generated_at=uow.now(), answers=answers,
-        outcome=_outcome_record(evaluation) if evaluation else None)
+        outcome=_outcome_record(evaluation) if evaluation else None,
+        deliveries=await uow.communications.of_episode(episode_id))
 
 
 def _episode_record(episode: Episode, course: Mapping[str, Any], sessions) -> fhir_record.EpisodeRecord:
