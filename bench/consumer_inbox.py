@@ -12,7 +12,7 @@ Two handlers, each over N records produced beforehand to a 3-partition topic:
   applied by the outcomes service's own registry and unit of work (``rapport_outcomes``) on a
   scratch schema with its migrations, the episodes recorded beforehand: per record the episode
   locked, the attendance upserted, the course read, and at each course's review session the
-  reliable-improvement check (with no scores it raises a review alert: a row and an outbox event).
+  reliable-improvement check (the scores read; with none there is nothing to decide, no alert).
 
 Timed: from the start of the first ``process_batch`` to the commit of the batch holding the N-th
 record (the group join and the first fetch are before it). In the same run, on the same broker and

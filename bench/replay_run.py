@@ -8,7 +8,8 @@ join, then every record: decode, inbox, handler, commit — to the end, which in
 progress poll and the 1 s settle it waits before stopping), and the whole command's wall time
 (interpreter start, imports, creating and migrating the shadow schema). Records/s is the
 command's record count over each. Afterwards (not timed) ``replay verify`` must find the shadow
-equal to live, and ``replay drop`` removes it.
+equal to live, and ``replay drop`` removes it. In the same run, on the same broker, a bare aiokafka
+consumer group reads the same topics (``bench/bare.py``), and the ratio is printed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import sys
 import time
 import uuid
 
+import bare
 from figures import Figure, rate
+from rapport_shared.topics import COURSE, INTAKE
 
 from services import caught_up
 
@@ -58,9 +61,14 @@ async def run(running, episodes: int) -> list[Figure]:
     finally:
         await asyncio.to_thread(replay, running, "drop", "--shadow", shadow, "--apply")
     cohort = f"{episodes + 1} episodes (incl. warm-up)"
+    bare_s = await bare.consume(running.bootstrap, [INTAKE, COURSE], records)
     return [
         rate(NAME, f"rapport-{SERVICE} replay run: its own time", records, seconds, unit="records/s",
              note=f"{cohort}; shadow verified equal to live; includes group join and ~1.5 s poll/settle"),
         rate(NAME, f"rapport-{SERVICE} replay run: command wall time", records, wall, unit="records/s",
              note="adds interpreter start, imports, shadow schema creation and migration"),
+        rate(NAME, "bare aiokafka consumer group over the same topics", records, bare_s, unit="records/s",
+             note="getmany + one commit per batch, from the first batch (as bench/bare.py)"),
+        Figure(NAME, "replay (its own time) ÷ bare consumer", records, rate=bare_s / seconds, unit="×",
+               note="the replay's own time includes its group join and ~1.5 s of poll and settle"),
     ]

@@ -6,9 +6,14 @@ the benchmarks, prints a table of figures and removes everything it started. Wha
 times is in its module's docstring and in docs/performance.md. Nothing here asserts a speed.
 
   relay     (a) outbox writes, relay backlog drain, commit → publish latency   n = events
-  consumer  (b) EventConsumer over FastStream: inbox + effect + offset commit   n = events
+            next to a bare aiokafka producer on the same broker, and the ratio
+  consumer  (b) EventConsumer + BatchSubscriber: inbox + effect + offset commit n = events
+            (one INSERT, and outcomes' own handlers), next to a bare aiokafka
+            consumer group on the same records, and the ratio
   e2e       (c) the four services as processes, intakes over HTTP → Kafka       n = episodes
   replay    (d) `rapport-outcomes replay run` over the e2e cohort               n = episodes
+            next to a bare aiokafka consumer group over the same topics
+The services' peak RSS is printed after e2e/replay; the consumer benchmark prints its own.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"run only this benchmark (repeatable): {', '.join(ORDER)}")
     p.add_argument("--n", type=int, default=None, metavar="N",
                    help="size of each selected benchmark (events for relay/consumer, episodes for e2e/replay);"
-                        " default: each benchmark's own (relay 5000, consumer 2000, e2e 20)")
+                        " default: each benchmark's own (relay 5000, consumer 20000, e2e 20)")
     p.add_argument("--interval", type=float, default=None, metavar="S",
                    help="e2e: seconds between intake starts (default 0.5; 0 = back to back)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures and the run's context as JSON")
@@ -85,7 +90,9 @@ async def run_selected(args: argparse.Namespace, stack, log_dir: Path) -> list[F
         import replay_run
         from services import running_services
 
-        print("starting the four services ...", flush=True)
+        import rss
+
+        print("starting the services ...", flush=True)
         async with running_services(stack, log_dir) as running:
             if "e2e" in args.selected:
                 e2e_figures, cohort = await end_to_end.run(running, args.n, args.interval)
@@ -94,6 +101,8 @@ async def run_selected(args: argparse.Namespace, stack, log_dir: Path) -> list[F
                 cohort, _ = await end_to_end.cohort(running, args.n or end_to_end.DEFAULT_EPISODES, 0)
             if "replay" in args.selected:
                 figures += await replay_run.run(running, len(cohort))
+            figures += rss.service_figures("e2e" if "e2e" in args.selected else "replay", running,
+                                           " and ".join(b for b in ("e2e", "replay") if b in args.selected))
     return figures
 
 

@@ -1,9 +1,22 @@
-"""Consuming events: decode, dedupe, apply, retry, dead-letter, then commit.
+"""Consuming events: decode, dedupe, apply, retry, dead-letter; the offsets are committed after.
 
-One record at a time per partition (FastStream's ``getone`` loop), with ``AckPolicy.MANUAL``:
-the offset is committed only after the effect's transaction committed (or the record was
-dead-lettered). The effect and the inbox row commit together, so a crash anywhere between
-"effect" and "commit" leads to a redelivery that the inbox skips.
+Records come in batches (``process_batch``; ``kafka.BatchSubscriber`` fetches what the broker has,
+bounded by count and bytes). The records of one partition are handled in offset order; partitions
+side by side (at most ``concurrency`` at once, each on its own connection). A partition's records
+are applied in **one transaction**: the inbox claims of all of them in one statement, each
+record's handler, one COMMIT. The subscriber commits the batch's offsets once, after every
+transaction of the batch committed (or its records were dead-lettered). The effect and the inbox
+row commit together, so a crash anywhere before the offset commit leads to a redelivery that the
+inbox skips. ``process`` handles one record the same way, alone (tests, tools).
+
+When a record's handler fails inside a batch, that transaction is rolled back and the records
+before the failing one are applied again in one transaction, **each in a savepoint** this time
+(should one of them fail now, it alone is rolled back to its savepoint, its inbox claim and the
+later records' are taken back); the failing record goes on alone through the one-record path
+below, its failure counted as its first attempt; the records after it form the next transaction.
+Savepoints are taken only then: one costs a round trip per record, as much as a one-statement
+effect (docs/performance.md). Postgres or Kafka unreachable during a batch's transaction: the
+whole transaction is tried again (backoff, without bound).
 
 Every record ends somewhere — processed, ignored or dead-lettered — so no record can stop its
 partition. What happens to a record (``dlq_reason`` header in brackets):
@@ -25,6 +38,12 @@ partition. What happens to a record (``dlq_reason`` header in brackets):
   exponential backoff, then dead-lettered [``handler``];
 - a bug in this module itself while handling a record → dead-lettered [``consumer_error``].
 
+Lanes (``ServiceRuntime(priority=...)``, docs/architecture.md "Safety lane"): a consumer may
+leave some types to another consumer of the same service (``leaves``: ended here as
+``other_lane``), and a *partial* consumer reads topics the main one also reads, for only the types
+registered with it: everything else there (other types, undecodable records, a type on the wrong
+topic) is the main consumer's to end, and is ``other_lane`` here.
+
 A dead letter keeps the original key, value and headers and adds ``dlq_*`` headers (reason,
 error, original topic/partition/offset, group, attempts, time). Publishing it is retried until
 Kafka takes it (the offset is not committed before); a record too large for the DLQ topic is
@@ -36,9 +55,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 
 import asyncpg
 import structlog
@@ -72,6 +93,11 @@ Handler = Callable[[UnitOfWork, CloudEvent, Any], Awaitable[None]]
 
 MAX_ERROR_CHARS = 2000  # dlq_error header and log line
 
+# One round trip per record for its savepoint: release the previous record's, take the next one.
+_SAVEPOINT = "SAVEPOINT rapport_record"
+_NEXT_SAVEPOINT = "RELEASE SAVEPOINT rapport_record; SAVEPOINT rapport_record"
+_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT rapport_record"
+
 
 class PoisonEvent(Exception):
     """Raised by a handler for an event that can never be applied (dead-letter it now)."""
@@ -89,9 +115,52 @@ class RecordLike(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # processed | duplicate | ignored | dead_lettered
+    status: str  # processed | duplicate | ignored | other_lane | dead_lettered
     event_id: str | None = None
     error: str | None = None
+    event_type: str | None = None
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A record that passed every check before its handler: what to apply."""
+
+    record: RecordLike
+    event: CloudEvent
+    handler: Handler
+    data: Any
+    event_id: uuid.UUID
+
+
+class _Failed(Exception):
+    """A record failed where nothing can be kept (no savepoint): roll the transaction back."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        self.index, self.error = index, error
+
+
+class _Bound:
+    """Log context for the records' lines (``bind``/``reset`` by token: cheap enough per record)."""
+
+    __slots__ = ("kw", "tokens")
+
+    def __init__(self, **kw: Any) -> None:
+        self.kw = kw
+
+    def __enter__(self) -> None:
+        self.tokens = structlog.contextvars.bind_contextvars(**self.kw)
+
+    def __exit__(self, *exc: object) -> None:
+        structlog.contextvars.reset_contextvars(**self.tokens)
+
+
+def _bound_record(record: RecordLike) -> _Bound:
+    return _Bound(topic=record.topic, partition=record.partition, offset=record.offset)
+
+
+def _bound(record: RecordLike, event: CloudEvent) -> _Bound:
+    return _Bound(topic=record.topic, partition=record.partition, offset=record.offset, event_id=event.id,
+                  event_type=event.type, correlation_id=event.correlation_id)
 
 
 class EventConsumer:
@@ -107,6 +176,10 @@ class EventConsumer:
         backoff_s: float = 0.2,
         backoff_max_s: float = 10.0,
         make_uow: MakeUnitOfWork | None = None,
+        concurrency: int = 4,
+        leaves: Iterable[str] = (),
+        partial: bool = False,
+        dlq_group: str | None = None,
     ) -> None:
         self.pool = pool
         self.group_id = group_id
@@ -119,6 +192,13 @@ class EventConsumer:
         self.backoff_max_s = backoff_max_s
         self.retry_policy = RetryPolicy(max_attempts=max_attempts, initial_s=backoff_s, max_s=backoff_max_s)
         self.handlers: dict[str, tuple[type[EventData], Handler]] = {}
+        # Partitions applied at once, each holding a pooled connection for its transaction.
+        self.concurrency = max(1, concurrency)
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self.leaves = frozenset(leaves)  # types another consumer of this service handles
+        self.partial = partial  # reads topics another consumer of this service ends
+        # Dead letters go to <topic>.dlq.<dlq_group>: a lane shares its service's DLQ topics.
+        self.dlq_group = dlq_group or group_id
 
     def on(self, model: type[EventData]) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -136,48 +216,225 @@ class EventConsumer:
     def topics(self) -> list[str]:
         return sorted({m.topic for m, _ in self.handlers.values()})
 
-    async def process(self, record: RecordLike) -> Outcome:
-        """Handle one record. Returns only when the record ended somewhere (its offset may be
-        committed); raises only on cancellation."""
-        ctx = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-        with structlog.contextvars.bound_contextvars(**ctx):
-            try:
-                event = decode(record.value, record.headers)
-            except Exception as exc:  # EnvelopeError, or anything decode did not foresee
-                error = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(record, "envelope", error)
-                return Outcome("dead_lettered", error=error)
-            with structlog.contextvars.bound_contextvars(
-                event_id=event.id, event_type=event.type, correlation_id=event.correlation_id
-            ):
-                try:
-                    return await self._process_event(record, event)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # a bug here must not stop the partition either
-                    log.exception("consumer failed on a record; dead-lettering")
-                    error = f"{type(exc).__name__}: {exc}"
-                    await self._dead_letter(record, "consumer_error", error, event)
-                    return Outcome("dead_lettered", event.id, error)
+    # ------------------------------------------------------------------ one record
 
-    async def _process_event(self, record: RecordLike, event: CloudEvent) -> Outcome:
+    async def process(self, record: RecordLike) -> Outcome:
+        """Handle one record alone. Returns only when the record ended somewhere (its offset may
+        be committed); raises only on cancellation."""
+        prepared = await self._prepare(record)
+        if isinstance(prepared, Outcome):
+            return prepared
+        return await self._apply_alone(prepared)
+
+    # ------------------------------------------------------------------ a batch
+
+    async def process_batch(self, records: Sequence[RecordLike]) -> list[Outcome]:
+        """Handle a fetched batch: each partition's records in order, in one transaction per
+        partition (see the module docstring), partitions concurrently. Returns the outcomes in
+        the order of ``records`` once every record ended somewhere; raises only on cancellation."""
+        started = time.perf_counter()
+        by_partition: dict[tuple[str, int], list[int]] = {}
+        for i, r in enumerate(records):
+            by_partition.setdefault((r.topic, r.partition), []).append(i)
+        outcomes: list[Outcome] = [Outcome("pending")] * len(records)
+
+        async def one_partition(indexes: list[int]) -> None:
+            async with self._slots:
+                done = await self._process_partition([records[i] for i in indexes])
+            for i, outcome in zip(indexes, done):
+                outcomes[i] = outcome
+
+        async with asyncio.TaskGroup() as tasks:
+            for indexes in by_partition.values():
+                tasks.create_task(one_partition(indexes))
+        counts = Counter(o.status for o in outcomes)
+        log.info("batch processed", records=len(records), partitions=len(by_partition),
+                 ms=round((time.perf_counter() - started) * 1000, 1), **counts)
+        return outcomes
+
+    async def _process_partition(self, records: list[RecordLike]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(records)
+        work: list[tuple[int, _Work]] = []
+        for i, record in enumerate(records):
+            prepared = await self._prepare(record)
+            if isinstance(prepared, Outcome):
+                outcomes[i] = prepared
+            else:
+                work.append((i, prepared))
+        start = 0
+        while start < len(work):
+            items = [w for _, w in work[start:]]
+            done, failure = await self._apply_together(items, savepoints=False)
+            if failure is not None and failure[0] > 0 and not done:
+                # Rolled back with the failing record: the records before it go again, each in a
+                # savepoint this time (should one of them fail now, only it is taken out).
+                at, error = failure
+                done, earlier = await self._apply_together(items[:at], savepoints=True)
+                failure = earlier or (at, error)
+            for (i, _), outcome in zip(work[start:], done):
+                outcomes[i] = outcome
+            if failure is None:
+                break
+            at, error = failure
+            i, w = work[start + at]
+            outcomes[i] = await self._apply_alone(w, first_error=error)
+            start += at + 1
+        assert all(o is not None for o in outcomes)
+        return outcomes  # type: ignore[return-value]
+
+    async def _apply_together(self, items: list[_Work], *, savepoints: bool
+                              ) -> tuple[list[Outcome], tuple[int, Exception | None] | None]:
+        """Apply ``items`` in one transaction. Returns the outcomes of what was committed and, if a
+        record failed, ``(index, error)`` of that record: it is to be applied alone next, its error
+        counted as its first attempt. Without ``savepoints`` a failure rolls everything back (no
+        outcomes); with them, the records before the failing one are committed."""
+        delays = self.retry_policy.delays()
+        while True:
+            try:
+                return await self._transaction(items, savepoints)
+            except InfrastructureUnavailable as exc:
+                delay = next(delays)
+                log.warning("infrastructure unavailable; retrying the batch", error=repr(exc.cause),
+                            records=len(items), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
+            except Exception as exc:
+                # Not one handler's error (the COMMIT failed, or a bug here): apply the first record
+                # alone; the others come back in the next transaction, so every pass makes progress.
+                log.warning("batch transaction failed; applying its first record alone",
+                            error=repr(exc)[:MAX_ERROR_CHARS], records=len(items))
+                return [], (0, None)
+
+    async def _transaction(self, items: list[_Work], savepoints: bool
+                           ) -> tuple[list[Outcome], tuple[int, Exception] | None]:
+        done: list[Outcome] = []
+        applied: list[tuple[_Work, float]] = []
+        duplicates: list[_Work] = []
+        failure: tuple[int, Exception] | None = None
+        async with pooled_connection(self.pool) as conn:
+            try:
+                async with conn.transaction():
+                    fresh = await inbox.claim_many(conn, [(w.event_id, w.event.type, w.record.topic, w.record.partition,
+                                                           w.record.offset) for w in items])
+                    seen: set[uuid.UUID] = set()  # an id twice in the batch is applied by its first record
+                    for i, w in enumerate(items):
+                        if w.event_id not in fresh or w.event_id in seen:
+                            duplicates.append(w)
+                            done.append(Outcome("duplicate", w.event.id, event_type=w.event.type))
+                            continue
+                        seen.add(w.event_id)
+                        if savepoints and applied:  # keep what the records before it did, whatever it does
+                            await conn.execute(_NEXT_SAVEPOINT if len(applied) > 1 else _SAVEPOINT)
+                        began = time.perf_counter()
+                        try:
+                            with _bound(w.record, w.event):
+                                await w.handler(self.make_uow(conn, w.event), w.event, w.data)
+                        except Exception as exc:
+                            if is_infrastructure_error(exc, conn):
+                                raise InfrastructureUnavailable(exc) from exc
+                            if not (savepoints and applied):
+                                raise _Failed(i, exc) from exc  # nothing kept: roll it all back
+                            await conn.execute(_ROLLBACK_TO_SAVEPOINT)
+                            # its claim and the later records' go back: they were not applied here
+                            kept = {a.event_id for a, _ in applied}
+                            await inbox.release(conn, {x.event_id for x in items[i:]} & fresh - kept)
+                            failure = (i, exc)
+                            break
+                        applied.append((w, time.perf_counter() - began))
+                        done.append(Outcome("processed", w.event.id, event_type=w.event.type))
+                        crash_point("consumer.mid_batch", w.event.type)
+            except _Failed as failed:
+                return [], (failed.index, failed.error)
+            except Exception as exc:
+                if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
+                    raise InfrastructureUnavailable(exc) from exc
+                raise
+        if applied:
+            crash_point("consumer.after_effect", " ".join(sorted({w.event.type for w, _ in applied})))
+        counted: Counter[tuple[str, str, str]] = Counter()  # one increment per label set, by the records' count
+        for w, seconds in applied:
+            HANDLER_SECONDS.labels(w.event.type).observe(seconds)
+            counted[(w.record.topic, w.event.type, "processed")] += 1
+            log.debug("event processed", event_id=w.event.id, event_type=w.event.type, topic=w.record.topic,
+                      partition=w.record.partition, offset=w.record.offset)
+        for w in duplicates:
+            counted[(w.record.topic, w.event.type, "duplicate")] += 1
+            log.debug("duplicate event skipped", event_id=w.event.id, event_type=w.event.type, topic=w.record.topic,
+                      partition=w.record.partition, offset=w.record.offset)
+        for labels, n in counted.items():
+            EVENTS_CONSUMED.labels(*labels).inc(n)
+        return done, failure
+
+    # ------------------------------------------------------------------ the steps
+
+    async def _prepare(self, record: RecordLike) -> Outcome | _Work:
+        """Every check before the handler; a record that fails one ends here (dead-lettered,
+        ignored, or left to another lane). No log context on this path: it is per record, and
+        only what logs binds it (``_dead_letter``)."""
+        try:
+            event = decode(record.value, record.headers)
+        except Exception as exc:  # EnvelopeError, or anything decode did not foresee
+            if self.partial:
+                return self._other_lane(record, None)
+            error = str(exc) if isinstance(exc, EnvelopeError) else f"{type(exc).__name__}: {exc}"
+            await self._dead_letter(record, "envelope", error)
+            return Outcome("dead_lettered", error=error)
+        try:
+            return await self._check(record, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not stop the partition either
+            with _bound(record, event):
+                log.exception("consumer failed on a record; dead-lettering")
+            error = f"{type(exc).__name__}: {exc}"
+            await self._dead_letter(record, "consumer_error", error, event)
+            return Outcome("dead_lettered", event.id, error, event.type)
+
+    async def _check(self, record: RecordLike, event: CloudEvent) -> Outcome | _Work:
         catalogued = model_for(event.type)
         entry = self.handlers.get(event.type)
+        if self.partial and entry is None:
+            return self._other_lane(record, event)
         model = entry[0] if entry else catalogued
         if model is not None and model.topic != record.topic:
+            if self.partial:
+                return self._other_lane(record, event)
             error = f"{event.type} belongs to {model.topic}, not {record.topic}"
             await self._dead_letter(record, "type_topic_mismatch", error, event)
-            return Outcome("dead_lettered", event.id, error)
+            return Outcome("dead_lettered", event.id, error, event.type)
+        if event.type in self.leaves:
+            return self._other_lane(record, event)
         if entry is None:
             EVENTS_CONSUMED.labels(record.topic, _type_label(event.type), "ignored").inc()
-            return Outcome("ignored", event.id)
+            return Outcome("ignored", event.id, event_type=event.type)
         model, handler = entry
         try:
             data = model.model_validate(event.data)
         except ValidationError as exc:
             reason = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             await self._dead_letter(record, "contract", reason, event)
-            return Outcome("dead_lettered", event.id, reason)
+            return Outcome("dead_lettered", event.id, reason, event.type)
+        return _Work(record, event, handler, data, uuid.UUID(event.id))
+
+    def _other_lane(self, record: RecordLike, event: CloudEvent | None) -> Outcome:
+        EVENTS_CONSUMED.labels(record.topic, _type_label(event.type) if event else "", "other_lane").inc()
+        return Outcome("other_lane", event.id if event else None, event_type=event.type if event else None)
+
+    async def _apply_alone(self, w: _Work, first_error: Exception | None = None) -> Outcome:
+        """The one-record path: each attempt in its own transaction, with the retry policy.
+        ``first_error``: the record already failed once (in a batch); that counts as attempt 1."""
+        with _bound(w.record, w.event):
+            try:
+                return await self._retrying(w, first_error)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug here must not stop the partition either
+                log.exception("consumer failed on a record; dead-lettering")
+                error = f"{type(exc).__name__}: {exc}"
+                await self._dead_letter(w.record, "consumer_error", error, w.event)
+                return Outcome("dead_lettered", w.event.id, error, w.event.type)
+
+    async def _retrying(self, w: _Work, first_error: Exception | None) -> Outcome:
+        record, event = w.record, w.event
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -189,33 +446,37 @@ class EventConsumer:
                             retry_in_s=wait)
 
         retrying, budget = self.retry_policy.retrying(give_up_at_once=(PoisonEvent,), before_sleep=before_sleep)
+        replayed = [first_error] if first_error is not None else []
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(record, event, handler, data)
+                    if replayed:  # the failed try inside the batch is this record's first attempt
+                        raise replayed.pop()
+                    return await self._attempt(w)
         except PoisonEvent as exc:
             await self._dead_letter(record, "rejected", str(exc), event)
-            return Outcome("dead_lettered", event.id, str(exc))
+            return Outcome("dead_lettered", event.id, str(exc), event.type)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.error("handler failed; dead-lettering", attempts=budget.attempts, error=repr(exc)[:MAX_ERROR_CHARS])
             await self._dead_letter(record, "handler", f"{type(exc).__name__}: {exc}", event, budget.attempts)
-            return Outcome("dead_lettered", event.id, repr(exc))
+            return Outcome("dead_lettered", event.id, repr(exc), event.type)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _attempt(self, record: RecordLike, event: CloudEvent, handler: Handler, data: Any) -> Outcome:
+    async def _attempt(self, w: _Work) -> Outcome:
         """One try in one transaction. Errors that mean "Postgres is unreachable" come out as
         ``InfrastructureUnavailable``; everything else as raised."""
+        record, event = w.record, w.event
         started = time.perf_counter()
         async with pooled_connection(self.pool) as conn:
             try:
                 async with conn.transaction():
                     if not await inbox.claim(conn, event, record.topic, record.partition, record.offset):
                         EVENTS_CONSUMED.labels(record.topic, event.type, "duplicate").inc()
-                        log.info("duplicate event skipped")
-                        return Outcome("duplicate", event.id)
-                    await handler(self.make_uow(conn, event), event, data)
+                        log.debug("duplicate event skipped")
+                        return Outcome("duplicate", event.id, event_type=event.type)
+                    await w.handler(self.make_uow(conn, event), event, w.data)
             except Exception as exc:
                 if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
                     raise InfrastructureUnavailable(exc) from exc
@@ -223,12 +484,17 @@ class EventConsumer:
         crash_point("consumer.after_effect", event.type)
         HANDLER_SECONDS.labels(event.type).observe(time.perf_counter() - started)
         EVENTS_CONSUMED.labels(record.topic, event.type, "processed").inc()
-        log.info("event processed")
-        return Outcome("processed", event.id)
+        log.debug("event processed")
+        return Outcome("processed", event.id, event_type=event.type)
 
     async def _dead_letter(
         self, record: RecordLike, reason: str, error: str, event: CloudEvent | None = None, attempts: int = 1
     ) -> None:
+        with _bound(record, event) if event is not None else _bound_record(record):
+            await self._send_dead_letter(record, reason, error, event, attempts)
+
+    async def _send_dead_letter(self, record: RecordLike, reason: str, error: str, event: CloudEvent | None,
+                                attempts: int) -> None:
         headers: dict[str, str] = {}
         for item in record.headers or ():
             try:
@@ -251,7 +517,7 @@ class EventConsumer:
                 "dlq_failed_at": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
             }
         )
-        target = dlq_topic(record.topic, self.group_id)
+        target = dlq_topic(record.topic, self.dlq_group)
         key = record.key if isinstance(record.key, (bytes, bytearray)) else b""
         value = record.value if isinstance(record.value, (bytes, bytearray)) else b""
         dlq_record = KafkaRecord(key=bytes(key), value=bytes(value), headers=headers)

@@ -104,7 +104,7 @@ class RelayProducer:
     ``compression`` applied per batch. ``publish`` returns the acknowledgement's future at once, so
     the relay hands over a whole batch before waiting."""
 
-    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 5, compression: str = "none",
+    def __init__(self, bootstrap: str, *, client_id: str, linger_ms: int = 0, compression: str = "none",
                  max_batch_bytes: int = 512 * 1024, security: KafkaSecurity | None = None) -> None:
         self.kwargs: dict[str, Any] = dict(
             bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
@@ -207,13 +207,13 @@ class BatchSubscriber(ConsumerRebalanceListener):
 
     async def _run(self) -> None:
         assert self._kc is not None
-        delays = None
+        delays = failing = None
         while not self._stopping:
             generation = self._generation
             try:
-                fetched = await self._kc.getmany(timeout_ms=1000, max_records=self.max_records)
+                fetched = await self._fetch()
                 delays = None
-            except KafkaError as exc:
+            except Exception as exc:  # the broker away (KafkaError), or a fetch aiokafka cannot parse
                 delays = delays or RetryPolicy(initial_s=0.5, max_s=10.0).delays()
                 delay = next(delays)
                 log.warning("fetch failed; retrying", group=self.group_id, error=repr(exc), retry_in_s=round(delay, 3))
@@ -226,10 +226,44 @@ class BatchSubscriber(ConsumerRebalanceListener):
                     self._rewind(fetched)  # fetched across a rebalance: read what is still ours again
                     continue
                 records = [r for batch in fetched.values() for r in batch]
-                outcomes = await self.consumer.process_batch(records)
+                try:
+                    outcomes = await self.consumer.process_batch(records)
+                except Exception as exc:  # a bug (process_batch ends every record): never stop consuming
+                    log.exception("batch failed; reading it again", group=self.group_id, error=repr(exc)[:500])
+                    self._rewind(fetched)
+                    failing = failing or RetryPolicy(initial_s=0.5, max_s=10.0).delays()
+                    await asyncio.sleep(next(failing))
+                    continue
+                failing = None
                 crash_point("consumer.before_offset_commit",
                             " ".join(sorted({o.event_type for o in outcomes if o.event_type})))
                 await self._commit(fetched, generation)
+
+    async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+        """Up to ``max_records``, shared between the assigned partitions: ``getmany`` alone fills a
+        batch from the first partition that has records, and the partitions would not be applied
+        side by side. Waits (up to 1 s) for the first records, not for the others."""
+        assert self._kc is not None
+        assigned = self._kc.assignment()
+        share = max(1, self.max_records // max(1, len(assigned)))
+        fetched = await self._kc.getmany(timeout_ms=1000, max_records=share)
+        room = self.max_records - sum(len(b) for b in fetched.values())
+        for tp in assigned:  # a share from every partition that has records
+            if room <= 0 or not fetched:
+                break
+            if tp not in fetched:
+                more = await self._kc.getmany(tp, timeout_ms=0, max_records=min(share, room))
+                fetched.update(more)
+                room -= sum(len(b) for b in more.values())
+        full = [tp for tp, b in fetched.items() if len(b) >= share]
+        for tp in full:  # room left (partitions without records): more from those that have some
+            if room <= 0:
+                break
+            more = await self._kc.getmany(tp, timeout_ms=0, max_records=min(room, max(share, room // len(full))))
+            for part, batch in more.items():
+                fetched[part] = fetched[part] + batch
+                room -= len(batch)
+        return fetched
 
     def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Set the position of every partition of ``fetched`` still assigned back to its first

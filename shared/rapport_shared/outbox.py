@@ -57,6 +57,10 @@ log = get_logger(__name__)
 # with room for the headers FastStream adds. ServiceSettings.max_event_bytes overrides it.
 DEFAULT_MAX_EVENT_BYTES = 900 * 1024
 DEFAULT_MAX_ATTEMPTS = 5
+# What one relay pass holds in memory at most (values), whatever the batch size: large events
+# make short batches.
+DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024
+YIELD_EVERY = 100  # rows handed to the producer between two chances for its sender to run
 
 
 def notify_channel(schema: str) -> str:
@@ -203,12 +207,14 @@ class OutboxRelay:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         reset_publisher: Callable[[], Awaitable[None]] | None = None,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     ) -> None:
         self.pool = pool
         self.publish = publish
         self.schema = ident(schema)
         self.channel = notify_channel(schema)
         self.batch_size = batch_size
+        self.max_batch_bytes = max_batch_bytes
         self.poll_interval_s = poll_interval_s
         self.retention_hours = retention_hours
         self.max_event_bytes = max_event_bytes
@@ -218,6 +224,8 @@ class OutboxRelay:
         self.reset_publisher = reset_publisher
         self._last_prune = 0.0
         self._handled = 0  # rows published or parked by the last batch
+        self._taken = 0  # rows it took
+        self._more = False  # it was full (by count or bytes): more may be waiting
         self._loop = NotifyLoop(pool, self.channel, poll_interval_s=poll_interval_s, what="outbox relay")
 
     def _record(self, r: asyncpg.Record) -> KafkaRecord:
@@ -246,20 +254,31 @@ class OutboxRelay:
         async with self.pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", f"{self.schema}.outbox"):
                 return 0
+            # Up to batch_size rows and max_batch_bytes of values (at least one row), in seq order.
             rows = await conn.fetch(
-                f"SELECT o.seq, o.event_id, o.topic, o.key, o.headers, o.value, o.event_type, o.created_at, o.attempts"
+                f"WITH c AS (SELECT o.seq, sum(octet_length(o.value)) OVER (ORDER BY o.seq) AS upto"
                 f" FROM {self.schema}.outbox o WHERE o.sent_at IS NULL AND o.parked_at IS NULL"
                 f" AND NOT EXISTS (SELECT 1 FROM {self.schema}.outbox p WHERE p.parked_at IS NOT NULL"
                 f" AND p.sent_at IS NULL AND p.key = o.key AND p.seq < o.seq)"
-                " ORDER BY o.seq LIMIT $1 FOR UPDATE OF o SKIP LOCKED",
-                self.batch_size,
+                " ORDER BY o.seq LIMIT $1)"
+                " SELECT o.seq, o.event_id, o.topic, o.key, o.headers, o.value, o.event_type, o.created_at, o.attempts,"
+                " (SELECT count(*) FROM c) AS candidates"
+                f" FROM {self.schema}.outbox o JOIN c USING (seq)"
+                " WHERE c.upto <= $2 OR c.seq = (SELECT min(seq) FROM c)"
+                " ORDER BY o.seq FOR UPDATE OF o SKIP LOCKED",
+                self.batch_size, self.max_batch_bytes,
             )
             if not rows:
                 return 0
+            # More to take at once: the batch was full, or cut short by max_batch_bytes.
+            self._more = len(rows) == self.batch_size or rows[0]["candidates"] > len(rows)
+            self._taken = len(rows)
             pending: list[tuple[asyncpg.Record, Awaitable[object]]] = []
             failed: list[tuple[asyncpg.Record, BaseException]] = []
             held_keys: set[bytes] = set()  # a row of the key failed: its later rows wait (per-key order)
-            for r in rows:
+            for i, r in enumerate(rows):
+                if i and not i % YIELD_EVERY:
+                    await asyncio.sleep(0)  # let the producer send what it has while we hand over the rest
                 key = bytes(r["key"])
                 if key in held_keys:
                     continue
@@ -349,12 +368,14 @@ class OutboxRelay:
         OUTBOX_PENDING.set(row["pending"])
 
     async def drain(self) -> int:
-        """Publish batches until one handles (publishes or parks) less than a full batch."""
+        """Publish batches until one handles (publishes or parks) less than it took, or takes less
+        than a full batch (by count or by bytes)."""
         total = 0
         while True:
-            self._handled = 0
+            self._handled = self._taken = 0
+            self._more = False
             total += await self.publish_batch()
-            if self._handled < self.batch_size:
+            if not (self._more and self._handled >= self._taken > 0):
                 return total
 
     async def prune(self) -> int:

@@ -141,7 +141,9 @@ class ServiceSettings(BaseSettings):
 
     # Outbox relay
     relay_enabled: bool = True
-    relay_batch_size: int = 200
+    # Rows per relay pass (and at most 16 MiB of values): marking a batch sent is one UPDATE and
+    # one COMMIT, so larger batches spread those over more rows.
+    relay_batch_size: int = Field(default=1000, ge=1)
     relay_poll_interval_s: float = 1.0
     outbox_retention_hours: int = 72
     # Size limit of one event on Kafka (value + key + headers as the producer counts them): below the
@@ -151,6 +153,22 @@ class ServiceSettings(BaseSettings):
     # A row whose publish fails this many passes in a row with an error that is neither the broker
     # being away nor retriable is parked (``rapport outbox parked``); later rows of its key wait.
     relay_max_attempts: int = Field(default=5, ge=1)
+    # The relay's producer: what it is handed while it sends travels in one request per partition
+    # anyway; linger_ms also waits that long for more (measured: no faster drain here, 5 ms more
+    # latency per hop at 5). Compression per batch: none | gzip (| snappy | lz4 | zstd with the
+    # cramjam package installed).
+    relay_linger_ms: int = Field(default=0, ge=0)
+    relay_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+
+    # Batch consumption (rapport_shared.kafka.BatchSubscriber): each pass takes what the broker
+    # has, up to this many records and bytes; the partitions of a batch are applied side by side,
+    # at most consumer_concurrency at once (each holds a pooled connection for its transaction).
+    consumer_batch_max_records: int = Field(default=500, ge=1)
+    consumer_batch_max_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    consumer_concurrency: int = Field(default=4, ge=1)
+    # The safety lane (ServiceRuntime(priority=...)): its consumer group is <consumer_group>-priority
+    # and it has a connection pool of its own, of this size, so it never waits behind the main one.
+    priority_pool_max: int = Field(default=2, ge=1)
 
     # Consumer retry policy: a handler error is retried with backoff, then dead-lettered.
     handler_max_attempts: int = 5
@@ -169,7 +187,7 @@ class ServiceSettings(BaseSettings):
     clock: Literal["system", "simulated"] = "system"
     clock_topic: str = "rapport.clock"
 
-    # Set by `rapport-<svc> replay run` (shared/rapport_shared/replay.py): the process rebuilds a
+    # Set by `rapport-<svc> replay run` (shared/rapport_tools/replay.py): the process rebuilds a
     # shadow projection; external side effects are suppressed (the notifier sends nothing).
     replay_mode: bool = False
 

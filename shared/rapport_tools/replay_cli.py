@@ -14,7 +14,8 @@ from typing import Any, Callable, Optional
 import asyncpg
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from rich.table import Table as RichTable
 
 from rapport_shared.settings import ServiceSettings
@@ -245,6 +246,13 @@ async def _drop_plan(admin_dsn: str, shadow: str, live: str, kc: Any) -> dict[st
             "kept_topics": [i.name for i in infos if i.records]}
 
 
+class RateColumn(ProgressColumn):
+    """Records per second over the last seconds (rich's own speed estimate of the task)."""
+
+    def render(self, task: Any) -> Text:
+        return Text(f"{task.speed:,.0f} records/s" if task.speed else "- records/s")
+
+
 async def _run(service: str, settings: ServiceSettings, build_app: Callable, p: R.Projection, admin_dsn: str,
                shadow: str, group: str, since: Any, timeout: float) -> dict[str, Any]:
     conn = await asyncpg.connect(settings.database_dsn, timeout=PG_CONNECT_TIMEOUT_S)
@@ -254,7 +262,7 @@ async def _run(service: str, settings: ServiceSettings, build_app: Callable, p: 
     finally:
         await conn.close()
     with Progress(TextColumn(f"replaying {service} into {shadow}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=False) as bar:
+                  RateColumn(), TimeElapsedColumn(), console=err, transient=False) as bar:
         task = bar.add_task("records", total=None)
         return await R.run(settings, build_app, p, admin_dsn=admin_dsn, shadow=shadow, group=group,
                            since=since, timeout_s=timeout,
