@@ -10,6 +10,9 @@
 #                   (tests/unit/deploy/test_prometheus_files.py), tests/e2e/test_prometheus.py runs it
 #   4b. chromium    Debian's chromium and chromium-driver (apt-get, when missing): the console's
 #                   browser tests (tests/e2e/console) drive it; Playwright downloads no browser
+#   4c. asyncapi    npm ci in tools/asyncapi when node is present and node_modules is missing: the
+#                   official @asyncapi/parser (pinned by its package-lock.json) that
+#                   tests/unit/contract/test_asyncapi_parser.py validates docs/asyncapi.json with
 #   5. pytest       uv run pytest "$@"   (default: tests/)
 # Exits with pytest's exit code; 5 (no test collected) is a failure too.
 # Env: RAPPORT_TEST_NO_DOCKER=1 skips the engine and uses local processes.
@@ -89,6 +92,22 @@ fi
 t=$(now_s)
 apt_install chromium chromium-driver || { echo "test.sh: ERROR: cannot install chromium and chromium-driver" >&2; exit 1; }
 phase_done chromium "$t" "$(chromium --version 2>/dev/null | head -n 1)"
+
+# 4c. asyncapi parser (npm) --------------------------------------------------------------------
+t=$(now_s)
+if ! command -v node >/dev/null 2>&1; then
+  phase_done asyncapi "$t" "skipped: node is not installed (the parser test is skipped)"
+else
+  pinned=$(cd tools/asyncapi && node -p 'require("./package.json").dependencies["@asyncapi/parser"]')
+  installed=$(cd tools/asyncapi && node -p 'require("./node_modules/@asyncapi/parser/package.json").version' 2>/dev/null || true)
+  if [ "$installed" = "$pinned" ]; then
+    phase_done asyncapi "$t" "@asyncapi/parser $installed already installed"
+  else
+    # The lock file pins every package; tools/asyncapi/.npmrc disables install scripts.
+    (cd tools/asyncapi && npm ci --no-audit --no-fund) || { echo "test.sh: ERROR: npm ci in tools/asyncapi failed" >&2; exit 1; }
+    phase_done asyncapi "$t" "npm ci: @asyncapi/parser $pinned"
+  fi
+fi
 
 # 5. pytest -------------------------------------------------------------------------------------
 [ $# -eq 0 ] && set -- tests/

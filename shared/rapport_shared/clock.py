@@ -37,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from . import envelope, topics
+from .contracts.internal import ClockAdvancedV1
 from .kafka_admin import client_kwargs, ensure_topics
 from .logging import get_logger
 from .retry import RetryPolicy
@@ -44,7 +45,7 @@ from .retry import RetryPolicy
 log = get_logger(__name__)
 
 CLOCK_TOPIC = topics.CLOCK
-TICK_TYPE = "rapport.clock.advanced.v1"
+TICK_TYPE = ClockAdvancedV1.event_type  # its published schema: the model (contracts/internal.py)
 TICK_SOURCE = "/rapport/clock-driver"
 # Kafka away while following the clock topic: the shared backoff (jittered), about a second at first.
 FOLLOW_RETRY = RetryPolicy(initial_s=1.0, max_s=10.0)
@@ -229,8 +230,9 @@ async def publish_tick(bootstrap: str, to: datetime, topic: str = CLOCK_TOPIC, s
     if to.tzinfo is None:
         raise ValueError("simulated time must be timezone-aware")
     await ensure_topics(bootstrap, [topic], 1, 1, security=security)
-    event = envelope.new_event(type=TICK_TYPE, source=TICK_SOURCE, subject="clock",
-                               data={"now": envelope.format_time(to)}, time=to)
+    event = envelope.new_event(type=TICK_TYPE, source=TICK_SOURCE, subject=ClockAdvancedV1.subject,
+                               data=ClockAdvancedV1(now=to), time=to,
+                               dataschema=envelope.schema_uri(TICK_TYPE, ClockAdvancedV1.schema_collection))
     rec = envelope.encode(event)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
                                 **client_kwargs(security))

@@ -8,16 +8,23 @@ Any Kafka client can read this with nothing but the published JSON Schemas.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
-SCHEMA_BASE = "/schemas/events/"  # resolved against the published docs; see docs/events.md
+# ``ce_dataschema`` is a URI (CloudEvents 1.0): absolute, ``<base>events/<type>.json``. The base is
+# where a deployment publishes ``docs/events/schemas/`` (docs/partners.md, "Schema URIs"); the
+# default names a reserved example domain (RFC 2606), so nobody mistakes it for a live host.
+SCHEMA_BASE_ENV = "RAPPORT_SCHEMA_BASE_URI"
+DEFAULT_SCHEMA_BASE = "https://schemas.rapport.example/"
 
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject")
 
@@ -56,8 +63,28 @@ class KafkaRecord:
     headers: dict[str, str]
 
 
-def schema_uri(event_type: str) -> str:
-    return f"{SCHEMA_BASE}{event_type}.json"
+def schema_base() -> str:
+    """The base URI of the published schemas: ``$RAPPORT_SCHEMA_BASE_URI`` or the default, always
+    ending in ``/``. Raises ``ValueError`` for a value that is not an absolute http(s) URI."""
+    return _checked_base(os.environ.get(SCHEMA_BASE_ENV, "").strip() or DEFAULT_SCHEMA_BASE)
+
+
+@cache
+def _checked_base(base: str) -> str:
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{SCHEMA_BASE_ENV}={base!r}: must be an absolute http(s) URI without query or fragment")
+    return base if base.endswith("/") else base + "/"
+
+
+def schema_uri(event_type: str, collection: str = "events") -> str:
+    """The ``ce_dataschema`` of ``event_type`` and the ``$id`` of its published JSON Schema.
+    ``collection`` is the folder under ``docs/events/schemas/``: ``events`` (the partner contract)
+    or ``internal`` (the services' own topics, e.g. the simulated clock)."""
+    return f"{schema_base()}{collection}/{event_type}.json"
+
+
+schema_base()  # a misconfigured base stops the process at start, not at its first event
 
 
 def new_event(
@@ -70,6 +97,7 @@ def new_event(
     id: str | None = None,
     correlation_id: str | None = None,
     traceparent: str | None = None,
+    dataschema: str | None = None,
 ) -> CloudEvent:
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
     if time.tzinfo is None:
@@ -81,7 +109,7 @@ def new_event(
         time=time.astimezone(timezone.utc),
         subject=subject,
         data=payload,
-        dataschema=schema_uri(type),
+        dataschema=dataschema or schema_uri(type),
         correlation_id=correlation_id,
         traceparent=traceparent,
     )

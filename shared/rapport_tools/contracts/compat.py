@@ -19,7 +19,7 @@ So, for the same type version, these are **breaking** (exit status 1):
 
 =========================  ====================================================================
 ``type_removed``           a published type version is no longer in the catalogue
-``metadata_changed``       its topic, record key or ``$id`` (``ce_dataschema``) changed
+``metadata_changed``       its topic or record key changed
 ``field_removed``          a field is gone (``renamed`` when a field of the same schema appeared)
 ``type_changed``           a field's JSON type changed (string → integer, object → array, ...)
 ``nullable_added``         a field may now be ``null`` where a value was guaranteed
@@ -37,7 +37,9 @@ allow but a *strict* old validator would notice — ``enum_widened`` (readers mu
 codes), ``constraint_loosened``, ``default_changed``.
 
 **Safe**: ``field_added_optional``, ``type_added`` (including a ``.v2`` next to an unchanged ``.v1``),
-and any change of titles or descriptions.
+``schema_uri_changed`` (the ``$id``, hence ``ce_dataschema``, names the schema somewhere else: a URI
+that identifies it, not part of what a record holds; readers select the schema by ``ce_type``), and
+any change of titles, descriptions or ``examples`` (annotations, not compared).
 
 A breaking change therefore comes as a new type version: add ``FooV2`` (``rapport.foo.v2``) beside
 the unchanged ``FooV1``, publish both, and retire v1 only when nobody produces or replays it any more
@@ -417,8 +419,7 @@ def _bound_text(value: float, exclusive: bool, op: str) -> str:
     return f"{op}{'' if exclusive else '='} {value:g}" if isinstance(value, float) else f"{op}{'' if exclusive else '='} {value}"
 
 
-_METADATA = (("x-kafka-topic", "topic"), ("x-kafka-key", "record key"), ("$id", "$id (ce_dataschema)"),
-             ("x-cloudevents-type", "CloudEvents type"))
+_METADATA = (("x-kafka-topic", "topic"), ("x-kafka-key", "record key"), ("x-cloudevents-type", "CloudEvents type"))
 
 
 def compare_schemas(old: Schema, new: Schema, event_type: str = "") -> list[Change]:
@@ -429,6 +430,9 @@ def compare_schemas(old: Schema, new: Schema, event_type: str = "") -> list[Chan
     for key, what in _METADATA:
         if key in old and old.get(key) != new.get(key):
             c.add(BREAKING, "metadata_changed", "", f"{what} changed from {old.get(key)!r} to {new.get(key)!r}")
+    if "$id" in old and old.get("$id") != new.get("$id"):
+        c.add(SAFE, "schema_uri_changed", "", f"$id (ce_dataschema) changed from {old.get('$id')!r} to "
+                                              f"{new.get('$id')!r}")
     c.value(old, new, "")
     return c.changes
 

@@ -1,8 +1,9 @@
 """``python -m rapport_tools.docs [asyncapi|html|all] [--check] [--root DIR]``
 
-Writes ``<root>/docs/asyncapi.json`` (asyncapi) and ``<root>/docs/events/`` (html: ``index.html`` and
-``schemas/events/<type>.json``); ``all`` (default) does both. ``--check`` writes nothing and exits 1
-listing every stale, missing or extra file.
+Writes ``<root>/docs/asyncapi.json`` (asyncapi) and the human-readable catalogue (html:
+``<root>/docs/events/index.html``, ``schemas/events/<type>.json`` and ``schemas/internal/<type>.json``
+beside it, and the generated tables of ``<root>/docs/events.md``); ``all`` (default) does both. ``--check`` writes nothing and
+exits 1 listing every stale, missing or extra file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..contracts.export import repo_root
+from . import catalogue
 from .asyncapi import build
 from .html import render_site
 
@@ -25,6 +27,9 @@ def expected_files(root: Path, what: str = "all") -> dict[Path, str]:
     if what in ("html", "all"):
         for rel, text in render_site(doc).items():
             files[root / "docs" / "events" / rel] = text
+        events_md = root / "docs" / "events.md"
+        if events_md.exists():  # the prose is hand-written; only its catalogue tables are generated
+            files[events_md] = catalogue.update(events_md.read_text(), doc)
     return files
 
 
@@ -32,8 +37,8 @@ def stale_files(root: Path, what: str = "all") -> list[str]:
     files = expected_files(root, what)
     stale = [str(p.relative_to(root)) for p, text in files.items() if not p.exists() or p.read_text() != text]
     if what in ("html", "all"):
-        generated = root / "docs" / "events" / "schemas" / "events"
-        for extra in sorted(generated.glob("*.json")) if generated.is_dir() else []:
+        generated = root / "docs" / "events" / "schemas"
+        for extra in sorted(generated.glob("*/*.json")) if generated.is_dir() else []:
             if extra not in files:
                 stale.append(f"{extra.relative_to(root)} (no longer generated)")
     return stale
@@ -62,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             written.append(str(path.relative_to(root)))
     if args.what in ("html", "all"):
-        generated = root / "docs" / "events" / "schemas" / "events"
-        for extra in sorted(generated.glob("*.json")):
+        generated = root / "docs" / "events" / "schemas"
+        for extra in sorted(generated.glob("*/*.json")):
             if extra not in files:
                 extra.unlink()
                 written.append(f"-{extra.relative_to(root)}")

@@ -1,6 +1,8 @@
 """Render the AsyncAPI document and the JSON Schemas as one static HTML page (no JavaScript, no
-network): ``docs/events/index.html``, with the schemas beside it under ``schemas/events/`` so that
-serving ``docs/events/`` as a site root resolves every ``ce_dataschema`` (``/schemas/events/<type>.json``)."""
+network): ``docs/events/index.html``, with the schemas beside it under ``schemas/events/`` (the
+partner contract) and ``schemas/internal/`` (the clock tick). Served at the schema base URI
+(``envelope.schema_base()``), ``docs/events/schemas/`` resolves every ``ce_dataschema``
+(``<base>events/<type>.json``; docs/partners.md "Schema URIs")."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 from html import escape
 from typing import Any
 
-from ..contracts.export import render as render_schema
+from ..contracts.export import SCHEMAS_ROOT, published_files
 
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2430;background:#fafbfc}
@@ -161,7 +163,7 @@ def render_html(doc: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> str:
                "(AsyncAPI 3.0: <a href=\"../asyncapi.json\">asyncapi.json</a>). Do not edit.</p>")
     out.append("<p>" + escape(info["description"].split("\n\n")[0]) + "</p>")
 
-    env = messages[min(schemas)]["headers"]
+    env = messages[min(t for t, s in schemas.items() if "x-kafka-key" in s)]["headers"]  # a partner message
     out.append('<h2 id="envelope">Envelope: CloudEvents 1.0, Kafka binary mode</h2>')
     out.append("<p>The record <b>value</b> is the event's <code>data</code> as compact UTF-8 JSON; the "
                "<b>key</b> is the episode id (UTF-8), so every event of an episode is in order on one partition; "
@@ -218,13 +220,20 @@ def render_html(doc: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> str:
             if mid in schemas:
                 schema = schemas[mid]
                 used_by = ", ".join(consumers.get(mid, [])) or "—"
-                out.append(f'<p>Schema: <a href="schemas/events/{escape(mid)}.json"><code>{escape(schema["$id"])}</code></a> · '
+                out.append(f'<p>Schema: <a href="{escape(msg["x-json-schema"].removeprefix("events/"))}">'
+                           f'<code>{escape(schema["$id"])}</code></a> · '
                            f'<code>ce_source</code> <code>{escape(msg["headers"]["properties"]["ce_source"]["const"])}</code> · '
                            f"consumed inside Rapport by: {escape(used_by)}</p>")
                 rows = [[f"<code>{escape(p)}</code>", t, '<span class="req">yes</span>' if req else "",
                          f"<code>{escape(d)}</code>" if d else "", escape(desc)]
                         for p, t, req, d, desc in field_rows(schema)]
                 out.append(_table(["field", "type", "required", "default", "description"], rows))
+                for example in msg.get("examples", []):
+                    out.append("<details><summary>Example record (generated from the model)</summary><pre>"
+                               + escape(f"key: {example['headers'].get('ce_subject', '')}\n"
+                                        + "".join(f"{k}: {v}\n" for k, v in example.get("headers", {}).items())
+                                        + "\n" + json.dumps(example["payload"], indent=2))
+                               + "</pre></details>")
             else:
                 hdr = msg.get("headers", {})
                 rows = [[f"<code>{escape(n)}</code>", '<span class="req">yes</span>' if n in hdr.get("required", []) else "",
@@ -243,14 +252,12 @@ def render_html(doc: dict[str, Any], schemas: dict[str, dict[str, Any]]) -> str:
 
 
 def render_site(doc: dict[str, Any]) -> dict[str, str]:
-    """relative path under docs/events/ → content."""
-    from rapport_shared.contracts import EVENT_MODELS
-
+    """relative path under docs/events/ → content: the page and every published schema."""
     files: dict[str, str] = {}
     schemas: dict[str, dict[str, Any]] = {}
-    for t in sorted(EVENT_MODELS):
-        text = render_schema(t)
-        schemas[t] = json.loads(text)
-        files[f"schemas/events/{t}.json"] = text
+    for path, text in published_files(SCHEMAS_ROOT).items():
+        schema = json.loads(text)
+        schemas[schema["x-cloudevents-type"]] = schema
+        files[f"schemas/{path.relative_to(SCHEMAS_ROOT).as_posix()}"] = text
     files["index.html"] = render_html(doc, schemas)
     return files

@@ -142,3 +142,110 @@ def test_the_html_lists_every_type_with_its_fields():
         assert f'id="msg-{t}"' in html and f'href="schemas/events/{t}.json"' in html
         for name in model.model_fields:
             assert f"<code>{name}</code>" in html
+
+
+# -- what the services really do (#14: from the handler registries, not from scanning source) ----
+
+def _services_of(doc, action, channel):
+    return sorted(t["name"].split(":", 1)[1] for o in doc["operations"].values()
+                  if o["action"] == action and o["channel"]["$ref"] == f"#/channels/{channel}"
+                  for t in o["tags"] if t["name"].startswith("service:"))
+
+
+def test_each_service_receives_exactly_what_its_handler_registry_handles(doc):
+    from rapport_tools import services
+
+    for name, spec in services.registered().items():
+        handled = {m.event_type for m in spec.load("handlers").event_models}
+        received = {m["$ref"].rsplit("/", 1)[-1] for oid, op in doc["operations"].items()
+                    if oid.startswith(f"{name}.receive.") and op["channel"]["$ref"].rsplit("/", 1)[-1] in topics.SHARED_TOPICS
+                    for m in op["messages"]}
+        assert received == handled & set(EVENT_MODELS), name
+        # and every topic it consumes is one it may read (its ACLs)
+        assert {EVENT_MODELS[t].topic for t in handled if t in EVENT_MODELS} <= set(spec.kafka.reads), name
+
+
+def test_the_notifier_subscribes_to_every_shared_topic(doc):
+    for topic in topics.SHARED_TOPICS:
+        assert "notifier" in _services_of(doc, "receive", topic), topic
+    assert _services_of(doc, "receive", topics.PRIVATE_CONTACTS) == ["notifier"]
+    assert _services_of(doc, "receive", topics.PRIVATE_PERSON_KEYS) == ["notifier"]
+
+
+def test_every_dead_letter_topic_of_every_group_is_a_channel_the_acls_grant(doc):
+    from rapport_tools import acl, services
+
+    from_acls = {d for name in services.registered() for d in acl.service_dlq_topics(name)}
+    channels = {c["address"] for c in doc["channels"].values() if ".dlq." in c["address"]}
+    assert channels == from_acls and channels
+    for address in channels:
+        topic, group = address.split(".dlq.")
+        assert topics.dlq_topic(topic, group) == address
+        [sender] = _services_of(doc, "send", address)
+        assert f"rapport-{sender}" == group
+
+
+def test_the_clock_topic_has_a_published_schema_and_its_readers(doc):
+    from rapport_shared.clock import TICK_TYPE
+    from rapport_tools import services
+
+    msg = doc["components"]["messages"][TICK_TYPE]
+    assert doc["channels"][topics.CLOCK]["messages"] == {TICK_TYPE: {"$ref": f"#/components/messages/{TICK_TYPE}"}}
+    schema = json.loads((ROOT / "docs" / msg["x-json-schema"]).read_text())
+    assert msg["headers"]["properties"]["ce_dataschema"]["const"] == schema["$id"] == msg["x-dataschema"]
+    assert doc["components"]["schemas"][TICK_TYPE]["required"] == ["now"]
+    readers = sorted(n for n, s in services.registered().items() if topics.CLOCK in s.kafka.reads)
+    assert readers and _services_of(doc, "receive", topics.CLOCK) == readers
+    assert _services_of(doc, "send", topics.CLOCK) == ["clock-driver"]
+
+
+def test_private_topics_are_operations_with_opaque_payloads(doc):
+    from rapport_shared.private_contacts import ContactRecordV1
+
+    contact_fields = set(ContactRecordV1.model_fields) - {"person_id"}  # the pseudonymous key is no contact detail
+    for topic in (topics.PRIVATE_CONTACTS, topics.PRIVATE_PERSON_KEYS, topics.ERASURES):
+        channel = doc["channels"][topic]
+        assert _services_of(doc, "send", topic) == ["intake"]
+        assert _services_of(doc, "receive", topic)
+        for ref in channel["messages"].values():
+            msg = _pointer(doc, ref["$ref"])
+            assert not contact_fields & set(msg["payload"].get("properties", {})), msg["name"]
+            if topic != topics.ERASURES:
+                assert msg["payload"]["format"] == "binary" and msg["payload"]["x-encrypted"] is True
+    # the contact record's model is described nowhere in the document
+    text = json.dumps(doc)
+    assert "ContactRecordV1" not in text
+    assert not any(f'"{f}":' in text for f in ("email", "phone", "channel_consent", "quiet_hours", "preferred_channel"))
+
+
+def test_every_message_example_is_a_valid_record(doc):
+    for mid, msg in doc["components"]["messages"].items():
+        if mid not in EVENT_MODELS and mid != "rapport.clock.advanced.v1":
+            continue
+        [example] = msg["examples"]
+        payload = jsonschema.Draft7Validator({"$ref": f"#/components/schemas/{mid}", "components": doc["components"]},
+                                             format_checker=jsonschema.FormatChecker())
+        payload.validate(example["payload"])
+        jsonschema.Draft7Validator(msg["headers"], format_checker=jsonschema.FormatChecker()).validate(example["headers"])
+        event = envelope.decode(json.dumps(example["payload"]).encode(), example["headers"])
+        assert event.type == mid and event.dataschema == msg["x-dataschema"]
+        assert json.loads((ROOT / "docs" / msg["x-json-schema"]).read_text())["examples"] == [example["payload"]]
+
+
+def test_events_md_lists_every_event_type_once():
+    text = (ROOT / "docs" / "events.md").read_text()
+    rows = re.findall(r"^\| `(rapport\.[a-z.]+)` \| `(rapport\.[a-z_.]+\.v\d+)` \|", text, re.M)
+    partner = [(topic, t) for topic, t in rows if t in EVENT_MODELS]
+    assert sorted(t for _, t in partner) == sorted(EVENT_MODELS)
+    assert all(EVENT_MODELS[t].topic == topic for topic, t in partner)
+
+
+def test_each_service_sends_to_the_topics_its_runtime_produces(doc):
+    """The runtime's ``produces`` (bootstrap: the topics its outbox relays to) is what the document
+    says the service publishes; building the app touches neither Kafka nor Postgres."""
+    from rapport_tools import services
+
+    for name, spec in services.registered().items():
+        runtime = spec.load("app")(spec.load("settings")()).state.runtime
+        sends = {t for t in topics.SHARED_TOPICS if name in _services_of(doc, "send", t)}
+        assert sends == set(runtime.produces), name

@@ -26,7 +26,7 @@ def test_encode_is_binary_mode_with_ce_headers_and_episode_key():
     assert rec.headers["ce_specversion"] == "1.0"
     assert rec.headers["ce_type"] == "rapport.course.phase_changed.v1"
     assert rec.headers["ce_time"] == "2026-11-26T09:30:00Z"
-    assert rec.headers["ce_dataschema"] == "/schemas/events/rapport.course.phase_changed.v1.json"
+    assert rec.headers["ce_dataschema"] == "https://schemas.rapport.example/events/rapport.course.phase_changed.v1.json"
     assert rec.headers["content-type"] == "application/json"
     assert rec.headers["correlation_id"] == "corr-1"
 
