@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from rapport_shared.contracts.outcomes import AlertRaisedV1, AlertResolvedV1
 from rapport_shared.clock import clock_for
 from rapport_shared.http.app import create_app
 from rapport_shared.timers import TimedRuntime
@@ -32,6 +33,11 @@ def build(settings: NotifierSettings) -> FastAPI:
         settings=settings, migrations_dir=MIGRATIONS, produces=[NOTIFICATIONS], clock=clock_for(settings),
         handlers=handlers.handlers, uow_class=NotifierUnitOfWork,
         timer_poll_interval_s=settings.timer_poll_interval_s,
+        # The safety lane: alerts are consumed by their own group and pool, never behind routine
+        # records (exactly once through the shared inbox; docs/architecture.md "Safety lane"). The
+        # resolution rides with the raise: same topic and key, so the lane keeps their order and a
+        # resolution can never be applied before the page it stops.
+        priority=[AlertRaisedV1, AlertResolvedV1],
     )
     channels = {"log": LogChannel(), "email": EmailChannel(settings.smtp_host, settings.smtp_port_or_default, settings.smtp_from,
                                                           settings.smtp_timeout_s or settings.send_timeout_s,
@@ -54,7 +60,8 @@ def build(settings: NotifierSettings) -> FastAPI:
     app = create_app(runtime, [http.router], title="Rapport notifier",
                      description="Reminders, questionnaire requests, clinician alerts and partner webhooks, each "
                                  "delivered once per idempotency key; emits rapport.notifications events.",
-                     policy=ACCESS_POLICY, resolvers=resolvers(settings))
+                     policy=ACCESS_POLICY, resolvers=resolvers(settings),
+                     openapi_values=http.openapi_values(settings))
     app.state.settings = settings
     app.state.templates = templates
     app.state.sender = sender

@@ -11,6 +11,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from ..domain.rules import URGENT
+
 SENDER_CHANNEL = "notifier_sender"
 
 
@@ -88,13 +90,15 @@ class DeliveryRepository:
             " WHERE status = 'sending' AND lease_until < now()"))
 
     async def claim(self, limit: int, lease: timedelta) -> list[asyncpg.Record]:
-        """Up to ``limit`` due ``ready`` rows, now ``sending`` under a lease (one attempt more)."""
+        """Up to ``limit`` due ``ready`` rows, now ``sending`` under a lease (one attempt more).
+        Urgent kinds (safety pages) first: a page never waits behind a backlog of routine sends."""
         return await self.conn.fetch(
             "UPDATE notifications SET status = 'sending', attempts = attempts + 1, lease_until = now() + $2::interval,"
             " first_attempt_at = COALESCE(first_attempt_at, now()) WHERE notification_id IN ("
             "  SELECT notification_id FROM notifications WHERE status = 'ready' AND next_attempt_at <= now()"
-            "  ORDER BY next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *",
-            limit, lease)
+            "  ORDER BY (kind = ANY($3::text[])) DESC, next_attempt_at, created_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *",
+            limit, lease, sorted(URGENT))
 
     async def settle_doubt(self, notification_id: uuid.UUID, *, asked: bool) -> bool:
         """An in-doubt row ours to send: the provider said it had not accepted it (``asked``), or
