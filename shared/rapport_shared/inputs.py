@@ -8,8 +8,10 @@
 - :data:`Integer`: a JSON integer. ``3`` and ``3.0`` are the same integer in JSON Schema, so
   both are taken; ``"3"``, ``true`` and ``3.5`` are not (``StrictInt`` refuses ``3.0``, lax
   ``int`` takes ``"3"``).
+- :data:`Day`: a calendar day ``YYYY-MM-DD`` (``format: date``); never ``0`` or a timestamp.
 - :data:`TimeZoneName`: an IANA time zone name. Its schema lists the zones this machine knows
   (``x-rapport-values: timezones``, filled in when the OpenAPI document is built).
+- :class:`WeeklySlotIn`: the contracts' weekly slot with ``weekday`` a JSON integer.
 
 :func:`known` marks a string field whose allowed values are data the service loads (instrument
 codes, template ids, decline reasons): the OpenAPI document lists them as an ``enum``
@@ -19,11 +21,13 @@ codes, template ids, decline reasons): the OpenAPI document lists them as an ``e
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
+
+from .contracts.intake import WeeklySlot
 
 # The marker the OpenAPI builder replaces with ``enum`` (rapport_shared.http.openapi).
 VALUES_KEY = "x-rapport-values"
@@ -61,6 +65,17 @@ def _integer(value: Any) -> Any:
 
 Integer = Annotated[int, BeforeValidator(_integer)]
 
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_day(value: Any) -> Any:
+    if isinstance(value, date) or (isinstance(value, str) and _DAY.match(value)):
+        return value
+    raise ValueError("must be a day, YYYY-MM-DD")
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
 
 def known(values: str) -> Any:
     """``Annotated`` metadata: the field's values are the service's ``values`` set (an ``enum`` in
@@ -80,6 +95,12 @@ TimeZoneName = Annotated[str, AfterValidator(_zone), known("timezones"),
                          Field(description="IANA time zone, e.g. Europe/London")]
 
 
+class WeeklySlotIn(WeeklySlot):
+    """A weekly window as a caller sends it (``weekday`` 1–7 as a JSON integer, never ``"2"``)."""
+
+    weekday: Integer = Field(ge=1, le=7, description="ISO weekday, 1 = Monday")
+
+
 def time_zones() -> list[str]:
     """The zones ``TimeZoneName`` lists (every IANA name this machine's tz database has)."""
     return sorted(z for z in available_timezones() if _loads(z))
@@ -93,4 +114,5 @@ def _loads(name: str) -> bool:
         return False
 
 
-__all__ = ["Integer", "TIMESTAMP_RULE", "TimeZoneName", "Timestamp", "VALUES_KEY", "known", "time_zones"]
+__all__ = ["Day", "Integer", "TIMESTAMP_RULE", "TimeZoneName", "Timestamp", "VALUES_KEY", "WeeklySlotIn", "known",
+           "time_zones"]

@@ -38,4 +38,5 @@ def build(settings: IntakeSettings) -> FastAPI:
                              handlers=handlers.handlers, uow_class=IntakeUnitOfWork,
                              background=[run_contacts_relay], clock=clock_for(settings))
     return create_app(runtime, [http.router], title="Rapport intake", description=DESCRIPTION, policy=ACCESS_POLICY,
-                      resolvers={"episode_id": episode_resolver(settings.owner_of_unowned())})
+                      resolvers={"episode_id": episode_resolver(settings.owner_of_unowned())},
+                      openapi_values=http.openapi_values(settings))

@@ -3,7 +3,6 @@ care team of the caller's organisation (supervisors, on-call windows). Admin of 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,10 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import pseudonyms
 from ..contracts.base import PseudonymousId
+from ..inputs import Timestamp
 from .access import AccessConfig, Duty, Grant, audit_query_sql, audit_row, current_grant
 from .errors import Invalid
 
 router = APIRouter(prefix="/v1", tags=["access"])
+
+# A ``seq`` is a Postgres bigint: a larger ``after_seq`` is refused (422), not sent to the database.
+MAX_SEQ = 2**63 - 1
 
 
 class AuditEntry(BaseModel):
@@ -39,7 +42,7 @@ class AuditPage(BaseModel):
 
 @router.get("/access-audit", response_model=AuditPage,
             summary="Who read or tried to act on which record here, when, through which route, allowed or refused")
-async def access_audit(request: Request, grant: Grant = Depends(current_grant), after_seq: int = Query(0, ge=0),
+async def access_audit(request: Request, grant: Grant = Depends(current_grant), after_seq: int = Query(0, ge=0, le=MAX_SEQ),
                        limit: int = Query(100, ge=1, le=1000), record_id: str | None = Query(None, max_length=64),
                        actor: str | None = Query(None, max_length=64),
                        decision: Literal["allowed", "refused", "not_found"] | None = None) -> AuditPage:
@@ -55,8 +58,8 @@ class CareTeamEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     clinician_id: PseudonymousId
     duty: Duty
-    starts_at: datetime | None = Field(default=None, description="on-call window start (UTC offset required)")
-    ends_at: datetime | None = None
+    starts_at: Timestamp | None = Field(default=None, description="on-call window start (UTC offset required)")
+    ends_at: Timestamp | None = Field(default=None, description="on-call window end, after starts_at")
 
 
 class CareTeam(BaseModel):

@@ -5,10 +5,12 @@ One table maps domain errors to status codes; one body shape for all of them::
     {"type": "urn:rapport:problem:<code>", "title": "...", "status": 404,
      "detail": "no episode ep-1", "field": "episode_id", "error": "NotFound"}
 
-``type`` is a URN naming the problem (the codes are listed in docs/errors.md); ``field`` names the
+``type`` is a URN naming the problem (the codes are listed in docs/api.md); ``field`` names the
 offending input (dotted path) where there is one; ``error`` repeats the code for clients written
 before problem details (kept: it costs nothing and breaks nobody). A server error says only that
-it happened: no exception text (it might carry health data) — the log has the rest.
+it happened: no exception text (it might carry health data) — the log has the rest. A body that is
+not even text (not UTF-8) is 400 ``malformed_body``; bad JSON or the wrong shape is 422
+``validation_error``; text Postgres cannot store (U+0000) is 422 ``unstorable_text``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from asyncpg.exceptions import CharacterNotInRepertoireError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -95,7 +98,7 @@ def error_body(exc: DomainError) -> dict[str, Any]:
     return problem(status_for(exc), exc.code, exc.message, field=exc.field, extra=exc.extra)
 
 
-_HTTP_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+_HTTP_CODES = {400: "malformed_body", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                406: "not_acceptable", 413: "request_too_large", 415: "unsupported_media_type"}
 
 
@@ -130,6 +133,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # Allow names every method of the path, not only the first route's
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(exc.status_code, code, detail, headers=headers or None)
+
+    @app.exception_handler(CharacterNotInRepertoireError)
+    async def _unstorable(_: Request, exc: CharacterNotInRepertoireError) -> ProblemResponse:
+        # JSON and query strings may carry U+0000; Postgres text cannot hold it. The transaction
+        # rolled back: nothing was written.
+        return problem_response(422, "unstorable_text", "text must not contain the character U+0000 (NUL)")
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> ProblemResponse:

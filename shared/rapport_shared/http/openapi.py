@@ -4,23 +4,46 @@ shared layers do to every route, and FastAPI's own ``HTTPValidationError`` schem
 route ever answers with) is gone.
 
 What each operation can answer, whatever its handler does:
+- 400: a body that cannot be read as text (not UTF-8); JSON with a syntax error, or of the wrong
+  shape, is 422;
 - 401, 403: the route is not public (access policy: no or a bad token; a role it does not allow);
 - 404: a path parameter names a record (missing and not-yours answer alike), or a command that
   names records in its body;
 - 409: a command (POST/PUT/PATCH/DELETE) the record's state may refuse;
 - 413: a request body over the limit; 422: parameters or a body that fail validation;
 - 500: the service failed (no detail).
+
+Request constraints whose values are data the service loads (instrument codes, template ids, time
+zones) are marked in the models (``rapport_shared.inputs.known``) and listed here as an ``enum``
+from ``values`` (``install_problem_responses(app, values)``), so a client generated from the
+document, or schemathesis, sends only what the service accepts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from ..inputs import VALUES_KEY, time_zones
 from .errors import PROBLEM_MEDIA_TYPE, Problem
+
+# A set of allowed values by name: the values, or a function returning them (called once, when the
+# document is first built).
+Values = Mapping[str, Iterable[str] | Callable[[], Iterable[str]]]
+
+
+def _instrument_codes() -> Iterable[str]:
+    from ..instruments import load_catalogue  # noqa: PLC0415 (only when a document is built)
+
+    return load_catalogue().codes
+
+
+# Sets every service knows; a service adds its own (create_app(openapi_values=...)).
+SHARED_VALUES: Values = {"timezones": time_zones, "instruments": _instrument_codes}
 
 COMMANDS = {"post", "put", "patch", "delete"}
 
@@ -41,13 +64,34 @@ def statuses_for(method: str, path: str, op: dict[str, Any], public: bool) -> li
     if method in COMMANDS:
         found.add(409)
     if has_body:
-        found |= {413, 422}
+        found |= {400, 413, 422}
     if params:
         found.add(422)
     return sorted(found)
 
 
-def install_problem_responses(app: FastAPI) -> None:
+def fill_values(node: Any, values: Values, cache: dict[str, list[str]] | None = None) -> None:
+    """Replace every ``x-rapport-values: <name>`` marker in a JSON Schema tree by ``enum``."""
+    cache = {} if cache is None else cache
+    if isinstance(node, dict):
+        name = node.pop(VALUES_KEY, None)
+        if name is not None:
+            if name not in cache:
+                if name not in values:
+                    raise KeyError(f"the OpenAPI document needs the values {name!r}; none were given")
+                found = values[name]
+                cache[name] = sorted(found() if callable(found) else found)
+            node["enum"] = cache[name]
+        for child in node.values():
+            fill_values(child, values, cache)
+    elif isinstance(node, list):
+        for child in node:
+            fill_values(child, values, cache)
+
+
+def install_problem_responses(app: FastAPI, values: Values | None = None) -> None:
+    all_values = {**SHARED_VALUES, **(values or {})}
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -66,6 +110,7 @@ def install_problem_responses(app: FastAPI) -> None:
                 responses = op.setdefault("responses", {})
                 for status in statuses_for(method, path, op, public):
                     responses[str(status)] = _response(status)
+        fill_values(schema, all_values)
         app.openapi_schema = schema
         return schema
 

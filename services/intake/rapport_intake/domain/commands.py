@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
-from rapport_shared.contracts import Availability, ProblemArea, WeeklySlot, StrictPseudonymousId, TargetCondition
+from rapport_shared.contracts import Availability, ProblemArea, StrictPseudonymousId, TargetCondition
 from rapport_shared.contracts.base import ClientKey, Code
+from rapport_shared.inputs import Integer, Timestamp, WeeklySlotIn, known
 from rapport_shared.private_contacts import Channel, LanguageCode, QuietHours
 
 # Free text: personal data (a name, a clinical note). Stays in intake's schema, is erased on
@@ -32,6 +33,18 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# What the phone validator accepts, as one pattern for the OpenAPI document: E.164 once the
+# separators people write ("+44 7700 900123", "(0)", dots, dashes) are taken out.
+_SEP = r"[\s().-]*"
+_PHONE_WRITTEN = rf"^{_SEP}\+{_SEP}[1-9](?:{_SEP}[0-9]){{6,14}}{_SEP}$"
+
+# Codes the service's data defines (the OpenAPI document lists them; the domain refuses others).
+InstrumentCode = Annotated[Code, known("instruments")]
+TemplateId = Annotated[Code, known("templates")]
+ExclusionCode = Annotated[Code, known("exclusions")]
+DeclineReason = Annotated[Code, known("decline_reasons")]
+# Listed as the IANA zones in the document; the model checks it (``check_timezone``, naming the field).
+ZoneName = Annotated[str, known("timezones")]
 
 
 class Body(BaseModel):
@@ -67,15 +80,22 @@ class RecordConsent(Body):
                                    " not given unless true. Carried on rapport.intake.completed.v1")
 
 
+class ContactQuietHours(QuietHours):
+    """Quiet hours as a caller sends them: ``timezone`` one of the IANA zones."""
+
+    timezone: ZoneName = Field(description="IANA time zone, e.g. Europe/London")
+
+
 class RecordContact(Body):
     """Contact details and channel preferences: personal data (intake's schema and the private topic only)."""
 
     name: ShortText | None = Field(default=None, description="how to address the person")
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, description="international form, e.g. +44 7700 900123")
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"pattern": _EMAIL.pattern})
+    phone: str | None = Field(default=None, description="international form, e.g. +44 7700 900123",
+                              json_schema_extra={"pattern": _PHONE_WRITTEN})
     channel_consent: dict[Channel, StrictBool] = Field(default_factory=dict, description="consent to each channel")
     preferred_channel: Channel | None = None
-    quiet_hours: QuietHours | None = None
+    quiet_hours: ContactQuietHours | None = None
     language: LanguageCode | None = Field(default=None, description="ISO 639 code for messages, e.g. en, es;"
                                                                     " none = the notifier's default")
 
@@ -110,14 +130,16 @@ MAX_EXCLUSIONS = 50
 class RecordAvailability(Availability):
     """The patient's weekly availability, bounded (the event contract's ``Availability`` is not)."""
 
-    slots: list[WeeklySlot] = Field(min_length=1, max_length=MAX_WEEKLY_SLOTS,
-                                    description=f"weekly windows, at most {MAX_WEEKLY_SLOTS}")
+    timezone: ZoneName = Field(description="IANA time zone, e.g. Europe/London")
+    slots: list[WeeklySlotIn] = Field(min_length=1, max_length=MAX_WEEKLY_SLOTS,
+                                      description=f"weekly windows, at most {MAX_WEEKLY_SLOTS}")
 
 
 class SubmitBaseline(Body):
-    instrument: Code = Field(description="instrument code in the catalogue, e.g. phq9")
-    answers: dict[int, StrictInt] = Field(description="questionnaire item number → answer", max_length=MAX_ANSWERS)
-    administered_at: AwareDatetime | None = Field(default=None, description="when answered; default now")
+    instrument: InstrumentCode = Field(description="instrument code in the catalogue, e.g. phq9")
+    answers: dict[int, Integer] = Field(description="questionnaire item number → answer", max_length=MAX_ANSWERS,
+                                        json_schema_extra={"propertyNames": {"pattern": "^[0-9]{1,9}$"}})
+    administered_at: Timestamp | None = Field(default=None, description="when answered; default now")
 
 
 class InventoryPerson(Body):
@@ -126,7 +148,7 @@ class InventoryPerson(Body):
 
     role: Code = Field(description="coded relationship, e.g. partner, mother, friend, colleague")
     label: ShortText | None = Field(default=None, description="how the patient names them (free text, erasable)")
-    closeness: StrictInt = Field(ge=1, le=3, description="closeness circle: 1 = innermost, 3 = outermost")
+    closeness: Integer = Field(ge=1, le=3, description="closeness circle: 1 = innermost, 3 = outermost")
     support: StrictBool = Field(description="a source of support")
     conflict: StrictBool = Field(description="in conflict or dispute")
     change_near_onset: StrictBool = Field(description="the relationship changed near symptom onset (loss, start, end, role change)")
@@ -139,13 +161,18 @@ class RecordInventory(Body):
 
 
 class RecordFocus(Body):
+    # The document says what ``model.check_focus`` refuses: a secondary equal to the primary.
+    model_config = ConfigDict(json_schema_extra={"not": {"anyOf": [
+        {"properties": {"primary": {"const": a.value}, "secondary": {"const": a.value}},
+         "required": ["primary", "secondary"]} for a in ProblemArea]}})
+
     primary: ProblemArea
-    secondary: ProblemArea | None = None
+    secondary: ProblemArea | None = Field(default=None, description="another area than the primary")
     rationale: FreeText = Field(description="why this area (free text, erasable)")
 
 
 class ChooseTemplate(Body):
-    template_id: Code
+    template_id: TemplateId
 
 
 class AssignClinician(Body):
@@ -156,9 +183,9 @@ class RecordEligibility(Body):
     """The clinician's screening against the configured exclusion list, decided against the
     chosen template. Age in whole years at assessment (never a birth date)."""
 
-    age_years: StrictInt = Field(ge=0, le=130)
-    exclusions: list[Code] = Field(default_factory=list, max_length=MAX_EXCLUSIONS,
-                                   description="exclusion criteria present (codes); empty = none")
+    age_years: Integer = Field(ge=0, le=130)
+    exclusions: list[ExclusionCode] = Field(default_factory=list, max_length=MAX_EXCLUSIONS,
+                                            description="exclusion criteria present (codes); empty = none")
 
 
 class RiskDecision(StrEnum):
@@ -168,12 +195,12 @@ class RiskDecision(StrEnum):
 
 class RecordRiskReview(Body):
     decision: RiskDecision
-    reviewed_at: AwareDatetime | None = Field(default=None, description="when the review happened; default now")
+    reviewed_at: Timestamp | None = Field(default=None, description="when the review happened; default now")
     note: FreeText | None = None
 
 
 class Decline(Body):
-    reason_code: Code
+    reason_code: DeclineReason
 
 
 class CompleteIntake(Body):
@@ -185,7 +212,7 @@ class CompleteIntake(Body):
     baseline: list[SubmitBaseline] = Field(default_factory=list, max_length=20)
     inventory: RecordInventory | None = None
     focus: RecordFocus | None = None
-    template_id: Code | None = None
+    template_id: TemplateId | None = None
     clinician_id: StrictPseudonymousId | None = None
     availability: RecordAvailability | None = None
     eligibility: RecordEligibility | None = None

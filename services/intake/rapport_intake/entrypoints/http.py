@@ -11,8 +11,7 @@ organisation's records (erasure, the audit log) and republishes contacts.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
-from typing import Literal
+from typing import Iterable, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -21,7 +20,8 @@ from rapport_shared.contracts import PseudonymousId
 from rapport_shared.errors import Conflict, NotFound
 from rapport_shared.http.access import AccessConfig, Grant, RecordScope, current_grant, write_audit
 from rapport_shared.http.auth import Principal, Role
-from rapport_shared.http.paging import cursor, parse_cursor
+from rapport_shared.http.paging import after_query, cursor, parse_cursor
+from rapport_shared.inputs import Timestamp
 
 from ..domain import commands
 from ..domain.commands import Actor
@@ -106,7 +106,7 @@ async def open_referral(body: commands.OpenReferral, request: Request, response:
 async def list_referrals(request: Request, grant: Grant = Depends(current_grant),
                          status: Literal["open", "completed", "declined"] | None = None,
                          clinician_id: PseudonymousId | None = None, limit: int = Query(50, ge=1, le=500),
-                         after: str | None = Query(None, description="the previous page's `next`")) -> ReferralPage:
+                         after: str | None = after_query()) -> ReferralPage:
     referrals = await _read(request, views.referrals, _actor(grant.principal), status=status,
                             clinician_id=clinician_id, after=parse_cursor(after), limit=limit,
                             reach=grant.list_filter())
@@ -265,9 +265,17 @@ async def republish(request: Request, grant: Grant = Depends(current_grant)) -> 
             summary="Who read or changed which referral, when (the caller's organisation's trail; audited read)")
 async def get_audit(request: Request, grant: Grant = Depends(current_grant), episode_id: UUID | None = None,
                     person_id: str | None = None, actor: str | None = None, action: str | None = None,
-                    since: datetime | None = None, after_seq: int = Query(0, ge=0),
+                    since: Timestamp | None = None, after_seq: int = Query(0, ge=0, le=2**63 - 1),
                     limit: int = Query(100, ge=1, le=1000)) -> AuditPage:
     entries = await _read(request, views.audit_trail, _actor(grant.principal), episode_id=episode_id,
                           person_id=person_id, actor=actor, action=action, since=since, after_seq=after_seq,
                           limit=limit)
     return AuditPage(entries=entries, next_after_seq=entries[-1]["seq"] if len(entries) == limit else None)
+
+
+def openapi_values(settings: IntakeSettings) -> dict[str, Iterable[str]]:
+    """The codes of the configured rules, listed as enums in the OpenAPI document (the bodies mark
+    them with ``rapport_shared.inputs.known``)."""
+    rules = settings.rules()
+    return {"templates": list(rules.templates), "decline_reasons": list(rules.decline_reasons),
+            "exclusions": [e.code for e in rules.exclusions]}

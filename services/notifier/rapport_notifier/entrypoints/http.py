@@ -9,16 +9,19 @@ or asks a view (``service_layer/views.py``), scoping lists and organisation-owne
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Iterable, Literal
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from rapport_shared.contracts import EVENT_MODELS
+from rapport_shared.hours import DAYS
 from rapport_shared.http.access import Grant, ListFilter, current_grant
-from rapport_shared.http.paging import cursor, parse_cursor
+from rapport_shared.http.paging import after_query, cursor, parse_cursor
+from rapport_shared.inputs import Timestamp, TimeZoneName, known
 
 from ..domain import commands
+from ..domain.rules import complete_languages
 from ..service_layer import views
 
 router = APIRouter(prefix="/v1")
@@ -32,14 +35,42 @@ async def _handle(request: Request, cmd: object):
     return await _rt(request).bus.handle(cmd)
 
 
+# The shapes rapport_shared.hours parses (QuietHours.parse, WorkingHours.parse), declared so the
+# document says what is accepted; the handlers still parse them (start before end and the like).
+HHMM = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+HHMM_OR_24 = Annotated[str, StringConstraints(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
+# Languages with a complete template set (the document lists them; the handlers refuse others).
+Language = Annotated[str, known("languages")]
+
+
+class WorkingSlotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    day: Literal[DAYS]  # type: ignore[valid-type]
+    start: HHMM
+    end: HHMM_OR_24 = Field(description="after start (a slot lies within one day); 24:00 for midnight")
+
+
+class WorkingHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timezone: TimeZoneName
+    slots: list[WorkingSlotIn] = Field(min_length=1)
+
+
+class QuietHoursIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: HHMM
+    end: HHMM = Field(description="differs from start; may wrap midnight")
+    timezone: TimeZoneName
+
+
 # ---------------------------------------------------------------- clinicians and on-call
 class ClinicianIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{6,14}$")
-    language: str = "en"
+    language: Language = "en"
     channels: list[Literal["email", "sms", "log"]] = Field(default_factory=list, description="in order of preference")
-    working_hours: dict | None = Field(
+    working_hours: WorkingHoursIn | None = Field(
         default=None, description='{"timezone": "Europe/London", "slots": [{"day": "mon", "start": "09:00", "end": "17:00"}]};'
                                   " a safety alert outside them also pages the on-call clinician(s) at once")
 
@@ -47,9 +78,10 @@ class ClinicianIn(BaseModel):
 @router.put("/clinicians/{clinician_id}", tags=["recipients"])
 async def put_clinician(clinician_id: str, body: ClinicianIn, request: Request,
                         grant: Grant = Depends(current_grant)) -> dict:
+    hours = body.working_hours.model_dump() if body.working_hours is not None else None
     await _handle(request, commands.PutClinician(
         clinician_id=clinician_id, org=grant.principal.org, email=body.email, phone=body.phone, language=body.language,
-        channels=tuple(body.channels), working_hours=body.working_hours))
+        channels=tuple(body.channels), working_hours=hours))
     return {"clinician_id": clinician_id, **body.model_dump()}
 
 
@@ -72,8 +104,8 @@ async def erase_clinician(clinician_id: str, request: Request, grant: Grant = De
 class OncallSlot(BaseModel):
     model_config = ConfigDict(extra="forbid")
     clinician_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-    starts_at: datetime
-    ends_at: datetime
+    starts_at: Timestamp
+    ends_at: Timestamp = Field(description="after starts_at")
 
 
 class OncallIn(BaseModel):
@@ -99,15 +131,16 @@ async def get_oncall(request: Request, grant: Grant = Depends(current_grant)) ->
 # ---------------------------------------------------------------- patients (local preferences, erasure)
 class PatientPreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    language: str | None = None
-    quiet_hours: dict | None = None
+    language: Language | None = None
+    quiet_hours: QuietHoursIn | None = None
 
 
 @router.put("/patients/{person_id}/preferences", tags=["recipients"],
             summary="Language and quiet hours (override what the private contacts topic says)")
 async def put_patient_preferences(person_id: str, body: PatientPreferencesIn, request: Request) -> dict:
+    quiet = body.quiet_hours.model_dump() if body.quiet_hours is not None else None
     await _handle(request, commands.SetPatientPreferences(person_id=person_id, language=body.language,
-                                                          quiet_hours=body.quiet_hours))
+                                                          quiet_hours=quiet))
     return {"person_id": person_id, **body.model_dump()}
 
 
@@ -139,8 +172,10 @@ async def acknowledge(alert_id: uuid.UUID, request: Request, grant: Grant = Depe
 # ---------------------------------------------------------------- partner webhooks
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str
-    event_types: list[str] = Field(min_length=1)
+    url: str = Field(description="https://, a host name or a public address (private, loopback and other "
+                                 "non-global addresses are refused, as is localhost)",
+                     json_schema_extra={"pattern": r"^https://[^/?#@\s]+([/?#]\S*)?$"})
+    event_types: list[Annotated[str, Field(json_schema_extra={"enum": sorted(EVENT_MODELS)})]] = Field(min_length=1)
 
 
 @router.post("/webhooks/subscriptions", tags=["webhooks"], status_code=201,
@@ -172,7 +207,7 @@ async def unsubscribe(subscription_id: uuid.UUID, request: Request, grant: Grant
 @router.get("/deliveries", tags=["deliveries"], summary="Delivery log (by reference; no contact details)")
 async def deliveries(request: Request, grant: Grant = Depends(current_grant), episode_id: uuid.UUID | None = None, recipient_ref: str | None = None,
                      channel: str | None = None, status: str | None = None, kind: str | None = None,
-                     limit: int = 1000, after: str | None = None) -> dict:
+                     limit: int = 1000, after: str | None = after_query()) -> dict:
     """Oldest first; a full page carries ``next``, the ``after`` of the following page (keyset:
     stable while new deliveries are written).
 
@@ -191,3 +226,8 @@ async def deliveries(request: Request, grant: Grant = Depends(current_grant), ep
                                             organisation_id=lf.organisation_id, assigned_to=lf.assigned_to,
                                             person_id=lf.person_id)
     return {"next": cursor(*last) if last else None, "deliveries": page}
+
+
+def openapi_values(settings) -> dict[str, Iterable[str]]:
+    """The languages with a complete template set, listed in the OpenAPI document."""
+    return {"languages": complete_languages(settings.templates_dir)}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import AsyncIterator, Literal
 from uuid import UUID
 
@@ -14,6 +13,7 @@ from rapport_shared.contracts.outcomes import AlertKind
 from rapport_shared.errors import Invalid
 from rapport_shared.faults import crash_point
 from rapport_shared.http.access import Grant, current_grant
+from rapport_shared.inputs import Timestamp
 
 from ..domain.commands import Actor, RecordResolution, ResolveAlert, SubmitQuestionnaire, SubmitScores
 from ..domain.policy import OutcomesPolicy
@@ -28,6 +28,12 @@ alerts = APIRouter(prefix="/v1/alerts", tags=["alerts"])
 reports = APIRouter(prefix="/v1/reports", tags=["reports"])
 instruments = APIRouter(prefix="/v1/instruments", tags=["instruments"])
 routers = [episodes, alerts, reports, instruments]
+
+
+class FhirResponse(JSONResponse):
+    """A FHIR resource as JSON: the media type FHIR defines (the document declares it)."""
+
+    media_type = "application/fhir+json"
 
 
 def _policy(request: Request) -> OutcomesPolicy:
@@ -93,12 +99,14 @@ async def outcome(episode_id: UUID, request: Request) -> dict:
                           "code systems Rapport publishes. A clinician of the episode gets the answers; a partner "
                           "of its organisation gets no QuestionnaireResponse and no item Observation: coded facts, "
                           "never item answers.",
-              response_class=JSONResponse)
+              response_class=FhirResponse,
+              responses={200: {"description": "a FHIR R4 Bundle (type collection)",
+                               "content": {"application/fhir+json": {"schema": {"type": "object"}}}}})
 async def fhir_export(episode_id: UUID, request: Request, grant: Grant = Depends(current_grant),
-                      content: Literal["results", "episode"] = "results") -> JSONResponse:
+                      content: Literal["results", "episode"] = "results") -> FhirResponse:
     async with _reading(request) as uow:
         bundle = await views.fhir_bundle(uow, episode_id, answers=_holds(grant, "clinician"), content=content)
-    return JSONResponse(bundle, media_type="application/fhir+json")
+    return FhirResponse(bundle)
 
 
 @episodes.get("/{episode_id}/alerts", summary="An episode's alerts, open and resolved")
@@ -149,7 +157,7 @@ async def resolve(alert_id: UUID, cmd: ResolveAlert, request: Request, grant: Gr
 async def cohort_report(request: Request, grant: Grant = Depends(current_grant),
                         group_by: Literal["template", "clinician"] = "template",
                         template_id: str | None = None, clinician_id: str | None = None,
-                        ended_from: datetime | None = None, ended_to: datetime | None = None) -> dict:
+                        ended_from: Timestamp | None = None, ended_to: Timestamp | None = None) -> dict:
     for name, t in (("ended_from", ended_from), ("ended_to", ended_to)):
         if t is not None and t.tzinfo is None:
             raise Invalid("must carry a UTC offset", field=name)

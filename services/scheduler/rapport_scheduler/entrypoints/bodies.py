@@ -6,13 +6,17 @@ The class names are the OpenAPI schema names."""
 from __future__ import annotations
 
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rapport_shared.contracts.base import Code
 from rapport_shared.contracts.course import CancelledBy
-from rapport_shared.contracts.intake import Focus, WeeklySlot
+from rapport_shared.contracts.intake import Focus
+from rapport_shared.inputs import Integer, Timestamp, TimeZoneName, WeeklySlotIn
+
+# More sessions than any contract could hold: refused at the edge (the template's bounds are the
+# course's rule, answered by the domain).
+MAX_SESSIONS = 100
 
 
 class Body(BaseModel):
@@ -20,7 +24,7 @@ class Body(BaseModel):
 
 
 class RescheduleSession(Body):
-    starts_at: AwareDatetime = Field(description="the new start, with a UTC offset")
+    starts_at: Timestamp = Field(description="the new start, with a UTC offset")
     reason_code: Code = Field(description="coded reason, e.g. patient_request, clinician_unwell")
 
 
@@ -30,7 +34,8 @@ class CancelSession(Body):
 
 
 class ChangeContract(Body):
-    contracted_sessions: int = Field(ge=1, description="the new session count, within the template's bounds")
+    contracted_sessions: Integer = Field(ge=1, le=MAX_SESSIONS,
+                                         description="the new session count, within the template's bounds")
     reason_code: Code = Field(description="coded reason for the new contract, e.g. slower_progress")
 
 
@@ -45,30 +50,21 @@ class RecordChecklistItem(Body):
 
 
 class StartMaintenance(Body):
-    sessions: int = Field(ge=1, description="monthly maintenance sessions in the new contract")
+    sessions: Integer = Field(ge=1, le=MAX_SESSIONS, description="monthly maintenance sessions in the new contract")
     reason_code: Code = "remission_at_end"
 
 
 class AddParentSession(Body):
-    starts_at: AwareDatetime = Field(description="the start, with a UTC offset: in the middle phase, bookable")
+    starts_at: Timestamp = Field(description="the start, with a UTC offset: in the middle phase, bookable")
 
 
 class WorkingHours(Body):
-    timezone: str = Field(description="IANA time zone, e.g. Europe/London")
-    slots: list[WeeklySlot] = Field(min_length=1)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    timezone: TimeZoneName
+    slots: list[WeeklySlotIn] = Field(min_length=1)
 
     @field_validator("slots")
     @classmethod
-    def _ordered(cls, v: list[WeeklySlot]) -> list[WeeklySlot]:
+    def _ordered(cls, v: list[WeeklySlotIn]) -> list[WeeklySlotIn]:
         for i, s in enumerate(v):
             if s.start >= s.end:
                 raise ValueError(f"slot {i}: start {s.start} must be before end {s.end}")

@@ -12,7 +12,6 @@ calendar does not allow (naming the current phase and the rule). A refused reque
 
 from __future__ import annotations
 
-from datetime import date
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -20,6 +19,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from rapport_shared.contracts.course import ChecklistItem, PhaseChangeReason
 from rapport_shared.http.access import Grant, current_grant
 from rapport_shared.hours import WorkingHours
+from rapport_shared.inputs import Day
 from rapport_shared.logging import get_logger
 
 from ..domain import commands
@@ -153,14 +153,14 @@ async def list_closures(request: Request) -> dict:
 
 
 @admin_router.put("/v1/closures/{day}", summary="Close the clinic on a day (applies to bookings from now on)")
-async def add_closure(day: date, request: Request, body: bodies.ClosureDay = Body(default=bodies.ClosureDay()),
+async def add_closure(day: Day, request: Request, body: bodies.ClosureDay = Body(default=bodies.ClosureDay()),
                       grant: Grant = Depends(current_grant)) -> dict:
     await _handle(request, commands.AddClosureDay(day, body.reason_code, grant.principal.sub))
     return {"day": day.isoformat(), "reason_code": body.reason_code}
 
 
 @admin_router.delete("/v1/closures/{day}", summary="Reopen a closure day")
-async def remove_closure(day: date, request: Request) -> dict:
+async def remove_closure(day: Day, request: Request) -> dict:
     await _handle(request, commands.RemoveClosureDay(day))
     return {"day": day.isoformat(), "removed": True}
 
