@@ -67,7 +67,7 @@ from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from pydantic import ValidationError
 from tenacity import RetryCallState
 
-from . import inbox
+from . import inbox, tracing
 from .contracts import model_for
 from .contracts.base import EventData
 from .envelope import CloudEvent, EnvelopeError, KafkaRecord, decode
@@ -326,7 +326,7 @@ class EventConsumer:
                             await conn.execute(_NEXT_SAVEPOINT if len(applied) > 1 else _SAVEPOINT)
                         began = time.perf_counter()
                         try:
-                            with _bound(w.record, w.event):
+                            with _bound(w.record, w.event), tracing.consume_span(w.record, w.event):
                                 await w.handler(self.make_uow(conn, w.event), w.event, w.data)
                         except Exception as exc:
                             if is_infrastructure_error(exc, conn):
@@ -476,7 +476,8 @@ class EventConsumer:
                         EVENTS_CONSUMED.labels(record.topic, event.type, "duplicate").inc()
                         log.debug("duplicate event skipped")
                         return Outcome("duplicate", event.id, event_type=event.type)
-                    await w.handler(self.make_uow(conn, event), event, w.data)
+                    with tracing.consume_span(record, event):
+                        await w.handler(self.make_uow(conn, event), event, w.data)
             except Exception as exc:
                 if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
                     raise InfrastructureUnavailable(exc) from exc

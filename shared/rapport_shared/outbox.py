@@ -40,7 +40,7 @@ import asyncpg
 from aiokafka import errors as kafka_errors
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from . import envelope
+from . import envelope, tracing
 from .contracts.base import EventData
 from .db import ident
 from .envelope import CloudEvent, KafkaRecord
@@ -160,7 +160,8 @@ class Outbox:
             id=event_id,
             # One correlation id follows an episode's causal chain across services.
             correlation_id=correlation_id or (cause.correlation_id if cause else None),
-            traceparent=cause.traceparent if cause else None,
+            # The current span (a request, a consumed record) when traced, else the cause's context.
+            traceparent=tracing.current_traceparent() or (cause.traceparent if cause else None),
         )
         if event.correlation_id is None:
             event = CloudEvent(**{**event.__dict__, "correlation_id": event.id})
@@ -284,7 +285,8 @@ class OutboxRelay:
                     continue
                 try:
                     rec = self._record(r)
-                    pending.append((r, await self.publish(r["topic"], rec)))
+                    with tracing.publish_span(r["topic"], rec.headers):
+                        pending.append((r, await self.publish(r["topic"], rec)))
                 except Exception as exc:
                     if classify(exc) == "infra":
                         infra = exc  # the broker is away: stop sending, keep what was acknowledged

@@ -13,12 +13,13 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, refresh_consumer_lag
+from .. import tracing
 from ..runtime import ServiceRuntime
 from . import access_routes
 from .access import AccessConfig, AccessPolicy, Resolver, enforce
 from .auth import DEV_KID_PREFIX, JwksSource, TokenVerifier
 from .errors import install_error_handlers
-from .openapi import install_problem_responses
+from .openapi import Values, install_problem_responses
 from .limits import DEFAULT_MAX_BODY_BYTES, BodySizeLimit
 from ..db import audit_schema
 
@@ -40,10 +41,12 @@ def token_verifier(settings) -> TokenVerifier:
 
 
 def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, title: str, description: str = "",
-               policy: Path | None = None, resolvers: dict[str, Resolver] | None = None) -> FastAPI:
+               policy: Path | None = None, resolvers: dict[str, Resolver] | None = None,
+               openapi_values: Values | None = None) -> FastAPI:
     """The service's app. ``policy`` is its access.yaml: every route must have a row there (or in
     the shared rows), else the app refuses to build; ``resolvers`` load a record's scope by the
-    path parameter that names it (http/access.py)."""
+    path parameter that names it (http/access.py); ``openapi_values`` the sets of codes its data
+    defines, listed as enums in its OpenAPI document (http/openapi.py)."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await runtime.start()
@@ -51,6 +54,7 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
             yield
         finally:
             await runtime.stop()
+            tracing.shutdown()  # flush the spans still queued
 
     app = FastAPI(title=title, description=description, version=runtime.settings.version, lifespan=lifespan,
                   dependencies=[Depends(enforce)])
@@ -90,7 +94,10 @@ def create_app(runtime: ServiceRuntime, routers: Sequence[APIRouter] = (), *, ti
     for router in (*routers, access_routes.router):
         app.include_router(router)
     app.state.access.policy.check_routes(app)
-    install_problem_responses(app)
+    install_problem_responses(app, openapi_values)
     # Outermost (added last): an oversized body is refused with 413 before any handler sees it.
     app.add_middleware(BodySizeLimit, max_bytes=getattr(runtime.settings, "http_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    # Off unless OTEL_TRACES_EXPORTER is set (tracing.py): then a server span per request.
+    if tracing.setup(runtime.settings.service_name):
+        tracing.instrument_app(app)
     return app

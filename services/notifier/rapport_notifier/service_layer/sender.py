@@ -45,6 +45,7 @@ from rapport_shared.faults import crash_point
 from rapport_shared.listen import NotifyLoop
 from rapport_shared.logging import get_logger
 from rapport_shared.retry import RetryPolicy
+from rapport_shared import tracing
 
 from ..adapters.channels import Outgoing, SendError
 from ..adapters.deliveries import sender_channel
@@ -122,6 +123,11 @@ class Sender:
 
     # ------------------------------------------------------------ one delivery
     async def deliver(self, row: asyncpg.Record) -> None:
+        # A span continuing the trace of the event that caused the notification (ids only).
+        with tracing.delivery_span(row["notification_id"], row["cause_event_id"], row["kind"], row["channel"]):
+            await self._deliver(row)
+
+    async def _deliver(self, row: asyncpg.Record) -> None:
         nid = row["notification_id"]
         try:
             if self.s.replay_mode:
