@@ -13,7 +13,7 @@
 #                                installed with uv.lock's hashes, + every service's registration
 #                                (services.json)                  (deploy/python-runtime.Dockerfile)
 #   rapport/<svc>:<version>      + :latest, for intake scheduler outcomes notifier console (--all only):
-#                                runtime + the service's wheels: rapport-shared, rapport-tools (its
+#                                runtime + the service's wheels: rapport-contracts, rapport-shared, rapport-tools (its
 #                                rapport-<svc> command), rapport-<svc>; never rapport-testing
 #                                                                         (services/<svc>/Dockerfile)
 #
@@ -261,8 +261,8 @@ service_version() {
 #   deps/             those wheels: `pip download --require-hashes --only-binary=:all: --no-deps`
 #                     (a file whose hash is not in the lock is refused; nothing is built from an sdist)
 #   app/              the workspace wheels (`uv build`; not rapport-testing: test support never goes
-#                     into an image) and app/<svc>.requirements.txt: the three wheels of <svc>
-#                     (rapport-shared, rapport-tools, rapport-<svc>) with their sha256, for
+#                     into an image) and app/<svc>.requirements.txt: the four wheels of <svc>
+#                     (rapport-contracts, rapport-shared, rapport-tools, rapport-<svc>) with their sha256, for
 #                     `pip install --require-hashes`
 make_wheelhouse() {
   local ctx="$RAPPORT_BUILD_DIR/python" t0 svc reqhash arch i plats=()
@@ -275,7 +275,7 @@ make_wheelhouse() {
   (cd "$RAPPORT_ROOT" && uv export --frozen --no-dev --no-emit-workspace --format requirements-txt \
       --no-header -q -o "$ctx/requirements.txt" >/dev/null) || die "uv export --frozen failed"
   grep -q -- '--hash=sha256:' "$ctx/requirements.txt" || die "uv export wrote no hashes"
-  log "python: pip download --require-hashes ($(grep -cE '^[A-Za-z0-9]' "$ctx/requirements.txt") pins from uv.lock) + $((${#SERVICES[@]} + 3)) workspace packages"
+  log "python: pip download --require-hashes ($(grep -cE '^[A-Za-z0-9]' "$ctx/requirements.txt") pins from uv.lock) + $((${#SERVICES[@]} + 4)) workspace packages"
   # Wheels for the container's python (Debian bookworm: CPython 3.11, glibc 2.36), whatever the
   # host runs: manylinux_2_36 down to manylinux2014, pure-Python wheels; never an sdist.
   arch=$(uname -m)
@@ -294,7 +294,7 @@ make_wheelhouse() {
   # The workspace's own wheels: `uv build` (1-2 s; it caches the build backend), else pip wheel.
   if ! (cd "$RAPPORT_ROOT" && uv build -q --all-packages --wheel -o "$ctx/app") >"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1; then
     rm -rf "$ctx/app"; mkdir -p "$ctx/app"
-    python3 -m pip wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared/rapport_shared" "$RAPPORT_ROOT/shared/rapport_tools" \
+    python3 -m pip wheel -q --no-input --no-deps "$RAPPORT_ROOT/shared/rapport_contracts" "$RAPPORT_ROOT/shared/rapport_shared" "$RAPPORT_ROOT/shared/rapport_tools" \
       "${SERVICES[@]/#/$RAPPORT_ROOT/services/}" \
       -w "$ctx/app" >>"$RAPPORT_BUILD_DIR/pip-app.log" 2>&1 \
       || { tail -n 30 "$RAPPORT_BUILD_DIR/pip-app.log" >&2; die "building the workspace wheels failed"; }
@@ -303,7 +303,7 @@ make_wheelhouse() {
   local whl name
   for svc in "${SERVICES[@]}"; do
     : > "$ctx/app/$svc.requirements.txt"
-    for name in rapport_shared rapport_tools "rapport_$svc"; do
+    for name in rapport_contracts rapport_shared rapport_tools "rapport_$svc"; do
       whl=$(cd "$ctx/app" && ls "$name"-*.whl)
       [ "$(printf '%s\n' "$whl" | wc -l)" = 1 ] || die "expected one $name wheel in $ctx/app, found: $whl"
       printf '%s @ file:///tmp/wheels/%s --hash=sha256:%s\n' "${name//_/-}" "$whl" \
@@ -351,7 +351,7 @@ build_services() {
     image="rapport/$svc:$version"
     hash=$( {
       echo "$RECIPE_VERSION $(image_id "$RUNTIME_IMAGE") $svc $version"
-      hash_files "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" "$RAPPORT_ROOT/shared/rapport_shared" \
+      hash_files "$RAPPORT_ROOT/uv.lock" "$RAPPORT_ROOT/pyproject.toml" "$RAPPORT_ROOT/shared/rapport_contracts" "$RAPPORT_ROOT/shared/rapport_shared" \
         "$RAPPORT_ROOT/shared/rapport_tools" "$RAPPORT_ROOT/services/$svc"
     } | sha256sum | cut -c1-64)
     if up_to_date "$image" "$hash"; then

@@ -1,7 +1,7 @@
 # rapport/python-runtime:bookworm — what the four service images share: Debian python3, a venv,
 # the user `rapport` (uid/gid 999, pinned so Kubernetes' runAsUser can name it) and every
 # third-party wheel the services' locked dependencies need. Each service's own Dockerfile
-# (services/<svc>/Dockerfile) adds its three wheels on top (rapport-shared, rapport-tools, the
+# (services/<svc>/Dockerfile) adds its four wheels on top (rapport-contracts, rapport-shared, rapport-tools, the
 # service), so this layer is stored once.
 # Build context: deploy/.build/python (made by deploy/build-images.sh on the host, which reaches
 # PyPI; the build itself needs no index):

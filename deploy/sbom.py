@@ -18,7 +18,7 @@ DIR is what the build copied out of the image (one ``docker run``, see build-ima
                                against Maven Central, sha256)
       requirements.locked.txt  Python: the `uv export` of uv.lock the wheels were installed from
       wheels-runtime.sha256    sha256 of each third-party wheel installed (--require-hashes)
-      wheels-<svc>.sha256      sha256 of the workspace wheels (rapport-shared, rapport-tools, rapport-<svc>)
+      wheels-<svc>.sha256      sha256 of the workspace wheels (rapport-contracts, rapport-shared, rapport-tools, rapport-<svc>)
 
 Components: the OS (Debian), each Debian package (purl ``pkg:deb/debian/...``, source package as a
 property), each jar (``pkg:maven/...``, SHA-1/SHA-256/SHA-512 hashes, its Maven Central URL), each

@@ -1,6 +1,6 @@
-"""A partner's view, proven: the example consumer (plain aiokafka + the published JSON Schemas,
-nothing imported from Rapport) reads every shared topic after an episode went through the four
-services, and finds every record of that episode valid."""
+"""A partner's view, proven: the example consumer (aiokafka + rapport-contracts, the partner
+package; nothing else of Rapport importable) reads every shared topic after an episode went through
+the four services, and finds every record of that episode valid."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "partner_consumer" / "consumer.py"
 SCHEMAS = ROOT / "docs" / "events" / "schemas" / "events"
 
-# Run the example with every project package made unimportable: it must need none of them.
-BLOCKED = ["rapport_shared", "rapport_intake", "rapport_scheduler", "rapport_outcomes", "rapport_notifier"]
+# Run the example with every project package but rapport_contracts made unimportable: it must need none of them.
+BLOCKED = ["rapport_shared", "rapport_tools", "rapport_testing", "rapport_console", "rapport_intake", "rapport_scheduler", "rapport_outcomes", "rapport_notifier"]
 LAUNCH = ("import runpy, sys\n"
           f"for name in {BLOCKED!r}: sys.modules[name] = None\n"
           "sys.argv = sys.argv[1:]\n"
@@ -45,8 +45,10 @@ def test_the_example_imports_nothing_from_the_project():
     tree = ast.parse(EXAMPLE.read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert not {m for m in imported if m.startswith("rapport")}
-    assert imported - set(sys.stdlib_module_names) == {"aiokafka", "jsonschema"}
+    assert {m for m in imported if m.startswith("rapport")} == {"rapport_contracts"}
+    assert imported - set(sys.stdlib_module_names) == {"aiokafka", "rapport_contracts"}
+    requirements = (EXAMPLE.parent / "requirements.txt").read_text().splitlines()
+    assert [r for r in requirements if r and not r.startswith("#")] == ["../../shared/rapport_contracts", "aiokafka>=0.11"]
 
 
 async def test_partner_example_validates_an_episode_on_every_shared_topic(system, kafka, tokens, tmp_path):
@@ -92,8 +94,8 @@ async def test_partner_example_reports_invalid_records(kafka, tmp_path):
     rc, summary, stderr = run_example(kafka.bootstrap, tmp_path / "r.jsonl", "--topics", topic)
     assert rc == 1
     assert (summary["valid"], summary["invalid"], summary["unknown_types"], summary["duplicates"]) == (2, 2, 1, 1)
-    assert "value number: 0 is less than the minimum of 1" in stderr
-    assert "header ce_id: not a UUID" in stderr and "key: differs from ce_subject" in stderr
+    assert "value number: Input should be greater than or equal to 1" in stderr
+    assert "header ce_id: must be a UUID" in stderr and "key: differs from ce_subject" in stderr
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed (apt-get install kcat)")

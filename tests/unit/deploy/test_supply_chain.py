@@ -212,14 +212,14 @@ def test_the_runtime_installs_the_locked_wheels_with_their_hashes_only():
 
 
 @pytest.mark.parametrize("svc", SERVICES)
-def test_each_service_installs_its_three_wheels_by_hash(svc):
+def test_each_service_installs_its_four_wheels_by_hash(svc):
     [install] = _pip_installs(ROOT / "services" / svc / "Dockerfile")
     for flag in ("--require-hashes", "--no-deps", "--no-index", f"-r {svc}.requirements.txt"):
         assert flag in install, (flag, install)
     dockerfile = (ROOT / "services" / svc / "Dockerfile").read_text()
     assert f"COPY app/{svc}.requirements.txt" in dockerfile
-    # the runtime core, the tools (rapport-<svc> is their command line) and the service; never test support
-    assert all(f"app/{w}-*.whl" in dockerfile for w in ("rapport_shared", "rapport_tools", f"rapport_{svc}"))
+    # the contracts, the runtime core, the tools (rapport-<svc> is their command line) and the service; never test support
+    assert all(f"app/{w}-*.whl" in dockerfile for w in ("rapport_contracts", "rapport_shared", "rapport_tools", f"rapport_{svc}"))
     assert "rapport_testing" not in dockerfile
 
 
@@ -415,4 +415,4 @@ def test_the_sboms_the_build_wrote(path):
         assert {"aiokafka", "asyncpg", "pydantic"} <= wheels
         assert all(c["hashes"][0]["alg"] == "SHA-256" for c in kinds["pypi"])
     if name in SERVICES:
-        assert {c["name"] for c in kinds["workspace"]} == {"rapport-shared", "rapport-tools", f"rapport-{name}"}
+        assert {c["name"] for c in kinds["workspace"]} == {"rapport-contracts", "rapport-shared", "rapport-tools", f"rapport-{name}"}

@@ -22,6 +22,11 @@ SHARED = ROOT / "shared"
 SERVICE_PACKAGES = sorted(p for p in (ROOT / "services").glob("*/rapport_*") if (p / "__init__.py").exists())
 TEST_ONLY = ("pytest", "_pytest", "aiosmtpd", "testcontainers", "hypothesis", "hypothesis_jsonschema")
 TOOL_ONLY = ("typer", "rich", "confluent_kafka", "uvicorn")  # the tools' dependencies, not the core's
+# The runtime core and the partner contract it re-exports (rapport_shared.contracts, .envelope).
+CORE = ("rapport_shared", "rapport_contracts")
+# What a partner must not get by installing rapport-contracts: a server, a database or Kafka client.
+SERVER_ONLY = ("fastapi", "starlette", "uvicorn", "asyncpg", "aiokafka", "confluent_kafka", "faststream", "structlog",
+               "prometheus_client")
 
 IMPORT_ALL = """
 import importlib, json, pkgutil, sys
@@ -49,7 +54,7 @@ def test_the_runtime_core_imports_no_tool_test_or_service_module():
     loaded = modules_after_importing("rapport_shared")
     assert "rapport_shared.runtime" in loaded and "rapport_shared.http.app" in loaded
     wrong = sorted({top(m) for m in loaded
-                    if (top(m).startswith("rapport_") and top(m) != "rapport_shared") or top(m) in TEST_ONLY})
+                    if (top(m).startswith("rapport_") and top(m) not in CORE) or top(m) in TEST_ONLY})
     assert not wrong, f"importing rapport_shared loads {wrong}"
 
 
@@ -67,7 +72,7 @@ def test_the_runtime_core_code_names_no_tool_dependency():
 def test_the_tools_import_no_test_support_and_no_service_until_asked():
     loaded = modules_after_importing("rapport_tools")
     wrong = sorted({top(m) for m in loaded
-                    if (top(m).startswith("rapport_") and top(m) not in ("rapport_shared", "rapport_tools"))
+                    if (top(m).startswith("rapport_") and top(m) not in (*CORE, "rapport_tools"))
                     or top(m) in TEST_ONLY})
     assert not wrong, f"importing rapport_tools loads {wrong}"
 
@@ -207,3 +212,29 @@ def test_a_service_imports_no_other_service_and_no_test_support(package_dir):
             elif top(target) == "rapport_tools" and mod != f"{name}.entrypoints.cli":
                 wrong.append(where)
     assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_the_contracts_package_imports_nothing_of_rapport_and_no_server_package():
+    """rapport-contracts is what partners install: every module of it, imported in a fresh
+    interpreter, loads no other Rapport package and no server, database or Kafka client."""
+    loaded = modules_after_importing("rapport_contracts")
+    assert "rapport_contracts.binding" in loaded and "rapport_contracts.webhooks" in loaded
+    wrong = sorted({top(m) for m in loaded
+                    if (top(m).startswith("rapport_") and top(m) != "rapport_contracts")
+                    or top(m) in SERVER_ONLY + TOOL_ONLY + TEST_ONLY})
+    assert not wrong, f"importing rapport_contracts loads {wrong}"
+    # and its code names none of them (not even lazily, in a function)
+    for mod, path in module_files(SHARED / "rapport_contracts", "rapport_contracts").items():
+        package = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        names = {top(target) for target, _, _ in _imports(path, package)}
+        assert not {n for n in names if n.startswith("rapport_") and n != "rapport_contracts"}, path
+        assert not names & set(SERVER_ONLY + TOOL_ONLY + TEST_ONLY), path
+
+
+def test_the_contracts_package_installs_with_pydantic_and_standardwebhooks_only():
+    closure = requirement_closure("rapport-contracts")
+    assert {"pydantic", "standardwebhooks"} <= closure
+    server = {"fastapi", "starlette", "uvicorn", "asyncpg", "aiokafka", "confluent-kafka", "faststream", "structlog",
+              "rapport-shared", "rapport-tools", "rapport-testing"}
+    assert not closure & server, sorted(closure & server)
+    assert "rapport-contracts" in requirement_closure("rapport-shared")  # the services get it through the core
