@@ -5,7 +5,6 @@ bodies, templates. No I/O but reading template files. Quiet hours and working ho
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -15,11 +14,13 @@ import socket
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from string import Template
 from urllib.parse import unquote, urlsplit
+
+from standardwebhooks import Webhook
 
 from rapport_shared.envelope import CloudEvent, format_time
 
@@ -95,10 +96,9 @@ def new_secret() -> str:
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,`` + base64(HMAC-SHA256(base64-decoded secret after ``whsec_``, f"{id}.{ts}.{body}"))."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    """``v1,`` + base64(HMAC-SHA256(base64-decoded secret after ``whsec_``, f"{id}.{ts}.{body}")),
+    computed by the Standard Webhooks reference library (what receivers verify with)."""
+    return Webhook(secret).sign(msg_id, datetime.fromtimestamp(timestamp, tz=timezone.utc), body.decode("utf-8"))
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, *, now: int | None = None, tolerance_s: int = 300) -> bool:
