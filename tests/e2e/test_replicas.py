@@ -56,12 +56,15 @@ async def test_two_replicas_through_rebalances_lose_nothing_and_double_nothing(s
     url = system["intake"].url
     episodes: list[str] = []
     done = threading.Event()
+    rebalanced = threading.Event()  # the last intakes wait for it: the load spans every rebalance
 
     tag = uuid.uuid4().hex[:6]
 
     def load():  # back to back, in a thread: the replicas come and go meanwhile
         try:
             for i in range(EPISODES):  # ten per clinician: a calendar holds about sixty courses
+                if i == EPISODES - 10:  # however fast the first ones went
+                    rebalanced.wait(timeout=600)
                 episodes.append(run_intake(url, token, clinician_id=f"clin-rep{tag}-{i // 10}")["episode_id"])
                 time.sleep(PACE_S)
         finally:
@@ -79,7 +82,9 @@ async def test_two_replicas_through_rebalances_lose_nothing_and_double_nothing(s
         await asyncio.sleep(2)
         await asyncio.to_thread(system["scheduler"].start)  # rebalance: it comes back
         assert not done.is_set(), "the load ended before the rebalances: make it longer"
+        rebalanced.set()
     finally:
+        rebalanced.set()  # a failure above must not leave the loader waiting
         await asyncio.to_thread(loader.join)
     assert len(episodes) == EPISODES
 

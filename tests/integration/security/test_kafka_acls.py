@@ -194,10 +194,10 @@ async def test_data_keys_reach_only_the_notifier_and_erasure_notices_only_outcom
 
 
 async def test_service_reads_only_what_it_consumes(secure_kafka: KafkaHandle) -> None:
-    # outcomes consumes intake and course, not notifications
-    await _assert_cannot_read(secure_kafka, "outcomes", NOTIFICATIONS, group="rapport-outcomes")
-    seen = await _visible_topics(secure_kafka, "outcomes")
-    assert seen >= {INTAKE, COURSE, OUTCOMES} and NOTIFICATIONS not in seen, seen
+    # the scheduler consumes intake and outcomes, not notifications
+    await _assert_cannot_read(secure_kafka, "scheduler", NOTIFICATIONS, group="rapport-scheduler")
+    seen = await _visible_topics(secure_kafka, "scheduler")
+    assert seen >= {INTAKE, OUTCOMES, COURSE} and NOTIFICATIONS not in seen, seen
 
 
 # ------------------------------------------------------------------------------ authentication
