@@ -5,6 +5,8 @@ by the assigned clinician or the organisation's care team, and every attempt is 
 
 from __future__ import annotations
 
+import random
+import string
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -170,7 +172,10 @@ async def test_clinician_id_in_the_alert_list_never_widens_it(outcomes, h):
 
 async def test_the_organisations_supervisor_and_on_call_clinician_may_resolve(outcomes, h):
     data, alert_id = await with_alert(outcomes, h)
-    supervisor, on_call, off_duty = (f"{k}-{uuid.uuid4().hex[:8]}" for k in ("sup", "oncall", "offduty"))
+    # Letters only after the prefix: a hex suffix of digits alone would look like a record number,
+    # which the care team rightly refuses (a pseudonymous id is an opaque code).
+    supervisor, on_call, off_duty = (f"{k}-{''.join(random.choices(string.ascii_lowercase, k=8))}"
+                                     for k in ("sup", "oncall", "offduty"))
     admin = outcomes.auth("adm-1", "admin")
     t = now()
     r = await outcomes.client.put("/v1/care-team", headers=admin, json={"entries": [
