@@ -104,8 +104,10 @@ class Console:
 @pytest.fixture(scope="session")
 async def console(postgres, hmac_tokens):
     password = secrets.token_urlsafe(12)
-    await db.provision(postgres.admin_dsn, "rapport", "console", password)
-    settings = ConsoleSettings(database_dsn=role_dsn(postgres.admin_dsn, "console", password), auth_secret=TEST_SECRET,
+    # Its own schema and role: the e2e system's console (same Postgres) keeps "console" and its password.
+    await db.provision(postgres.admin_dsn, "rapport", "console_it", password)
+    settings = ConsoleSettings(database_dsn=role_dsn(postgres.admin_dsn, "console_it", password), db_schema="console_it",
+                               auth_secret=TEST_SECRET,
                                environment="test", cookie_secure=False, session_secret="it-session-secret",
                                sse_stream_s=3, sse_keepalive_s=1)
     app = bootstrap.build(settings)

@@ -70,7 +70,8 @@ async def oidc_console(console, tmp_path):
     provider = Provider()
     jwks = tmp_path / "idp-jwks.json"
     jwks.write_text(json.dumps(provider.keys.jwks()))
-    settings = ConsoleSettings(database_dsn=console.app.state.runtime.settings.database_dsn, environment="test",
+    settings = ConsoleSettings(database_dsn=console.app.state.runtime.settings.database_dsn,
+                               db_schema=console.app.state.runtime.settings.db_schema, environment="test",
                                auth_jwks=str(jwks), auth_issuer=IDP, auth_audience="rapport", cookie_secure=False,
                                session_secret="it-oidc", sign_in="oidc", oidc_issuer=IDP, oidc_client_id=CLIENT,
                                oidc_client_secret=SECRET, oidc_redirect_uri=REDIRECT)

@@ -18,7 +18,7 @@ from rapport_outcomes.settings import OutcomesSettings
 from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.base import EventData
-from rapport_testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET
+from rapport_testing.fixtures import OTHER_ORG, TEST_ORG, TEST_SECRET, scratch_schema
 from rapport_shared.messagebus import MessageBus
 from rapport_testing.flows import gad7, phq9
 from rapport_shared.uow import UnitOfWorkFactory
@@ -84,8 +84,11 @@ class Outcomes:
 
 
 @pytest.fixture(scope="session")
-async def outcomes(postgres, service_dsns, hmac_tokens):
-    settings = OutcomesSettings(database_dsn=service_dsns["outcomes"], auth_secret=TEST_SECRET, environment="test")
+async def outcomes(postgres, hmac_tokens):
+    # A schema of its own: the e2e system's outcomes (same Postgres, alive for the whole session)
+    # would otherwise relay this harness's outbox and store what the real notifier makes of it.
+    schema, dsn = await scratch_schema(postgres.admin_dsn, "outcomesit", bootstrap.MIGRATIONS)
+    settings = OutcomesSettings(database_dsn=dsn, db_schema=schema, auth_secret=TEST_SECRET, environment="test")
     app = bootstrap.build(settings)
     runtime = app.state.runtime
     runtime.pool = await db.create_pool(settings.database_dsn, settings.db_schema, 1, 8)
