@@ -14,14 +14,17 @@ to its producer, ms resolution; same machine, same clock) of:
   (iii) the clinician's ``rapport.notification.delivered.v1`` (kind course_planned, by email):
         (i) → notifier consumer → sender → SMTP → notifier relay
 
-Nothing reads the topics while the intakes run; the records are read once the last intake is
-completed (the last few episodes may still be in flight then).
+Nothing reads the topics while the intakes run; once the last intake is completed, one consumer
+follows the notifications topic until every notice is there (``bench/tail.py``: what is new, not
+the whole topic again), then the three topics are read once to their end.
+
+``--n 1000 --interval 0`` is the size of issue 13's target: 100 clinicians of ten episodes, the
+waits scaled to n (a second per episode on top of two minutes).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 import uuid
@@ -35,6 +38,7 @@ from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, OUTCOMES, dlq_t
 
 import cpu
 from figures import Figure, distribution, rate
+from tail import Tail, read_to_end
 
 NAME = "e2e"
 DEFAULT_EPISODES = 20
@@ -103,20 +107,23 @@ async def wait_notified(running, episodes: list[Episode], timeout: float) -> Non
     """Until every episode's clinician notice is on Kafka; fails, saying why, if an
     episode's completion was dead-lettered by a service (checked every 5 s)."""
     is_notice, ids = notice_for(episodes), {e.episode_id for e in episodes}
-    deadline = time.monotonic() + timeout
-    for attempt in itertools.count():
-        got = {r.headers["ce_subject"] for r in await read_all(running.bootstrap, NOTIFICATIONS) if is_notice(r)}
-        if got >= ids:
-            return
-        for group in ("rapport-scheduler", "rapport-outcomes", "rapport-notifier"):
-            for topic in (INTAKE, COURSE) if attempt % 10 == 9 else ():
-                for r in await read_all(running.bootstrap, dlq_topic(topic, group)):
-                    if r.headers.get("ce_subject") in ids:
-                        raise RuntimeError(f"{group} dead-lettered episode {r.headers['ce_subject']}: "
-                                           f"{r.headers.get('dlq_error')}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{len(ids - got)} of {len(ids)} clinician notices missing after {timeout:.0f} s")
-        await asyncio.sleep(0.5)
+    got: set[str] = set()
+    deadline, dlq_check = time.monotonic() + timeout, time.monotonic() + 5
+    async with Tail(running.bootstrap, NOTIFICATIONS) as tail:
+        while True:
+            got |= {r.headers["ce_subject"] for r in await tail.poll() if is_notice(r)}
+            if got >= ids:
+                return
+            if time.monotonic() > dlq_check:
+                dlq_check = time.monotonic() + 5
+                for group in ("rapport-scheduler", "rapport-outcomes", "rapport-notifier"):
+                    for topic in (INTAKE, COURSE):
+                        for r in await read_all(running.bootstrap, dlq_topic(topic, group)):
+                            if r.headers.get("ce_subject") in ids:
+                                raise RuntimeError(f"{group} dead-lettered episode {r.headers['ce_subject']}: "
+                                                   f"{r.headers.get('dlq_error')}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(ids - got)} of {len(ids)} clinician notices missing after {timeout:.0f} s")
 
 
 async def cohort(running, count: int, interval_s: float) -> tuple[list[Episode], str]:
@@ -132,8 +139,16 @@ async def cohort(running, count: int, interval_s: float) -> tuple[list[Episode],
     return episodes, cpu.summary(before, cpu.snapshot(pids), time.perf_counter() - began)
 
 
-def first_stamp(records: list[Record], episode_id: str, match) -> float:
-    stamps = [r.timestamp for r in records if r.headers.get("ce_subject") == episode_id and match(r)]
+def by_subject(records: list[Record]) -> dict[str, list[Record]]:
+    """Records per episode (CloudEvents subject): looked up once per episode, not scanned."""
+    out: dict[str, list[Record]] = {}
+    for r in records:
+        out.setdefault(r.headers.get("ce_subject", ""), []).append(r)
+    return out
+
+
+def first_stamp(records: dict[str, list[Record]], episode_id: str, match) -> float:
+    stamps = [r.timestamp for r in records.get(episode_id, ()) if match(r)]
     if not stamps:
         raise RuntimeError(f"no matching record for episode {episode_id}")
     return min(stamps) / 1000
@@ -143,10 +158,10 @@ async def run(running, n: int | None = None, interval_s: float | None = None) ->
     count = n or DEFAULT_EPISODES
     interval_s = DEFAULT_INTERVAL_S if interval_s is None else interval_s
     episodes, cpu_use = await cohort(running, count, interval_s)
-    course, outcomes, notes = [await read_all(running.bootstrap, t) for t in (COURSE, OUTCOMES, NOTIFICATIONS)]
+    course, outcomes, notes = [by_subject(await read_to_end(running.bootstrap, t, timeout=120 + count))
+                               for t in (COURSE, OUTCOMES, NOTIFICATIONS)]
     is_notice = notice_for(episodes)
-    ids = {e.episode_id for e in episodes}
-    per_episode = ", ".join(f"{t.split('.')[-1]} {sum(r.headers.get('ce_subject') in ids for r in recs) / count:.1f}"
+    per_episode = ", ".join(f"{t.split('.')[-1]} {sum(len(recs.get(e.episode_id, ())) for e in episodes) / count:.1f}"
                             for t, recs in ((COURSE, course), (OUTCOMES, outcomes), (NOTIFICATIONS, notes)))
     pace = f"1 intake / {interval_s:g} s" if interval_s else "back to back"
     noticed = {e.episode_id: first_stamp(notes, e.episode_id, is_notice) for e in episodes}

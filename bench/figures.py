@@ -18,6 +18,7 @@ class Figure:
     unit: str = ""
     p50_ms: float | None = None
     p95_ms: float | None = None
+    p99_ms: float | None = None
     max_ms: float | None = None
     note: str = ""
     extra: dict = field(default_factory=dict)
@@ -36,10 +37,11 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def distribution(benchmark: str, measure: str, seconds: Sequence[float], note: str = "") -> Figure:
-    """A Figure of p50/p95/max from durations given in seconds."""
+    """A Figure of p50/p95/p99/max from durations given in seconds. With fewer than 100 values p99 is
+    the maximum (nearest rank), as p95 is below 20."""
     ms = [s * 1000 for s in seconds]
     return Figure(benchmark, measure, len(ms), p50_ms=percentile(ms, 50), p95_ms=percentile(ms, 95),
-                  max_ms=max(ms), note=note)
+                  p99_ms=percentile(ms, 99), max_ms=max(ms), note=note)
 
 
 def rate(benchmark: str, measure: str, n: int, seconds: float, unit: str = "events/s", note: str = "") -> Figure:
@@ -57,14 +59,15 @@ def _num(x: float | None, digits: int = 0) -> str:
     return f"{x:,.{digits}f}"
 
 
-COLUMNS = ("benchmark", "measure", "n", "rate", "p50 ms", "p95 ms", "max ms")
+COLUMNS = ("benchmark", "measure", "n", "rate", "p50 ms", "p95 ms", "p99 ms", "max ms")
 
 
 def rows(figures: Sequence[Figure]) -> list[tuple[str, ...]]:
     out = []
     for f in figures:
         r = f"{_num(f.rate, 1)} {f.unit}".strip() if f.rate is not None else "-"
-        out.append((f.benchmark, f.measure, str(f.n), r, _num(f.p50_ms, 1), _num(f.p95_ms, 1), _num(f.max_ms, 1)))
+        out.append((f.benchmark, f.measure, str(f.n), r, _num(f.p50_ms, 1), _num(f.p95_ms, 1), _num(f.p99_ms, 1),
+                    _num(f.max_ms, 1)))
     return out
 
 
@@ -79,7 +82,7 @@ def table(figures: Sequence[Figure], markdown: bool = False) -> str:
             lines += ["", *(f"- row {i} ({f.benchmark} / {f.measure}): {f.note}" for i, f in notes)]
         return "\n".join(lines)
     widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c) for i, c in enumerate(COLUMNS)]
-    right = [False, False, True, True, True, True, True]
+    right = [i >= 2 for i in range(len(COLUMNS))]
 
     def fmt(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if rj else c.ljust(w) for c, w, rj in zip(cells, widths, right)).rstrip()

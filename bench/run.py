@@ -13,7 +13,9 @@ times is in its module's docstring and in docs/performance.md. Nothing here asse
   e2e       (c) the four services as processes, intakes over HTTP → Kafka       n = episodes
   replay    (d) `rapport-outcomes replay run` over the e2e cohort               n = episodes
             next to a bare aiokafka consumer group over the same topics
-The services' peak RSS is printed after e2e/replay; the consumer benchmark prints its own.
+  safety    (e) PHQ-9 item 9 over HTTP → the clinician's delivered alert, with   n = alerts
+            --backlog routine records queued for the notifier before it
+The services' peak RSS is printed after e2e/replay/safety; the consumer benchmark prints its own.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from pathlib import Path
 from figures import Figure, table
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("relay", "consumer", "e2e", "replay")
+ORDER = ("relay", "consumer", "e2e", "replay", "safety")
+SERVICE_BENCHMARKS = ("e2e", "replay", "safety")  # the ones that start the services as processes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,15 +45,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", action="append", choices=ORDER, metavar="NAME",
                    help=f"run only this benchmark (repeatable): {', '.join(ORDER)}")
     p.add_argument("--n", type=int, default=None, metavar="N",
-                   help="size of each selected benchmark (events for relay/consumer, episodes for e2e/replay);"
-                        " default: each benchmark's own (relay 5000, consumer 20000, e2e 20)")
+                   help="size of each selected benchmark (events for relay/consumer, episodes for e2e/replay,"
+                        " alerts for safety); default: each benchmark's own (relay 5000, consumer 20000, e2e 20,"
+                        " safety 20)")
     p.add_argument("--interval", type=float, default=None, metavar="S",
                    help="e2e: seconds between intake starts (default 0.5; 0 = back to back)")
+    p.add_argument("--backlog", type=int, default=None, metavar="N",
+                   help="safety: routine records queued for the notifier before the alerts (default 50000; 0 = none)")
     p.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the figures and the run's context as JSON")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     args = p.parse_args(argv)
     if args.n is not None and args.n < 1:
         p.error("--n must be at least 1")
+    if args.backlog is not None and args.backlog < 0:
+        p.error("--backlog must be 0 or more")
+    if args.interval is not None and args.interval < 0:
+        p.error("--interval must be 0 or more")
     args.selected = [b for b in ORDER if not args.only or b in args.only]
     return args
 
@@ -85,9 +95,10 @@ async def run_selected(args: argparse.Namespace, stack, log_dir: Path) -> list[F
         import consumer_inbox
 
         figures += await consumer_inbox.run(stack, args.n)
-    if "e2e" in args.selected or "replay" in args.selected:
+    if set(SERVICE_BENCHMARKS) & set(args.selected):
         import end_to_end
         import replay_run
+        import safety
         from services import running_services
 
         import rss
@@ -97,12 +108,14 @@ async def run_selected(args: argparse.Namespace, stack, log_dir: Path) -> list[F
             if "e2e" in args.selected:
                 e2e_figures, cohort = await end_to_end.run(running, args.n, args.interval)
                 figures += e2e_figures
-            else:  # a cohort to replay, as fast as it goes, not measured
+            elif "replay" in args.selected:  # a cohort to replay, as fast as it goes, not measured
                 cohort, _ = await end_to_end.cohort(running, args.n or end_to_end.DEFAULT_EPISODES, 0)
             if "replay" in args.selected:
                 figures += await replay_run.run(running, len(cohort))
-            figures += rss.service_figures("e2e" if "e2e" in args.selected else "replay", running,
-                                           " and ".join(b for b in ("e2e", "replay") if b in args.selected))
+            if "safety" in args.selected:  # last: it restarts the notifier and leaves a backlog on rapport.outcomes
+                figures += await safety.run(running, args.n, args.backlog)
+            ran = [b for b in SERVICE_BENCHMARKS if b in args.selected]
+            figures += rss.service_figures(ran[0], running, " and ".join(ran))
     return figures
 
 
