@@ -15,7 +15,15 @@ before the failing one are applied again in one transaction, **each in a savepoi
 later records' are taken back); the failing record goes on alone through the one-record path
 below, its failure counted as its first attempt; the records after it form the next transaction.
 Savepoints are taken only then: one costs a round trip per record, as much as a one-statement
-effect (docs/performance.md). Postgres or Kafka unreachable during a batch's transaction: the
+effect (docs/performance.md).
+
+**Set-based handlers** (``HandlerRegistry.handles_many``): consecutive records of a partition
+whose handler is the same set-based function are handed to it together, in one call (one
+statement for them all instead of one per record), in the same transaction as their inbox claims.
+Such a handler has effects only (it emits no events: the unit of work it gets has no single
+cause). If the call fails, the transaction is rolled back as for any failure; the records before
+the run go again in savepoints, then the run's records one by one, each in a savepoint, find the
+one that fails; it goes on alone as above. So a poison record costs its run one extra pass. Postgres or Kafka unreachable during a batch's transaction: the
 whole transaction is tried again (backoff, without bound).
 
 Every record ends somewhere — processed, ignored or dead-lettered — so no record can stop its
@@ -132,11 +140,28 @@ class _Work:
     event_id: uuid.UUID
 
 
+def _set_run(items: list[_Work], i: int, fresh: set[uuid.UUID], seen: set[uuid.UUID]) -> list[_Work]:
+    """The records from ``i`` on that one set-based call applies together: consecutive, fresh,
+    handled by the same set-based function (empty if ``items[i]``'s handler is not one). Adds
+    their ids to ``seen``."""
+    key = getattr(items[i].handler, "many_key", None)
+    run: list[_Work] = []
+    if key is None:
+        return run
+    for w in items[i:]:
+        if getattr(w.handler, "many_key", None) is not key or w.event_id not in fresh or w.event_id in seen:
+            break
+        seen.add(w.event_id)
+        run.append(w)
+    return run
+
+
 class _Failed(Exception):
     """A record failed where nothing can be kept (no savepoint): roll the transaction back."""
 
-    def __init__(self, index: int, error: Exception) -> None:
-        self.index, self.error = index, error
+    def __init__(self, index: int, error: Exception, end: int | None = None) -> None:
+        # end: the failing call applied records index..end-1 together (a set-based run)
+        self.index, self.error, self.end = index, error, end if end is not None else index + 1
 
 
 class _Bound:
@@ -265,29 +290,36 @@ class EventConsumer:
         while start < len(work):
             items = [w for _, w in work[start:]]
             done, failure = await self._apply_together(items, savepoints=False)
-            if failure is not None and failure[0] > 0 and not done:
-                # Rolled back with the failing record: the records before it go again, each in a
-                # savepoint this time (should one of them fail now, only it is taken out).
-                at, error = failure
-                done, earlier = await self._apply_together(items[:at], savepoints=True)
-                failure = earlier or (at, error)
+            if failure is not None and not done:
+                at, error, end = failure
+                if at > 0:
+                    # Rolled back with the failing call: the records before it go again, each in a
+                    # savepoint this time (should one of them fail now, only it is taken out).
+                    done, earlier = await self._apply_together(items[:at], savepoints=True)
+                    failure = earlier or failure
+                if len(done) == at and end > at + 1:
+                    # A set-based call failed: its records one by one, in savepoints, find which.
+                    more, inner = await self._apply_together(items[at:end], savepoints=True)
+                    done = done + more
+                    failure = (at + inner[0], inner[1], at + inner[0] + 1) if inner else None
             for (i, _), outcome in zip(work[start:], done):
                 outcomes[i] = outcome
-            if failure is None:
-                break
-            at, error = failure
-            i, w = work[start + at]
-            outcomes[i] = await self._apply_alone(w, first_error=error)
-            start += at + 1
+            start += len(done)  # what committed; a failure is always the record right after it
+            if failure is not None:
+                i, w = work[start]
+                outcomes[i] = await self._apply_alone(w, first_error=failure[1])
+                start += 1
         assert all(o is not None for o in outcomes)
         return outcomes  # type: ignore[return-value]
 
     async def _apply_together(self, items: list[_Work], *, savepoints: bool
-                              ) -> tuple[list[Outcome], tuple[int, Exception | None] | None]:
-        """Apply ``items`` in one transaction. Returns the outcomes of what was committed and, if a
-        record failed, ``(index, error)`` of that record: it is to be applied alone next, its error
-        counted as its first attempt. Without ``savepoints`` a failure rolls everything back (no
-        outcomes); with them, the records before the failing one are committed."""
+                              ) -> tuple[list[Outcome], tuple[int, Exception | None, int] | None]:
+        """Apply ``items`` in one transaction. Returns the outcomes of what was committed (a
+        prefix of ``items``) and, if a call failed, ``(index, error, end)``: records index..end-1
+        were applied together by the failing call (end = index + 1 for one record's handler); the
+        failing record is to be applied alone, its error counted as its first attempt. Without
+        ``savepoints`` a failure rolls everything back (no outcomes); with them, the records before
+        the failing one are committed and set-based handlers are called one record at a time."""
         delays = self.retry_policy.delays()
         while True:
             try:
@@ -302,24 +334,34 @@ class EventConsumer:
                 # alone; the others come back in the next transaction, so every pass makes progress.
                 log.warning("batch transaction failed; applying its first record alone",
                             error=repr(exc)[:MAX_ERROR_CHARS], records=len(items))
-                return [], (0, None)
+                return [], (0, None, 1)
 
     async def _transaction(self, items: list[_Work], savepoints: bool
-                           ) -> tuple[list[Outcome], tuple[int, Exception] | None]:
+                           ) -> tuple[list[Outcome], tuple[int, Exception, int] | None]:
         done: list[Outcome] = []
         applied: list[tuple[_Work, float]] = []
         duplicates: list[_Work] = []
-        failure: tuple[int, Exception] | None = None
+        failure: tuple[int, Exception, int] | None = None
         async with pooled_connection(self.pool) as conn:
             try:
                 async with conn.transaction():
                     fresh = await inbox.claim_many(conn, [(w.event_id, w.event.type, w.record.topic, w.record.partition,
                                                            w.record.offset) for w in items])
                     seen: set[uuid.UUID] = set()  # an id twice in the batch is applied by its first record
-                    for i, w in enumerate(items):
+                    i = 0
+                    while i < len(items):
+                        w = items[i]
                         if w.event_id not in fresh or w.event_id in seen:
                             duplicates.append(w)
                             done.append(Outcome("duplicate", w.event.id, event_type=w.event.type))
+                            i += 1
+                            continue
+                        if not savepoints and (run := _set_run(items, i, fresh, seen)):
+                            share = await self._apply_set(conn, run, i)
+                            applied += [(x, share) for x in run]
+                            done += [Outcome("processed", x.event.id, event_type=x.event.type) for x in run]
+                            crash_point("consumer.mid_batch", run[-1].event.type)
+                            i += len(run)
                             continue
                         seen.add(w.event_id)
                         if savepoints and applied:  # keep what the records before it did, whatever it does
@@ -337,13 +379,14 @@ class EventConsumer:
                             # its claim and the later records' go back: they were not applied here
                             kept = {a.event_id for a, _ in applied}
                             await inbox.release(conn, {x.event_id for x in items[i:]} & fresh - kept)
-                            failure = (i, exc)
+                            failure = (i, exc, i + 1)
                             break
                         applied.append((w, time.perf_counter() - began))
                         done.append(Outcome("processed", w.event.id, event_type=w.event.type))
                         crash_point("consumer.mid_batch", w.event.type)
+                        i += 1
             except _Failed as failed:
-                return [], (failed.index, failed.error)
+                return [], (failed.index, failed.error, failed.end)
             except Exception as exc:
                 if not isinstance(exc, InfrastructureUnavailable) and is_infrastructure_error(exc, conn):
                     raise InfrastructureUnavailable(exc) from exc
@@ -363,6 +406,23 @@ class EventConsumer:
         for labels, n in counted.items():
             EVENTS_CONSUMED.labels(*labels).inc(n)
         return done, failure
+
+    async def _apply_set(self, conn: asyncpg.Connection, run: list[_Work], index: int) -> float:
+        """One set-based call for ``run`` (records ``index``.. of the transaction's items).
+        Returns each record's share of the call's time."""
+        first = run[0]
+        began = time.perf_counter()
+        try:
+            with _bound(first.record, first.event), tracing.consume_span(first.record, first.event):
+                uow = self.make_uow(conn, None)
+                await first.handler.many(uow, [w.event for w in run], [w.data for w in run])
+                if getattr(uow, "emitted", None):
+                    raise TypeError(f"set-based handler {first.handler.__name__} emitted events")
+        except Exception as exc:
+            if is_infrastructure_error(exc, conn):
+                raise InfrastructureUnavailable(exc) from exc
+            raise _Failed(index, exc, index + len(run)) from exc
+        return (time.perf_counter() - began) / len(run)
 
     # ------------------------------------------------------------------ the steps
 

@@ -11,6 +11,12 @@ translate HTTP or Kafka into messages:
 - HTTP: :meth:`MessageBus.handle` runs a command in its own unit of work (retrying a deadlock
   victim from the start) and returns what the handler returns;
 - timers: :attr:`HandlerRegistry.timer_handlers` is what the timer runner calls.
+
+For a high-volume event whose effect can be one statement for many records,
+``@handlers.handles_many(Model) async def fn(msgs, uow)`` takes a list: the consumer hands it a
+partition's consecutive records of those types together (``rapport_shared.consumer``, "Set-based
+handlers"), or one at a time when it looks for a failing record. It has effects only: it emits no
+events (its unit of work has no single cause).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class HandlerRegistry(Generic[U]):
     def __init__(self) -> None:
         self._by_type: dict[type, Handler] = {}
         self._by_timer: dict[str, Handler] = {}
+        self._many: set[Handler] = set()  # set-based: fn(list of messages, uow)
 
     def handles(self, *message_types: type) -> Callable[[Handler], Handler]:
         def register(fn: Handler) -> Handler:
@@ -38,6 +45,16 @@ class HandlerRegistry(Generic[U]):
                 if t in self._by_type:
                     raise ValueError(f"two handlers for {t.__name__}")
                 self._by_type[t] = fn
+            return fn
+
+        return register
+
+    def handles_many(self, *event_models: type[EventData]) -> Callable[[Handler], Handler]:
+        """``fn(msgs: list, uow)`` applies many events of these types at once (effects only)."""
+
+        def register(fn: Handler) -> Handler:
+            self.handles(*event_models)(fn)
+            self._many.add(fn)
             return fn
 
         return register
@@ -56,9 +73,12 @@ class HandlerRegistry(Generic[U]):
 
     def handler_for(self, message: object) -> Handler:
         try:
-            return self._by_type[type(message)]
+            fn = self._by_type[type(message)]
         except KeyError:
             raise LookupError(f"no handler for {type(message).__name__}") from None
+        if fn in self._many:  # one message to a set-based handler: a list of one
+            return lambda msg, uow: fn([msg], uow)
+        return fn
 
     async def dispatch(self, message: object, uow: U) -> Any:
         return await self.handler_for(message)(message, uow)
@@ -80,7 +100,8 @@ class HandlerRegistry(Generic[U]):
     def subscribe(self, consumer: Any) -> None:
         """Register every event model with an ``EventConsumer`` (one dispatch: by type)."""
         for model in self.event_models:
-            consumer.register(model, _event_call(self._by_type[model]))
+            fn = self._by_type[model]
+            consumer.register(model, _many_call(fn) if fn in self._many else _event_call(fn))
 
 
 def _event_call(fn: Handler) -> Callable[[UnitOfWork, Any, Any], Awaitable[None]]:
@@ -88,6 +109,23 @@ def _event_call(fn: Handler) -> Callable[[UnitOfWork, Any, Any], Awaitable[None]
         await fn(data, uow)
 
     call.__name__ = getattr(fn, "__name__", "handler")
+    return call
+
+
+def _many_call(fn: Handler) -> Callable[[UnitOfWork, Any, Any], Awaitable[None]]:
+    """A set-based handler as the consumer calls it: one record (``call``) or a run (``call.many``);
+    ``many_key`` says which records' handlers are the same function."""
+
+    async def call(uow: UnitOfWork, event: Any, data: Any) -> None:
+        await fn([data], uow)
+        if getattr(uow, "emitted", None):
+            raise TypeError(f"set-based handler {call.__name__} emitted events")
+
+    async def many(uow: UnitOfWork, events: list[Any], datas: list[Any]) -> None:
+        await fn(datas, uow)
+
+    call.__name__ = getattr(fn, "__name__", "handler")
+    call.many, call.many_key = many, fn  # type: ignore[attr-defined]
     return call
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 from uuid import UUID
@@ -23,7 +23,7 @@ from rapport_outcomes.domain.evaluation import ScorePoint
 from rapport_outcomes.domain.fhir import ExportedSubmission
 from rapport_outcomes.domain.fhir_record import CourseSession, Delivery
 from rapport_outcomes.domain.measurement import Collected
-from rapport_outcomes.domain.model import Baseline, Episode, Submission
+from rapport_outcomes.domain.model import Baseline, Communication, Episode, Submission
 from rapport_outcomes.domain.policy import OutcomesPolicy
 from rapport_outcomes.service_layer.handlers import handlers
 from rapport_outcomes.service_layer.unit_of_work import OutcomesUnitOfWork
@@ -261,16 +261,12 @@ class FakeSessionEvents(_Fake):
 
 
 class FakeCommunications(_Fake):
-    async def record(self, *, notification_id: UUID, episode_id: UUID, kind: str, channel: str, recipient_role: str,
-                     status: str, at: datetime, cause_event_id: UUID | None, error_code: str | None,
-                     attempts: int | None, recorded_at: datetime) -> None:
-        row = self.t.communications.get(notification_id)
-        if row is not None and (row["status"] == "delivered" or status != "delivered"):
-            return  # as the SQL: a notification finishes once, "delivered" is never undone
-        self.t.communications[notification_id] = dict(
-            notification_id=notification_id, episode_id=episode_id, kind=kind, channel=channel,
-            recipient_role=recipient_role, status=status, at=at, cause_event_id=cause_event_id, error_code=error_code,
-            attempts=attempts, recorded_at=recorded_at)
+    async def record_many(self, rows: list[Communication]) -> None:
+        for r in rows:
+            row = self.t.communications.get(r.notification_id)
+            if row is not None and (row["status"] == "delivered" or r.status != "delivered"):
+                continue  # as the SQL: a notification finishes once, "delivered" is never undone
+            self.t.communications[r.notification_id] = asdict(r)
 
     async def of_episode(self, episode_id: UUID) -> list[Delivery]:
         out = []

@@ -24,7 +24,7 @@ from ..domain.evaluation import ScorePoint
 from ..domain.fhir import ExportedSubmission
 from ..domain.fhir_record import CourseSession, Delivery
 from ..domain.measurement import Collected
-from ..domain.model import Baseline, Episode, Submission, typed_total
+from ..domain.model import Baseline, Communication, Episode, Submission, typed_total
 from ..domain.policy import OutcomesPolicy
 
 
@@ -375,18 +375,17 @@ class SessionEventRepository(_Repository):
 # ---- communications (rapport.notifications) ----------------------------------------------------
 
 class CommunicationRepository(_Repository):
-    async def record(self, *, notification_id: UUID, episode_id: UUID, kind: str, channel: str, recipient_role: str,
-                     status: str, at: datetime, cause_event_id: UUID | None, error_code: str | None,
-                     attempts: int | None, recorded_at: datetime) -> None:
-        """One delivery's outcome; a notification finishes once, and "delivered" is never undone."""
-        await self.conn.execute(
+    async def record_many(self, rows: list[Communication]) -> None:
+        """Deliveries' outcomes, in order; a notification finishes once, and "delivered" is never
+        undone. One pipelined statement for them all (asyncpg's executemany)."""
+        await self.conn.executemany(
             "INSERT INTO communications (notification_id, episode_id, kind, channel, recipient_role, status, at,"
             " cause_event_id, error_code, attempts, recorded_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"
             " ON CONFLICT (notification_id) DO UPDATE SET status = EXCLUDED.status, at = EXCLUDED.at,"
             " error_code = EXCLUDED.error_code, attempts = EXCLUDED.attempts, recorded_at = EXCLUDED.recorded_at"
             " WHERE communications.status <> 'delivered' AND EXCLUDED.status = 'delivered'",
-            notification_id, episode_id, kind, channel, recipient_role, status, at, cause_event_id, error_code,
-            attempts, recorded_at,
+            [(r.notification_id, r.episode_id, r.kind, r.channel, r.recipient_role, r.status, r.at, r.cause_event_id,
+              r.error_code, r.attempts, r.recorded_at) for r in rows],
         )
 
     async def of_episode(self, episode_id: UUID) -> list[Delivery]:

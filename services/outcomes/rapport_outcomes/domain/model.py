@@ -76,6 +76,24 @@ class Baseline:
 
 
 @dataclass(frozen=True)
+class Communication:
+    """A notification's outcome as outcomes keeps it (the FHIR record's Communication): kind,
+    channel and the recipient's role only, never who or where."""
+
+    notification_id: UUID
+    episode_id: UUID
+    kind: str
+    channel: str
+    recipient_role: str  # patient | clinician | oncall | partner
+    status: str  # delivered | failed
+    at: datetime  # delivered_at / failed_at
+    cause_event_id: UUID | None
+    error_code: str | None
+    attempts: int | None
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
 class Submission:
     """A validated, scored submission as stored and announced."""
 
