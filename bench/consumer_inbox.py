@@ -4,10 +4,14 @@ records), applies each partition's records in one transaction (inbox claims in o
 savepoint per record, the handler, one COMMIT; partitions side by side), then commits the batch's
 offsets once.
 
-Two handlers, each over N records produced beforehand to a 3-partition topic:
+Handlers, each over N records produced beforehand to a 3-partition topic:
 
 - **one INSERT**: ``PhaseChangedV1`` records (``events.model_on``: a benchmark topic) and a handler
   that inserts one row — the consumer's own cost;
+- **one INSERT, set-based**: the same records (a new consumer group) and a set-based handler
+  (``HandlerRegistry.handles_many``) inserting a partition's run of records in one ``executemany``;
+- **outcomes' deliveries (set-based)**: ``rapport.notification.delivered.v1`` records applied by
+  outcomes' own set-based ``deliveries`` handler (the FHIR record's Communications);
 - **outcomes' handlers**: ``rapport.session.attended.v1`` records (16 per episode, sessions 1..16)
   applied by the outcomes service's own registry and unit of work (``rapport_outcomes``) on a
   scratch schema with its migrations, the episodes recorded beforehand: per record the episode
@@ -35,11 +39,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from rapport_shared import db, envelope
 from rapport_shared.consumer import EventConsumer
 from rapport_shared.contracts.course import SessionAttendedV1
+from rapport_shared.contracts.notifications import NotificationDeliveredV1
+from rapport_shared.messagebus import HandlerRegistry
 from rapport_shared.envelope import KafkaRecord
 from rapport_shared.kafka import BatchSubscriber, ensure_topics, make_broker, dead_letter_publisher
 from rapport_shared.outbox import Outbox
 from rapport_testing.fixtures import scratch_schema
-from rapport_shared.topics import COURSE, INTAKE, dlq_topic
+from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, dlq_topic
 from rapport_shared.uow import uow_maker
 
 import bare
@@ -162,21 +168,41 @@ async def one_insert(stack, n: int) -> list[Figure]:
         await uow.conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", uuid.UUID(event.id), data.episode_id,
                                data.to_phase)
 
+    # The same effect, set-based: a second group over the same records, into a second schema.
+    set_schema, set_dsn = await scratch_schema(stack.admin_dsn, "bench_consumer_set")
+    set_pool = await db.create_pool(set_dsn, set_schema, 1, 10)
+    await set_pool.execute("CREATE TABLE effects (episode_id uuid NOT NULL, to_phase text NOT NULL)")
+    set_consumer = EventConsumer(pool=set_pool, group_id=f"{group}-set", dead_letter=dead_letter_publisher(broker),
+                                 outbox=Outbox("/rapport/bench", set_schema))
+    registry = HandlerRegistry()
+
+    @registry.handles_many(model)
+    async def apply_many(msgs, uow) -> None:
+        await uow.conn.executemany("INSERT INTO effects VALUES ($1, $2)", [(m.episode_id, m.to_phase) for m in msgs])
+
+    registry.subscribe(set_consumer)
     try:
         sub = await consume(stack, consumer, n)
+        set_sub = await consume(stack, set_consumer, n)
     finally:
         await broker.stop()
     try:
         inbox = await pool.fetchval("SELECT count(*) FROM inbox")
         effects = await pool.fetchval("SELECT count(*) FROM effects")
+        set_inbox = await set_pool.fetchval("SELECT count(*) FROM inbox")
+        set_effects = await set_pool.fetchval("SELECT count(*) FROM effects")
     finally:
         await pool.close()
+        await set_pool.close()
     assert sub.statuses == {"processed": n} and inbox == effects == n, (sub.statuses, inbox, effects)
+    assert set_sub.statuses == {"processed": n} and set_inbox == set_effects == n, (set_sub.statuses, set_inbox)
     return [
         rate(NAME, "bare aiokafka producer (acks=all, idempotent, linger 5 ms)", n, produced_s,
              note="wrote the records both consumers read"),
         rate(NAME, "bare aiokafka consumer group: getmany + one commit per batch", n, bare_s),
         *figures_of("one INSERT", sub, n, bare_s, "handler: one INSERT; 3 partitions"),
+        *figures_of("one INSERT, set-based", set_sub, n, bare_s,
+                    "set-based handler: one executemany per partition's run; 3 partitions"),
     ]
 
 
@@ -242,6 +268,51 @@ async def outcomes_handlers(stack, n: int) -> list[Figure]:
                       f"outbox events {events}")
 
 
+async def outcomes_deliveries(stack, n: int) -> list[Figure]:
+    """Outcomes' set-based ``deliveries`` handler over notification.delivered records."""
+    from rapport_outcomes.bootstrap import MIGRATIONS  # noqa: PLC0415 - a service, only for this benchmark
+    from rapport_outcomes.service_layer.handlers import handlers  # noqa: PLC0415
+    from rapport_outcomes.service_layer.unit_of_work import OutcomesUnitOfWork  # noqa: PLC0415
+    from rapport_outcomes.settings import OutcomesSettings  # noqa: PLC0415
+
+    schema, dsn = await scratch_schema(stack.admin_dsn, "bench_outcomes_dl", Path(MIGRATIONS))
+    pool = await db.create_pool(dsn, schema, 1, 10)
+    settings = OutcomesSettings(service_name="outcomes", db_schema=schema)
+    outbox = Outbox("/rapport/outcomes", schema)
+    group = f"bench-outcomes-dl-{uuid.uuid4().hex[:6]}"
+    topics = sorted({m.topic for m in handlers.event_models})  # the group subscribes to all of outcomes' topics
+    await ensure_topics(stack.bootstrap, topics + [dlq_topic(t, group) for t in topics], 3, 1)
+    await start_at_end(stack.bootstrap, group, topics)
+    now = datetime.now(timezone.utc)
+    records: list[KafkaRecord] = []
+    for i in range(n):  # ~36 deliveries an episode, as a course makes
+        e = uuid.uuid5(uuid.NAMESPACE_OID, f"bench-episode-{i // 36}")
+        data = NotificationDeliveredV1(episode_id=e, notification_id=uuid.uuid4(), kind="session_reminder",
+                                       recipient_ref=f"patient:P-bench-{e.hex[:8]}", channel="email",
+                                       cause_event_id=uuid.uuid4(), delivered_at=now, organisation_id="org-bench")
+        records.append(envelope.encode(envelope.new_event(type=data.event_type, source="/rapport/notifier",
+                                                          subject=str(e), data=data, time=now)))
+    await bare.produce(stack.bootstrap, NOTIFICATIONS, records)
+    broker = make_broker(stack.bootstrap, client_id="bench-outcomes-dl")
+    await broker.start()
+    consumer = EventConsumer(pool=pool, group_id=group, dead_letter=dead_letter_publisher(broker), outbox=outbox,
+                             make_uow=uow_maker(outbox, settings_clock(), OutcomesUnitOfWork, settings))
+    handlers.subscribe(consumer)
+    try:
+        sub = await consume(stack, consumer, n)
+    finally:
+        await broker.stop()
+    try:
+        stored = await pool.fetchval("SELECT count(*) FROM communications")
+    finally:
+        await pool.close()
+    bare_s = await bare.consume(stack.bootstrap, [NOTIFICATIONS], n)
+    assert sub.statuses == {"processed": n} and stored == n, (sub.statuses, stored)
+    return figures_of("outcomes' deliveries (set-based)", sub, n, bare_s,
+                      f"rapport.notification.delivered.v1 × {n} through outcomes' registry (set-based deliveries "
+                      f"handler: one executemany per run); communications stored {stored}")
+
+
 def settings_clock():
     from rapport_shared.clock import SystemClock  # noqa: PLC0415
 
@@ -256,6 +327,7 @@ async def run(stack, n: int | None = None) -> list[Figure]:
     n = n or DEFAULT_N
     figures = await one_insert(stack, n)
     figures += await outcomes_handlers(stack, n)
+    figures += await outcomes_deliveries(stack, n)
     figures[0].extra["bench_peak_rss_mib"] = round(peak_rss_mib(), 1)
     figures.append(Figure(NAME, "benchmark process peak RSS (producer, consumers, handlers in one process)", n,
                           rate=peak_rss_mib(), unit="MiB"))

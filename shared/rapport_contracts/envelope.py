@@ -143,9 +143,24 @@ def encode(event: CloudEvent) -> KafkaRecord:
 # readers disagree on what the record is).
 SINGLE_HEADERS = (*REQUIRED_HEADERS, "ce_dataschema", "content-type", "correlation_id", "traceparent")
 MAX_HEADER_BYTES = 4096  # per header value; a ce_* attribute is short
+_KNOWN_HEADERS = frozenset(SINGLE_HEADERS)  # the rest travel on as the event's extra headers
 
 
 def _header_map(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, Any]) -> dict[str, str]:
+    if isinstance(headers, (list, tuple)):
+        # The common case, as Kafka clients hand them over: (text, UTF-8 bytes) pairs, no name twice,
+        # none too long. Anything else falls through to the checks below, which name what is wrong.
+        try:
+            out = {name: raw.decode("utf-8") for name, raw in headers
+                   if type(name) is str and len(raw) <= MAX_HEADER_BYTES}
+            if len(out) == len(headers):
+                return out
+        except Exception:  # noqa: S110 - the checked path below reports it
+            pass
+    return _checked_header_map(headers)
+
+
+def _checked_header_map(headers: Iterable[tuple[str, bytes | str | None]] | Mapping[str, Any]) -> dict[str, str]:
     try:
         items = list(headers.items() if isinstance(headers, Mapping) else headers)
     except Exception as exc:  # not iterable, or not pairs
@@ -246,7 +261,6 @@ def _decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | M
     data = parse_json(value)
     if not isinstance(data, dict):
         raise EnvelopeError("value", "must be a JSON object")
-    known = {*REQUIRED_HEADERS, "ce_dataschema", "content-type", "correlation_id", "traceparent"}
     return CloudEvent(
         id=h["ce_id"],
         source=h["ce_source"],
@@ -257,5 +271,5 @@ def _decode(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | M
         dataschema=h.get("ce_dataschema", ""),
         correlation_id=h.get("correlation_id") or None,
         traceparent=h.get("traceparent") or None,
-        extra_headers={k: v for k, v in h.items() if k not in known},
+        extra_headers={k: v for k, v in h.items() if k not in _KNOWN_HEADERS},
     )
