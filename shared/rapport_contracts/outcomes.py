@@ -225,6 +225,9 @@ class OutcomeEvaluatedV1(EpisodeEventData):
     template_id: Code | None = None
     clinician_id: PseudonymousId | None = None
     end_reason: Code | None = Field(default=None, description="rapport.course.ended.v1 reason")
+    # Added in v1 as an optional field (older consumers ignore it): a reader of this topic alone
+    # cannot count on having read the course's end from rapport.course first.
+    course_ended_at: datetime | None = Field(default=None, description="rapport.course.ended.v1 ended_at")
     attended_sessions: int | None = Field(default=None, ge=0)
     # Added in v1 as an optional field (older consumers ignore it).
     treatment_sessions: int | None = Field(

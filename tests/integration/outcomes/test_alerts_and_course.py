@@ -203,6 +203,7 @@ async def test_course_end_evaluates_once_and_feeds_reports_and_fhir(outcomes, h)
     assert ev["baseline_totals"] == {"phq9": 18, "gad7": 12} and ev["final_totals"] == {"phq9": 4, "gad7": 5}
     assert (ev["template_id"], ev["clinician_id"], ev["end_reason"], ev["attended_sessions"]) == (
         "ipt-standard", clinician_id, "completed", 16)
+    assert datetime.fromisoformat(ev["course_ended_at"].replace("Z", "+00:00")) == end.ended_at
     assert ev["instruments"]["phq9"]["reliable_change"] == "improved" and ev["paired_measures"] == ["phq9", "gad7"]
 
     # A second episode of the same clinician: one attended session, not a finished course.

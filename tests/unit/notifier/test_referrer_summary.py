@@ -124,6 +124,17 @@ async def test_with_consent_each_endpoint_of_the_partner_organisation_gets_the_s
     assert uow.deliveries.of(rules.COURSE_SUMMARY, recipient_ref="clinician:clin-ref")
 
 
+async def test_the_course_end_comes_with_the_evaluation_when_its_own_event_is_not_read_yet(uow):
+    """rapport.course and rapport.outcomes are read side by side, in no order between them: the
+    evaluation carries the course's end, so the summary has it whichever topic came first."""
+    episode = await intake(uow, consent=True)
+    await subscribe(uow)
+    ended_at = uow.now() - timedelta(hours=3)
+    await uow.handle(evaluated(episode, uow).model_copy(update={"course_ended_at": ended_at}))
+    [sent] = uow.deliveries.of(rules.REFERRER_SUMMARY)
+    assert json.loads(sent["params"]["body"])["data"]["course_ended_at"] == ended_at.isoformat().replace("+00:00", "Z")
+
+
 async def test_without_consent_nothing_leaves_for_the_organisation(uow):
     episode = await intake(uow, consent=False)
     await subscribe(uow)

@@ -391,7 +391,7 @@ async def _referrer_summary(uow: NotifierUnitOfWork, data: OutcomeEvaluatedV1, e
         log.info("referrer summary not sent: no referrer channel", episode_id=str(data.episode_id))
         return
     body = referrer.body(referrer.summary(data, person_id=episode["person_id"], organisation_id=org,
-                                          ended_at=episode["ended_at"]))
+                                          ended_at=data.course_ended_at or episode["ended_at"]))
     for subscription_id in subs:
         await enqueue(uow, kind=rules.REFERRER_SUMMARY, cause_event_id=event.id, episode_id=data.episode_id,
                       recipient_ref=f"partner:{subscription_id}", channels=["webhook"], language="none",
