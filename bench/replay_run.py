@@ -1,7 +1,7 @@
 """(d) Replay: ``rapport-outcomes replay run --shadow <new> --no-verify`` as an operator runs it — a
 separate process with the live outcomes service's environment and ``RAPPORT_ADMIN_DSN`` (as
 tests/e2e/replay/test_replay_e2e.py does) — over everything on the topics outcomes consumes
-(``rapport.intake`` and ``rapport.course``), once every live group has caught up.
+(``rapport.intake``, ``rapport.course`` and ``rapport.notifications``), once every live group has caught up.
 
 Two times: the command's own (its "in X s": from just before the shadow runtime starts — group
 join, then every record: decode, inbox, handler, commit — to the end, which includes its 0.5 s
@@ -25,13 +25,20 @@ import uuid
 
 import bare
 from figures import Figure, rate
-from rapport_shared.topics import COURSE, INTAKE
 
 from services import caught_up
 
 NAME = "replay"
 SERVICE = "outcomes"
 SUMMARY = re.compile(r"replayed (\d+) record\(s\) into \S+ with group \S+\s+in ([\d.]+) s")
+
+
+def consumed_topics() -> list[str]:
+    """The topics the replay reads: every one outcomes' handlers subscribe to (rapport.notifications
+    too, since the FHIR record's Communications), so the bare consumer reads the same records."""
+    from rapport_outcomes.service_layer.handlers import handlers  # noqa: PLC0415 - a service, only here
+
+    return sorted({m.topic for m in handlers.event_models})
 
 
 def replay(running, *args: str) -> subprocess.CompletedProcess:
@@ -61,7 +68,7 @@ async def run(running, episodes: int) -> list[Figure]:
     finally:
         await asyncio.to_thread(replay, running, "drop", "--shadow", shadow, "--apply")
     cohort = f"{episodes + 1} episodes (incl. warm-up)"
-    bare_s = await bare.consume(running.bootstrap, [INTAKE, COURSE], records)
+    bare_s = await bare.consume(running.bootstrap, consumed_topics(), records)
     return [
         rate(NAME, f"rapport-{SERVICE} replay run: its own time", records, seconds, unit="records/s",
              note=f"{cohort}; shadow verified equal to live; includes group join and ~1.5 s poll/settle"),
