@@ -97,6 +97,16 @@ class Timer:
     parked_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A timer to arm: ``TimerStore.schedule_many`` takes several at once."""
+
+    kind: str
+    key: str
+    due_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
 TimerHandler = Callable[[UnitOfWork, Timer], Awaitable[None]]
 
 
@@ -148,6 +158,44 @@ class TimerStore:
                 uuid.uuid4(), kind, key, due_at, body, now,
             )
         if moved:  # wake the runner (delivered only if this transaction commits)
+            await conn.execute("SELECT pg_notify($1, '')", self.channel)
+
+    async def schedule_many(self, conn: asyncpg.Connection, plans: Iterable[Plan], *, now: datetime) -> None:
+        """``schedule`` for several timers of distinct (kind, key) in three statements, whatever
+        their number (a course arms two per session): the same rules, applied as sets."""
+        plans = list(plans)
+        if not plans:
+            return
+        if len({(p.kind, p.key) for p in plans}) != len(plans):
+            raise ValueError("schedule_many takes each (kind, key) once")
+        if any(p.due_at.tzinfo is None for p in plans):
+            raise ValueError("due_at must be timezone-aware")
+        kinds, keys, dues = [p.kind for p in plans], [p.key for p in plans], [p.due_at for p in plans]
+        bodies = [json.dumps(dict(p.payload), sort_keys=True, default=str) for p in plans]
+        # The live ones are moved (their rows locked, as schedule's UPDATE does) ...
+        moved = await conn.fetch(
+            f"UPDATE {self.schema}.timers t SET due_at = v.due_at, payload = v.body::jsonb, updated_at = $5,"
+            " attempts = CASE WHEN t.due_at <> v.due_at OR t.payload <> v.body::jsonb THEN 0 ELSE t.attempts END,"
+            " last_error = CASE WHEN t.due_at <> v.due_at OR t.payload <> v.body::jsonb THEN NULL ELSE t.last_error END,"
+            " parked_at = CASE WHEN t.due_at <> v.due_at OR t.payload <> v.body::jsonb THEN NULL ELSE t.parked_at END"
+            " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS v(kind, key, due_at, body)"
+            f" WHERE t.kind = v.kind AND t.key = v.key AND t.{_LIVE.replace(' AND ', ' AND t.')} RETURNING t.kind, t.key",
+            kinds, keys, dues, bodies, now,
+        )
+        done = {(r["kind"], r["key"]) for r in moved}
+        rest = [i for i, p in enumerate(plans) if (p.kind, p.key) not in done]
+        inserted = []
+        if rest:  # ... and the others inserted
+            inserted = await conn.fetch(
+                f"INSERT INTO {self.schema}.timers (timer_id, kind, key, due_at, payload, created_at, updated_at)"
+                " SELECT v.timer_id, v.kind, v.key, v.due_at, v.body::jsonb, $6, $6"
+                " FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])"
+                " AS v(timer_id, kind, key, due_at, body)"
+                f" ON CONFLICT (kind, key) WHERE {_LIVE} DO NOTHING RETURNING true",
+                [uuid.uuid4() for _ in rest], [kinds[i] for i in rest], [keys[i] for i in rest],
+                [dues[i] for i in rest], [bodies[i] for i in rest], now,
+            )
+        if moved or inserted:  # wake the runner (delivered only if this transaction commits)
             await conn.execute("SELECT pg_notify($1, '')", self.channel)
 
     async def cancel(self, conn: asyncpg.Connection, kind: str, key: str, *, now: datetime) -> bool:

@@ -100,6 +100,15 @@ class FakeSessions:
                                  "starts_at": starts_at, "status": "scheduled", "cause_event_id": cause_event_id,
                                  "changed_at": changed_at}
 
+    async def known(self, session_ids):
+        return {s for s in session_ids if s in self.rows}
+
+    async def add_many(self, *, episode_id, sessions, cause_event_id, changed_at):
+        for session_id, number, starts_at in sessions:
+            if session_id not in self.rows:
+                await self.put(session_id=session_id, episode_id=episode_id, number=number, starts_at=starts_at,
+                               cause_event_id=cause_event_id, changed_at=changed_at)
+
     async def set_status(self, session_id, status, at):
         row = self.rows.get(session_id)
         if row is None or (row["changed_at"] is not None and row["changed_at"] > at):
@@ -349,6 +358,10 @@ class FakePlans:
 
     async def schedule(self, kind, key, due_at, *, now, payload=None):
         self.live[(kind, key)] = (due_at, dict(payload or {}))
+
+    async def schedule_many(self, plans, *, now):
+        for p in plans:
+            await self.schedule(p.kind, p.key, p.due_at, now=now, payload=p.payload)
 
     async def cancel(self, kind, key, *, now):
         if self.live.pop((kind, key), None) is None:

@@ -4,11 +4,11 @@ connection so a plan is armed or cancelled in the transaction of the change that
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import asyncpg
 
-from rapport_shared.timers import TimerStore
+from rapport_shared.timers import Plan, TimerStore
 
 
 class Plans:
@@ -18,6 +18,9 @@ class Plans:
     async def schedule(self, kind: str, key: str, due_at: datetime, *, now: datetime,
                        payload: Mapping[str, Any] | None = None) -> None:
         await self.store.schedule(self.conn, kind, key, due_at, now=now, payload=payload)
+
+    async def schedule_many(self, plans: Iterable[Plan], *, now: datetime) -> None:
+        await self.store.schedule_many(self.conn, plans, now=now)
 
     async def cancel(self, kind: str, key: str, *, now: datetime) -> bool:
         return await self.store.cancel(self.conn, kind, key, now=now)

@@ -110,6 +110,19 @@ class SessionRepository:
             " status='scheduled', cause_event_id=$5, changed_at=$6",
             session_id, episode_id, number, starts_at, cause_event_id, changed_at)
 
+    async def known(self, session_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these sessions are here already."""
+        return {r["session_id"] for r in await self.conn.fetch(
+            "SELECT session_id FROM sessions WHERE session_id = ANY($1::uuid[])", session_ids)}
+
+    async def add_many(self, *, episode_id, sessions: list[tuple[uuid.UUID, int, datetime]], cause_event_id: uuid.UUID,
+                       changed_at: datetime) -> None:
+        """New sessions ``(session_id, number, starts_at)``, scheduled, in one statement."""
+        await self.conn.executemany(
+            "INSERT INTO sessions (session_id, episode_id, number, starts_at, status, cause_event_id, changed_at)"
+            " VALUES ($1,$2,$3,$4,'scheduled',$5,$6) ON CONFLICT (session_id) DO NOTHING",
+            [(sid, episode_id, number, starts_at, cause_event_id, changed_at) for sid, number, starts_at in sessions])
+
     async def set_status(self, session_id, status: str, at: datetime) -> bool:
         """False when the session is unknown or was changed by a later event (``changed_at``)."""
         return bool(await self.conn.fetchval(

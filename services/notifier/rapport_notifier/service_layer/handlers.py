@@ -33,7 +33,7 @@ from rapport_shared.errors import Invalid, NotFound
 from rapport_shared.hours import QuietHours, WorkingHours, WorkingHoursError
 from rapport_shared.logging import get_logger
 from rapport_shared.messagebus import HandlerRegistry
-from rapport_shared.timers import Timer
+from rapport_shared.timers import Plan, Timer
 
 from ..domain import commands, questionnaires, referrer, rules
 from .notifications import (enqueue, fan_out_webhooks, local_time, page_oncall, quiet_hours, recipient_channels,
@@ -81,21 +81,41 @@ async def upsert_session(uow: NotifierUnitOfWork, *, episode_id, session_id, num
 
 
 async def arm_session(uow: NotifierUnitOfWork, session_id, starts_at: datetime) -> None:
-    s, now, key = uow.settings, uow.now(), f"session:{session_id}"
+    now, key = uow.now(), f"session:{session_id}"
     if starts_at <= now:
         for kind in SESSION_TIMERS:
             await uow.timers.cancel(kind, key, now=now)
         return
-    await uow.timers.schedule(T_REMINDER, key, max(now, starts_at - s.session_reminder_lead), now=now,
-                              payload={"session_id": str(session_id)})
-    expires = starts_at - s.questionnaire_expiry_lead
-    if await uow.sessions.questionnaire_request(session_id) is not None:
-        # already requested: the request now expires with the moved session
-        await uow.sessions.set_request_expiry(session_id, expires)
+    requested = await uow.sessions.questionnaire_request(session_id) is not None
+    if requested:  # already requested: the request now expires with the moved session
+        await uow.sessions.set_request_expiry(session_id, starts_at - uow.settings.questionnaire_expiry_lead)
+    await uow.timers.schedule_many(session_plans(uow, session_id, starts_at, requested=requested), now=now)
+
+
+def session_plans(uow: NotifierUnitOfWork, session_id, starts_at: datetime, *, requested: bool) -> list[Plan]:
+    """A future session's timers: its reminder and, unless already requested (or too late to
+    answer before it), its questionnaire request."""
+    s, now, key, payload = uow.settings, uow.now(), f"session:{session_id}", {"session_id": str(session_id)}
+    plans = [Plan(T_REMINDER, key, max(now, starts_at - s.session_reminder_lead), payload)]
+    if not requested and starts_at - s.questionnaire_expiry_lead > now:
+        plans.append(Plan(T_QREQUEST, key, max(now, starts_at - s.questionnaire_lead), payload))
+    return plans
+
+
+async def introduce_sessions(uow: NotifierUnitOfWork, episode_id, sessions) -> None:
+    """A planned course's sessions, as sets: the new ones stored and their timers armed in a few
+    statements (not ~9 per session); a known one is left as it is, as ``upsert_session`` does
+    for an introduction (course.planned / session.scheduled)."""
+    event, now = uow.cause, uow.now()
+    known = await uow.sessions.known([s.session_id for s in sessions])
+    new = [s for s in sessions if s.session_id not in known]
+    if not new:
         return
-    if expires > now:
-        await uow.timers.schedule(T_QREQUEST, key, max(now, starts_at - s.questionnaire_lead), now=now,
-                                  payload={"session_id": str(session_id)})
+    await uow.sessions.add_many(episode_id=episode_id, sessions=[(s.session_id, s.number, s.starts_at) for s in new],
+                                cause_event_id=uuid.UUID(event.id), changed_at=event.time)
+    # A new session has no timers and no request yet: a past one needs nothing cancelled.
+    await uow.timers.schedule_many([p for s in new if s.starts_at > now
+                                    for p in session_plans(uow, s.session_id, s.starts_at, requested=False)], now=now)
 
 
 async def _defer_for_quiet_hours(uow: NotifierUnitOfWork, timer: Timer, person_id: str) -> bool:
@@ -274,9 +294,7 @@ async def on_course_planned(data: CoursePlannedV1, uow: NotifierUnitOfWork) -> N
                                       uow.default_org)
     # n of the course: mid-course is session ⌈n/2⌉, the end session n (questionnaire requests).
     await uow.episodes.set_contract(data.episode_id, data.contracted_sessions, event.time)
-    for s in data.sessions:
-        await upsert_session(uow, episode_id=data.episode_id, session_id=s.session_id, number=s.number,
-                             starts_at=s.starts_at)
+    await introduce_sessions(uow, data.episode_id, data.sessions)
     await enqueue(uow, kind=rules.COURSE_PLANNED, cause_event_id=event.id, episode_id=data.episode_id,
                   recipient_ref=f"clinician:{data.clinician_id}",
                   params={"episode_id": str(data.episode_id), "sessions": data.contracted_sessions,
