@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
@@ -82,6 +82,27 @@ async def table_hash(conn: asyncpg.Connection, schema: str, t: Table, cols: Sequ
     return r["n"], r["h"]
 
 
+DIFFERING_SHOWN = 10  # keys named per differing table: enough to start from, never a dump
+
+
+async def differing_keys(conn: asyncpg.Connection, live: str, shadow: str, t: Table, cols: Sequence[str],
+                         limit: int = DIFFERING_SHOWN) -> list[str]:
+    """The keys (``/``-joined, in key order) of the projection rows that are in one schema and not
+    the other, or differ in a hashed column: which rows to look at when the hashes differ. Keys
+    only, never the columns' values (they may hold health data)."""
+    row = ", ".join(_q(c) for c in cols)
+    key = ", ".join(_q(k) for k in t.key)
+    where = f" WHERE {t.rows('r')}" if t.where else ""
+
+    def side(schema: str) -> str:
+        return f"SELECT {key}, ROW({row})::text AS v FROM {_q(schema)}.{_q(t.name)} r{where}"
+
+    rows = await conn.fetch(
+        f"SELECT DISTINCT {key} FROM (({side(live)} EXCEPT {side(shadow)}) UNION ALL"
+        f" ({side(shadow)} EXCEPT {side(live)})) d ORDER BY {key} LIMIT {int(limit)}")
+    return ["/".join(str(v) for v in r.values()) for r in rows]
+
+
 @dataclass
 class TableCheck:
     table: str
@@ -89,6 +110,7 @@ class TableCheck:
     shadow_rows: int
     live_hash: str
     shadow_hash: str
+    differing: list[str] = field(default_factory=list)  # the first keys that differ (DIFFERING_SHOWN)
 
     @property
     def equal(self) -> bool:
@@ -101,7 +123,10 @@ async def verify(conn: asyncpg.Connection, projection: Projection, live: str, sh
         cols = await hashed_columns(conn, live, t)
         ln, lh = await table_hash(conn, live, t, cols)
         sn, sh = await table_hash(conn, shadow, t, cols)
-        out.append(TableCheck(t.name, ln, sn, lh, sh))
+        check = TableCheck(t.name, ln, sn, lh, sh)
+        if not check.equal:
+            check.differing = await differing_keys(conn, live, shadow, t, cols)
+        out.append(check)
     return out
 
 

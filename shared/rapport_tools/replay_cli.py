@@ -65,6 +65,10 @@ def print_checks(checks: list[R.TableCheck], live: str, shadow: str, as_json: bo
         t.add_row(c.table, str(c.live_rows), str(c.shadow_rows), c.live_hash[:12], c.shadow_hash[:12],
                   "[green]equal[/green]" if c.equal else "[red]DIFFERENT[/red]")
     out.print(t)
+    for c in checks:
+        if c.differing:  # where to look: the keys, never the values
+            more = " (first ones)" if len(c.differing) >= R.DIFFERING_SHOWN else ""
+            out.print(f"{c.table}: rows that differ{more}, by key: {', '.join(c.differing)}")
 
 
 async def _verify(settings: ServiceSettings, p: R.Projection, shadow: str) -> list[R.TableCheck]:

@@ -58,6 +58,11 @@ async def test_hash_covers_projection_rows_and_columns_only(schemas):
     await conn.execute(f"UPDATE {shadow}.items SET value = 'B' WHERE id = 2")
     await conn.execute(f"UPDATE {shadow}.mixed SET derived = 'D'")
     assert await equal(conn, live, shadow) == {"items": False, "mixed": False}
+    # Which rows to look at: their keys (missing on one side, or a hashed column changed), never values.
+    await conn.execute(f"INSERT INTO {live}.items (id, kind, value) VALUES (7, 'derived', 'only live')")
+    checks = {c.table: c for c in await R.verify(conn, P, live, shadow)}
+    assert checks["items"].differing == ["2", "7"] and checks["mixed"].differing == ["1"]
+    assert not any("only live" in k or "B" in k for k in checks["items"].differing)
 
 
 async def test_swap_makes_live_equal_to_the_shadow_and_keeps_a_backup(schemas):
