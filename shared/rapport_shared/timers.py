@@ -134,35 +134,11 @@ class TimerStore:
         """Arm ``(kind, key)`` at ``due_at``; an already live one is moved (attempts reset). A parked
         one moved to another time or payload is unparked (the state asks for it anew); armed again
         as it was, it stays parked."""
-        if due_at.tzinfo is None:
-            raise ValueError("due_at must be timezone-aware")
-        body = json.dumps(dict(payload or {}), sort_keys=True, default=str)
-        # Always an UPDATE of the pending row, even when nothing changes: it takes the row's lock,
-        # so a runner firing this very timer (it holds the lock) finishes first and the row is then
-        # no longer pending — a new timer is inserted below and fires with the state this
-        # transaction writes. (A no-op that skipped the lock let the firing runner read the state
-        # from before this transaction while this re-arm found "already armed" and did nothing.)
-        moved = await conn.fetchval(
-            f"UPDATE {self.schema}.timers SET due_at = $3, payload = $4::jsonb, updated_at = $5,"
-            " attempts = CASE WHEN due_at <> $3 OR payload <> $4::jsonb THEN 0 ELSE attempts END,"
-            " last_error = CASE WHEN due_at <> $3 OR payload <> $4::jsonb THEN NULL ELSE last_error END,"
-            " parked_at = CASE WHEN due_at <> $3 OR payload <> $4::jsonb THEN NULL ELSE parked_at END"
-            f" WHERE kind = $1 AND key = $2 AND {_LIVE} RETURNING true",
-            kind, key, due_at, body, now,
-        )
-        if not moved:
-            moved = await conn.fetchval(
-                f"INSERT INTO {self.schema}.timers (timer_id, kind, key, due_at, payload, created_at, updated_at)"
-                f" VALUES ($1, $2, $3, $4, $5::jsonb, $6, $6)"
-                f" ON CONFLICT (kind, key) WHERE {_LIVE} DO NOTHING RETURNING true",
-                uuid.uuid4(), kind, key, due_at, body, now,
-            )
-        if moved:  # wake the runner (delivered only if this transaction commits)
-            await conn.execute("SELECT pg_notify($1, '')", self.channel)
+        await self.schedule_many(conn, [Plan(kind, key, due_at, payload or {})], now=now)
 
     async def schedule_many(self, conn: asyncpg.Connection, plans: Iterable[Plan], *, now: datetime) -> None:
-        """``schedule`` for several timers of distinct (kind, key) in three statements, whatever
-        their number (a course arms two per session): the same rules, applied as sets."""
+        """``schedule`` for several timers of distinct (kind, key), in three statements whatever
+        their number (a course arms two per session)."""
         plans = list(plans)
         if not plans:
             return
@@ -172,7 +148,11 @@ class TimerStore:
             raise ValueError("due_at must be timezone-aware")
         kinds, keys, dues = [p.kind for p in plans], [p.key for p in plans], [p.due_at for p in plans]
         bodies = [json.dumps(dict(p.payload), sort_keys=True, default=str) for p in plans]
-        # The live ones are moved (their rows locked, as schedule's UPDATE does) ...
+        # The live ones are moved. Always an UPDATE of the pending row, even when nothing changes: it
+        # takes the row's lock, so a runner firing this very timer (it holds the lock) finishes first
+        # and the row is then no longer pending — a new timer is inserted below and fires with the
+        # state this transaction writes. (A no-op that skipped the lock let the firing runner read the
+        # state from before this transaction while this re-arm found "already armed" and did nothing.)
         moved = await conn.fetch(
             f"UPDATE {self.schema}.timers t SET due_at = v.due_at, payload = v.body::jsonb, updated_at = $5,"
             " attempts = CASE WHEN t.due_at <> v.due_at OR t.payload <> v.body::jsonb THEN 0 ELSE t.attempts END,"

@@ -1,7 +1,7 @@
-"""``TimerStore.schedule_many`` against real Postgres: the same rules as ``schedule`` one by one —
-a live timer moved (attempts, error and parking reset when it changes; untouched when armed as it
-was), a new one inserted beside a fired one of the same (kind, key), the runner woken — applied as
-sets in three statements (the notifier arms a planned course's timers with it)."""
+"""``TimerStore.schedule_many`` against real Postgres (``schedule`` is it for one timer): a live
+timer moved (attempts, error and parking reset when it changes; untouched when armed as it was), a
+new one inserted beside a fired one of the same (kind, key), the runner woken — for many timers at
+once in three statements, as for each alone (the notifier arms a planned course's timers with it)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ async def rows(pool, kind: str) -> list[tuple]:
         " FROM timers WHERE kind = $1 ORDER BY key, fired_at NULLS LAST", kind)]
 
 
-async def test_as_a_set_it_does_what_schedule_does_one_by_one(pool, scratch_schema):
+async def test_many_at_once_as_each_alone_moved_kept_or_inserted(pool, scratch_schema):
     store = TimerStore(scratch_schema[0])
     one, many = f"test.one.{uuid.uuid4().hex[:6]}", f"test.many.{uuid.uuid4().hex[:6]}"
     for kind in (one, many):
