@@ -23,8 +23,10 @@ statement for them all instead of one per record), in the same transaction as th
 Such a handler has effects only (it emits no events: the unit of work it gets has no single
 cause). If the call fails, the transaction is rolled back as for any failure; the records before
 the run go again in savepoints, then the run's records one by one, each in a savepoint, find the
-one that fails; it goes on alone as above. So a poison record costs its run one extra pass. Postgres or Kafka unreachable during a batch's transaction: the
-whole transaction is tried again (backoff, without bound).
+one that fails; it goes on alone as above. So a poison record costs its run one extra pass.
+
+Postgres or Kafka unreachable during a batch's transaction: the whole transaction is tried again
+(backoff, without bound).
 
 Every record ends somewhere — processed, ignored or dead-lettered — so no record can stop its
 partition. What happens to a record (``dlq_reason`` header in brackets):
@@ -414,10 +416,7 @@ class EventConsumer:
         began = time.perf_counter()
         try:
             with _bound(first.record, first.event), tracing.consume_span(first.record, first.event):
-                uow = self.make_uow(conn, None)
-                await first.handler.many(uow, [w.event for w in run], [w.data for w in run])
-                if getattr(uow, "emitted", None):
-                    raise TypeError(f"set-based handler {first.handler.__name__} emitted events")
+                await first.handler.many(self.make_uow(conn, None), [w.event for w in run], [w.data for w in run])
         except Exception as exc:
             if is_infrastructure_error(exc, conn):
                 raise InfrastructureUnavailable(exc) from exc

@@ -77,7 +77,7 @@ class HandlerRegistry(Generic[U]):
         except KeyError:
             raise LookupError(f"no handler for {type(message).__name__}") from None
         if fn in self._many:  # one message to a set-based handler: a list of one
-            return lambda msg, uow: fn([msg], uow)
+            return lambda msg, uow: _effects_only(fn, [msg], uow)
         return fn
 
     async def dispatch(self, message: object, uow: U) -> Any:
@@ -117,16 +117,21 @@ def _many_call(fn: Handler) -> Callable[[UnitOfWork, Any, Any], Awaitable[None]]
     ``many_key`` says which records' handlers are the same function."""
 
     async def call(uow: UnitOfWork, event: Any, data: Any) -> None:
-        await fn([data], uow)
-        if getattr(uow, "emitted", None):
-            raise TypeError(f"set-based handler {call.__name__} emitted events")
+        await _effects_only(fn, [data], uow)
 
     async def many(uow: UnitOfWork, events: list[Any], datas: list[Any]) -> None:
-        await fn(datas, uow)
+        await _effects_only(fn, datas, uow)
 
     call.__name__ = getattr(fn, "__name__", "handler")
     call.many, call.many_key = many, fn  # type: ignore[attr-defined]
     return call
+
+
+async def _effects_only(fn: Handler, msgs: list[Any], uow: UnitOfWork) -> None:
+    """A set-based handler's call: refused if it emitted (its unit of work has no single cause)."""
+    await fn(msgs, uow)
+    if getattr(uow, "emitted", None):
+        raise TypeError(f"set-based handler {getattr(fn, '__name__', 'handler')} emitted events")
 
 
 def _timer_call(fn: Handler) -> Callable[[UnitOfWork, Any], Awaitable[None]]:
