@@ -55,21 +55,15 @@ __all__ = ["SESSION_TIMERS", "T_ESCALATION", "T_QREMINDER", "T_QREQUEST", "T_REM
 
 
 # ---------------------------------------------------------------- sessions and questionnaires
-async def upsert_session(uow: NotifierUnitOfWork, *, episode_id, session_id, number, starts_at: datetime,
-                         moved: bool = False) -> None:
-    """Project a session event (``uow.cause``). Replay-safe: the projection never goes back in
-    time, so a re-processed older event (a replay that bypasses the inbox) cannot re-arm a plan for
-    a time the session has since left (which would send a reminder under the older event's key).
+# Session events (``uow.cause``) are projected replay-safe: the projection never goes back in time,
+# so a re-processed older event (a replay that bypasses the inbox) cannot re-arm a plan for a time
+# the session has since left (which would send a reminder under the older event's key).
 
-    - ``course.planned`` / ``session.scheduled`` (``moved=False``) only introduce a session: for a
-      known session they are no-ops (a session id's time changes only by ``session.rescheduled``).
-    - ``session.rescheduled`` applies unless the session was changed by a later event
-      (``changed_at``, the event time of the last change, is newer than this event's time).
-    """
+async def move_session(uow: NotifierUnitOfWork, *, episode_id, session_id, number, starts_at: datetime) -> None:
+    """``session.rescheduled``: applies unless the session was changed by a later event
+    (``changed_at``, the event time of the last change, is newer than this event's time)."""
     event = uow.cause
     row = await uow.sessions.get(session_id)
-    if row is not None and not moved:
-        return  # already known (planned, then scheduled; or a re-processed older event)
     if row is not None and row["changed_at"] is not None and event.time < row["changed_at"]:
         log.info("stale session event ignored", session_id=str(session_id), cause_event_id=event.id)
         return
@@ -103,9 +97,9 @@ def session_plans(uow: NotifierUnitOfWork, session_id, starts_at: datetime, *, r
 
 
 async def introduce_sessions(uow: NotifierUnitOfWork, episode_id, sessions) -> None:
-    """A planned course's sessions, as sets: the new ones stored and their timers armed in a few
-    statements (not ~9 per session); a known one is left as it is, as ``upsert_session`` does
-    for an introduction (course.planned / session.scheduled)."""
+    """``course.planned`` / ``session.scheduled`` only introduce sessions: the new ones stored and
+    their timers armed as sets, in a few statements whatever their number; a known one is left as
+    it is (a session id's time changes only by ``session.rescheduled``: ``move_session``)."""
     event, now = uow.cause, uow.now()
     known = await uow.sessions.known([s.session_id for s in sessions])
     new = [s for s in sessions if s.session_id not in known]
@@ -305,8 +299,11 @@ async def on_course_planned(data: CoursePlannedV1, uow: NotifierUnitOfWork) -> N
 @handlers.handles(SessionScheduledV1, SessionRescheduledV1)
 async def on_session_timed(data: SessionScheduledV1 | SessionRescheduledV1, uow: NotifierUnitOfWork) -> None:
     await uow.episodes.ensure(data.episode_id, uow.default_org)
-    await upsert_session(uow, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
-                         starts_at=data.starts_at, moved=isinstance(data, SessionRescheduledV1))
+    if isinstance(data, SessionRescheduledV1):
+        await move_session(uow, episode_id=data.episode_id, session_id=data.session_id, number=data.number,
+                           starts_at=data.starts_at)
+    else:
+        await introduce_sessions(uow, data.episode_id, [data])
     await fan_out_webhooks(uow, uow.cause, data)
 
 
