@@ -71,13 +71,18 @@ async def hashed_columns(conn: asyncpg.Connection, schema: str, t: Table) -> lis
     return [c for c in chosen if c not in t.exclude]
 
 
+def _rows_sql(t: Table, cols: Sequence[str]) -> tuple[str, str, str]:
+    """The SQL pieces both comparisons use: (projection columns as a row, key columns, the rows'
+    WHERE over alias ``r``)."""
+    return (", ".join(_q(c) for c in cols), ", ".join(_q(k) for k in t.key),
+            f" WHERE {t.rows('r')}" if t.where else "")
+
+
 async def table_hash(conn: asyncpg.Connection, schema: str, t: Table, cols: Sequence[str]) -> tuple[int, str]:
     """(rows, md5 of the rows' text in key order) over the projection columns of ``t``."""
-    row = ", ".join(_q(c) for c in cols)
-    order = ", ".join(_q(k) for k in t.key)
-    where = f" WHERE {t.rows('r')}" if t.where else ""
+    row, key, where = _rows_sql(t, cols)
     r = await conn.fetchrow(
-        f"SELECT count(*) AS n, md5(coalesce(string_agg(ROW({row})::text, E'\\n' ORDER BY {order}), ''))"
+        f"SELECT count(*) AS n, md5(coalesce(string_agg(ROW({row})::text, E'\\n' ORDER BY {key}), ''))"
         f" AS h FROM {_q(schema)}.{_q(t.name)} r{where}")
     return r["n"], r["h"]
 
@@ -90,9 +95,7 @@ async def differing_keys(conn: asyncpg.Connection, live: str, shadow: str, t: Ta
     """The keys (``/``-joined, in key order) of the projection rows that are in one schema and not
     the other, or differ in a hashed column: which rows to look at when the hashes differ. Keys
     only, never the columns' values (they may hold health data)."""
-    row = ", ".join(_q(c) for c in cols)
-    key = ", ".join(_q(k) for k in t.key)
-    where = f" WHERE {t.rows('r')}" if t.where else ""
+    row, key, where = _rows_sql(t, cols)
 
     def side(schema: str) -> str:
         return f"SELECT {key}, ROW({row})::text AS v FROM {_q(schema)}.{_q(t.name)} r{where}"
