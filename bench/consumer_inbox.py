@@ -31,9 +31,11 @@ import asyncio
 import resource
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rapport_shared import db, envelope
@@ -45,7 +47,7 @@ from rapport_shared.envelope import KafkaRecord
 from rapport_shared.kafka import BatchSubscriber, ensure_topics, make_broker, dead_letter_publisher
 from rapport_shared.outbox import Outbox
 from rapport_testing.fixtures import scratch_schema
-from rapport_shared.topics import COURSE, INTAKE, NOTIFICATIONS, dlq_topic
+from rapport_shared.topics import COURSE, NOTIFICATIONS, dlq_topic
 from rapport_shared.uow import uow_maker
 
 import bare
@@ -206,22 +208,53 @@ async def one_insert(stack, n: int) -> list[Figure]:
     ]
 
 
-async def outcomes_handlers(stack, n: int) -> list[Figure]:
-    """The outcomes service's real handlers over session.attended records."""
-    from rapport_outcomes.domain.model import Episode  # noqa: PLC0415 - a service, only for this benchmark
-    from rapport_outcomes.adapters.repository import EpisodeRepository  # noqa: PLC0415
-    from rapport_outcomes.bootstrap import MIGRATIONS  # noqa: PLC0415
+@dataclass
+class OutcomesScratch:
+    """Outcomes on a scratch schema (its migrations) and a fresh group at the end of its topics."""
+
+    schema: str
+    pool: asyncpg.Pool
+    group: str
+
+
+async def outcomes_scratch(stack, prefix: str) -> OutcomesScratch:
+    from rapport_outcomes.bootstrap import MIGRATIONS  # noqa: PLC0415 - a service, only for this benchmark
+    from rapport_outcomes.service_layer.handlers import handlers  # noqa: PLC0415
+
+    schema, dsn = await scratch_schema(stack.admin_dsn, prefix, Path(MIGRATIONS))
+    group = f"{prefix.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+    topics = sorted({m.topic for m in handlers.event_models})  # the group subscribes to all of them
+    await ensure_topics(stack.bootstrap, topics + [dlq_topic(t, group) for t in topics], 3, 1)
+    await start_at_end(stack.bootstrap, group, topics)
+    return OutcomesScratch(schema, await db.create_pool(dsn, schema, 1, 10), group)
+
+
+async def consume_with_outcomes(stack, o: OutcomesScratch, n: int) -> TimedSubscriber:
+    """N records through outcomes' own registry and unit of work, as the service consumes."""
     from rapport_outcomes.service_layer.handlers import handlers  # noqa: PLC0415
     from rapport_outcomes.service_layer.unit_of_work import OutcomesUnitOfWork  # noqa: PLC0415
     from rapport_outcomes.settings import OutcomesSettings  # noqa: PLC0415
 
-    schema, dsn = await scratch_schema(stack.admin_dsn, "bench_outcomes", Path(MIGRATIONS))
-    pool = await db.create_pool(dsn, schema, 1, 10)
-    settings = OutcomesSettings(service_name="outcomes", db_schema=schema)
-    outbox = Outbox("/rapport/outcomes", schema)
-    group = f"bench-outcomes-{uuid.uuid4().hex[:6]}"
-    await ensure_topics(stack.bootstrap, [COURSE, INTAKE] + [dlq_topic(t, group) for t in (COURSE, INTAKE)], 3, 1)
-    await start_at_end(stack.bootstrap, group, [COURSE, INTAKE])
+    settings = OutcomesSettings(service_name="outcomes", db_schema=o.schema)
+    outbox = Outbox("/rapport/outcomes", o.schema)
+    broker = make_broker(stack.bootstrap, client_id=o.group)
+    await broker.start()
+    consumer = EventConsumer(pool=o.pool, group_id=o.group, dead_letter=dead_letter_publisher(broker), outbox=outbox,
+                             make_uow=uow_maker(outbox, settings_clock(), OutcomesUnitOfWork, settings))
+    handlers.subscribe(consumer)
+    try:
+        return await consume(stack, consumer, n)
+    finally:
+        await broker.stop()
+
+
+async def outcomes_handlers(stack, n: int) -> list[Figure]:
+    """The outcomes service's real handlers over session.attended records."""
+    from rapport_outcomes.domain.model import Episode  # noqa: PLC0415 - a service, only for this benchmark
+    from rapport_outcomes.adapters.repository import EpisodeRepository  # noqa: PLC0415
+
+    o = await outcomes_scratch(stack, "bench_outcomes")
+    pool = o.pool
 
     count = -(-n // SESSIONS)
     now = datetime.now(timezone.utc)
@@ -244,16 +277,7 @@ async def outcomes_handlers(stack, n: int) -> list[Figure]:
             records.append(envelope.encode(envelope.new_event(type=data.event_type, source="/rapport/scheduler",
                                                               subject=str(e), data=data, time=now)))
     await bare.produce(stack.bootstrap, COURSE, records)
-
-    broker = make_broker(stack.bootstrap, client_id="bench-outcomes")
-    await broker.start()
-    consumer = EventConsumer(pool=pool, group_id=group, dead_letter=dead_letter_publisher(broker), outbox=outbox,
-                             make_uow=uow_maker(outbox, settings_clock(), OutcomesUnitOfWork, settings))
-    handlers.subscribe(consumer)
-    try:
-        sub = await consume(stack, consumer, n)
-    finally:
-        await broker.stop()
+    sub = await consume_with_outcomes(stack, o, n)
     try:
         attended = await pool.fetchval("SELECT coalesce(sum(attended_sessions), 0) FROM courses")
         alerts = await pool.fetchval("SELECT count(*) FROM alerts")
@@ -270,19 +294,7 @@ async def outcomes_handlers(stack, n: int) -> list[Figure]:
 
 async def outcomes_deliveries(stack, n: int) -> list[Figure]:
     """Outcomes' set-based ``deliveries`` handler over notification.delivered records."""
-    from rapport_outcomes.bootstrap import MIGRATIONS  # noqa: PLC0415 - a service, only for this benchmark
-    from rapport_outcomes.service_layer.handlers import handlers  # noqa: PLC0415
-    from rapport_outcomes.service_layer.unit_of_work import OutcomesUnitOfWork  # noqa: PLC0415
-    from rapport_outcomes.settings import OutcomesSettings  # noqa: PLC0415
-
-    schema, dsn = await scratch_schema(stack.admin_dsn, "bench_outcomes_dl", Path(MIGRATIONS))
-    pool = await db.create_pool(dsn, schema, 1, 10)
-    settings = OutcomesSettings(service_name="outcomes", db_schema=schema)
-    outbox = Outbox("/rapport/outcomes", schema)
-    group = f"bench-outcomes-dl-{uuid.uuid4().hex[:6]}"
-    topics = sorted({m.topic for m in handlers.event_models})  # the group subscribes to all of outcomes' topics
-    await ensure_topics(stack.bootstrap, topics + [dlq_topic(t, group) for t in topics], 3, 1)
-    await start_at_end(stack.bootstrap, group, topics)
+    o = await outcomes_scratch(stack, "bench_outcomes_dl")
     now = datetime.now(timezone.utc)
     records: list[KafkaRecord] = []
     for i in range(n):  # ~36 deliveries an episode, as a course makes
@@ -293,19 +305,11 @@ async def outcomes_deliveries(stack, n: int) -> list[Figure]:
         records.append(envelope.encode(envelope.new_event(type=data.event_type, source="/rapport/notifier",
                                                           subject=str(e), data=data, time=now)))
     await bare.produce(stack.bootstrap, NOTIFICATIONS, records)
-    broker = make_broker(stack.bootstrap, client_id="bench-outcomes-dl")
-    await broker.start()
-    consumer = EventConsumer(pool=pool, group_id=group, dead_letter=dead_letter_publisher(broker), outbox=outbox,
-                             make_uow=uow_maker(outbox, settings_clock(), OutcomesUnitOfWork, settings))
-    handlers.subscribe(consumer)
+    sub = await consume_with_outcomes(stack, o, n)
     try:
-        sub = await consume(stack, consumer, n)
+        stored = await o.pool.fetchval("SELECT count(*) FROM communications")
     finally:
-        await broker.stop()
-    try:
-        stored = await pool.fetchval("SELECT count(*) FROM communications")
-    finally:
-        await pool.close()
+        await o.pool.close()
     bare_s = await bare.consume(stack.bootstrap, [NOTIFICATIONS], n)
     assert sub.statuses == {"processed": n} and stored == n, (sub.statuses, stored)
     return figures_of("outcomes' deliveries (set-based)", sub, n, bare_s,
