@@ -7,7 +7,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import asyncpg
 import pytest
 
 from rapport_shared import envelope
@@ -45,12 +44,9 @@ def record(offset, data=None, partition=0, topic="rapport.course", event_type=Ph
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=6, server_settings={"search_path": name})
-    await p.execute("CREATE TABLE IF NOT EXISTS batch_effects (event_id uuid, partition int, seq bigserial)")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("CREATE TABLE IF NOT EXISTS batch_effects (event_id uuid, partition int, seq bigserial)")
+    return scratch_pool
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import asyncio
 import time
 import uuid
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -39,12 +38,9 @@ def model_on(topic: str) -> type[PhaseChangedV1]:
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=12, server_settings={"search_path": name})
-    await p.execute("CREATE TABLE IF NOT EXISTS kafka_effects (event_id uuid NOT NULL, member text NOT NULL)")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("CREATE TABLE IF NOT EXISTS kafka_effects (event_id uuid NOT NULL, member text NOT NULL)")
+    return scratch_pool
 
 
 async def produce(bootstrap: str, model, n: int, keys: int = 60) -> list[str]:

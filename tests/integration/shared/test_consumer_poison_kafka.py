@@ -8,7 +8,6 @@ import time
 import uuid
 from datetime import datetime, timezone
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -97,12 +96,9 @@ class Harness:
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=6, server_settings={"search_path": name})
-    await p.execute("CREATE TABLE IF NOT EXISTS effects (event_id uuid, note text)")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("CREATE TABLE IF NOT EXISTS effects (event_id uuid, note text)")
+    return scratch_pool
 
 
 @pytest.fixture

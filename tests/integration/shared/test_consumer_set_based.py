@@ -6,7 +6,6 @@ time and dead-lettered, the others applied once; a set-based handler may not emi
 import uuid
 from datetime import datetime, timezone
 
-import asyncpg
 import pytest
 
 from rapport_shared import envelope
@@ -39,12 +38,9 @@ def record(offset, event_id=None, episode=None):
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=4, server_settings={"search_path": name})
-    await p.execute("CREATE TABLE IF NOT EXISTS set_effects (episode_id uuid, seq bigserial)")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("CREATE TABLE IF NOT EXISTS set_effects (episode_id uuid, seq bigserial)")
+    return scratch_pool
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -38,12 +37,9 @@ def phase_event(episode):
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=6, server_settings={"search_path": name})
-    await p.execute("DELETE FROM outbox")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("DELETE FROM outbox")
+    return scratch_pool
 
 
 async def test_rolled_back_state_change_publishes_nothing(pool, scratch_schema, producer, kafka):

@@ -6,7 +6,6 @@ import asyncio
 import uuid
 from datetime import datetime, timezone
 
-import asyncpg
 import pytest
 
 from rapport_shared.contracts import PhaseChangedV1
@@ -23,12 +22,9 @@ def phase_event(episode):
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=8, server_settings={"search_path": name})
-    await p.execute("DELETE FROM outbox")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("DELETE FROM outbox")
+    return scratch_pool
 
 
 async def write(pool, schema, n, episodes=7) -> dict[str, list[str]]:

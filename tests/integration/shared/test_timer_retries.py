@@ -19,7 +19,6 @@ import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 from typer.testing import CliRunner
@@ -35,12 +34,9 @@ T0 = datetime(2031, 3, 3, 9, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=6, server_settings={"search_path": name})
-    await p.execute("TRUNCATE timers")
-    yield p
-    await p.close()
+async def pool(scratch_pool):
+    await scratch_pool.execute("TRUNCATE timers")
+    return scratch_pool
 
 
 def sample(name: str, **labels: str) -> float:

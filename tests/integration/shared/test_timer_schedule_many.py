@@ -9,7 +9,6 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
-import asyncpg
 import pytest
 
 from rapport_shared.timers import Plan, TimerStore
@@ -19,11 +18,8 @@ T0 = datetime(2031, 3, 3, 9, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-async def pool(scratch_schema):
-    name, dsn = scratch_schema
-    p = await asyncpg.create_pool(dsn, min_size=1, max_size=4, server_settings={"search_path": name})
-    yield p
-    await p.close()
+def pool(scratch_pool):
+    return scratch_pool
 
 
 async def scenario(pool, store: TimerStore, kind: str) -> None:
