@@ -76,7 +76,12 @@ log = get_logger(__name__)
 
 # Live: the one timer of its (kind, key) (index timers_one_pending; failed_at is only set on rows
 # given up by versions before parking). Pending: live and not parked, what the runner fires.
-_LIVE = "fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL"
+def _live(alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return " AND ".join(f"{prefix}{c} IS NULL" for c in ("fired_at", "cancelled_at", "failed_at"))
+
+
+_LIVE = _live()
 _PENDING = f"{_LIVE} AND parked_at IS NULL"
 _PARKED = f"{_LIVE} AND parked_at IS NOT NULL"
 MAX_ERROR_CHARS = 4000
@@ -159,7 +164,7 @@ class TimerStore:
             " last_error = CASE WHEN t.due_at <> v.due_at OR t.payload <> v.body::jsonb THEN NULL ELSE t.last_error END,"
             " parked_at = CASE WHEN t.due_at <> v.due_at OR t.payload <> v.body::jsonb THEN NULL ELSE t.parked_at END"
             " FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[]) AS v(kind, key, due_at, body)"
-            f" WHERE t.kind = v.kind AND t.key = v.key AND t.{_LIVE.replace(' AND ', ' AND t.')} RETURNING t.kind, t.key",
+            f" WHERE t.kind = v.kind AND t.key = v.key AND {_live('t')} RETURNING t.kind, t.key",
             kinds, keys, dues, bodies, now,
         )
         done = {(r["kind"], r["key"]) for r in moved}

@@ -482,7 +482,8 @@ async def _evaluate(uow: OutcomesUnitOfWork, episode: Episode, course, policy: O
         baseline_totals={k: float(p.baseline.total) for k, p in ev.pairs.items()},
         final_totals={k: float(p.final.total) for k, p in ev.pairs.items()},
         evaluated_at=now, template_id=template, clinician_id=clinician, end_reason=course["end_reason"],
-        course_ended_at=course["ended_at"], attended_sessions=attended, treatment_sessions=treatment, counts_toward_recovery=c.counts_toward_recovery,
+        course_ended_at=course["ended_at"], attended_sessions=attended, treatment_sessions=treatment,
+        counts_toward_recovery=c.counts_toward_recovery,
         paired_measures=list(c.paired_measures), instruments=ev.instruments(), revision=revision,
         organisation_id=episode.organisation_id, condition_measures=condition_measures, measurement=measurement,
     ))
