@@ -9,7 +9,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from rapport_testing.kafka import Record, _partitions
+from rapport_testing.kafka import Record, _partitions, record_of
 
 
 class Tail:
@@ -40,9 +40,8 @@ class Tail:
 
     async def poll(self, timeout_s: float = 0.5) -> list[Record]:
         """What arrived since the last call (waits up to ``timeout_s`` when nothing has)."""
-        new = [Record(m.topic, m.partition, m.offset, m.key, m.value,
-                      {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers}, m.timestamp)
-               for msgs in (await self.consumer.getmany(timeout_ms=int(timeout_s * 1000))).values() for m in msgs]
+        new = [record_of(m) for msgs in (await self.consumer.getmany(timeout_ms=int(timeout_s * 1000))).values()
+               for m in msgs]
         self.records += new
         return new
 

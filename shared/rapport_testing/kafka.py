@@ -29,6 +29,12 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return cluster.partitions_for_topic(topic) or set()
 
 
+def record_of(m) -> Record:
+    """An aiokafka ConsumerRecord as a ``Record`` (header values decoded for matching)."""
+    return Record(m.topic, m.partition, m.offset, m.key, m.value,
+                  {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers}, m.timestamp)
+
+
 async def read_all(bootstrap: str, topic: str) -> list[Record]:
     """Every record currently in ``topic`` (no consumer group, nothing committed)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
@@ -50,9 +56,7 @@ async def read_all(bootstrap: str, topic: str) -> list[Record]:
         while remaining and time.monotonic() < deadline:
             batch = await consumer.getmany(*remaining, timeout_ms=500)
             for tp, msgs in batch.items():
-                for m in msgs:
-                    out.append(Record(m.topic, m.partition, m.offset, m.key, m.value,
-                                      {k: (v or b"").decode("utf-8", "replace") for k, v in m.headers}, m.timestamp))
+                out += [record_of(m) for m in msgs]
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
